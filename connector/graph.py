@@ -1,0 +1,216 @@
+"""The Microsoft Graph adapter: finds and updates learningCourseActivity records with msgraph-sdk.
+
+msgraph-sdk builds the URLs, request bodies and error objects. Responses are read as bytes rather than parsed into
+models, because the first parsed entity of a process imports ~1,250 model modules (over a second of cold start)
+and all the connector needs from a lookup is the id. The SDK's retry handler is left out: a throttled update goes
+back on the queue with its delay instead of sleeping inside the invocation (see connector.worker).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from azure.core.exceptions import ClientAuthenticationError
+
+from connector.events import ASSIGNMENT, SELF_INITIATED
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from kiota_abstractions.request_information import RequestInformation
+    from msgraph.generated.models.learning_course_activity import LearningCourseActivity
+
+    from connector.settings import Settings
+
+#: Statuses worth another try later; any other failure is permanent and goes to the poison queue.
+TRANSIENT_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
+REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_RETRY_MINUTES = re.compile(r"retry after (\d+(?:\.\d+)?) minute", re.IGNORECASE)
+
+
+@dataclass
+class GraphFailure(Exception):
+    """A Graph call that did not succeed, with what an operator needs to act on it."""
+
+    status: int | None
+    code: str
+    message: str
+    request_id: str | None = None
+    retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.status or ''} {self.code}: {self.message}".strip())
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status in TRANSIENT_STATUSES or self.status >= 500
+
+    def reason(self) -> dict[str, Any]:
+        return {
+            "source": "graph",
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "requestId": self.request_id,
+        }
+
+
+class GraphGateway:
+    """One Graph client (and its connection pool) per worker process; create it once and reuse it."""
+
+    def __init__(self, settings: Settings, credential: AsyncTokenCredential) -> None:
+        from kiota_authentication_azure.azure_identity_authentication_provider import (
+            AzureIdentityAuthenticationProvider,
+        )
+        from msgraph import GraphRequestAdapter, GraphServiceClient
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+        from msgraph_core import GraphClientFactory
+        from msgraph_core.middleware import GraphTelemetryHandler
+
+        # The token goes only to the configured Graph host: a mistyped GRAPH_BASE_URL never receives it.
+        auth = AzureIdentityAuthenticationProvider(
+            credential, scopes=[settings.graph_scope], allowed_hosts=[settings.graph_host]
+        )
+        http = GraphClientFactory.create_with_custom_middleware(
+            [GraphTelemetryHandler()],
+            client=httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=64)),
+        )
+        self._http = http
+        self._adapter = GraphRequestAdapter(auth, client=http)
+        self._adapter.base_url = settings.graph_base_url
+        self._client = GraphServiceClient(request_adapter=self._adapter)
+        self._errors: dict[str, Any] = {"XXX": ODataError}
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    def _provider(self, registration_id: str) -> Any:
+        return self._client.employee_experience.learning_providers.by_learning_provider_id(registration_id)
+
+    async def find_activity(self, registration_id: str, external_id: str) -> dict[str, Any]:
+        """GET …/learningCourseActivities(externalcourseActivityId='…'): the activity's JSON."""
+        # OData doubles a quote inside a string literal; the SDK percent-encodes but does not double it.
+        literal = external_id.replace("'", "''")
+        builder = self._provider(registration_id).learning_course_activities_with_externalcourse_activity_id(literal)
+        body = await self._send(builder.to_get_request_information(), "bytes")
+        return json.loads(body) if body else {}
+
+    async def update_activity(
+        self, registration_id: str, activity_id: str, odata_type: str, changes: Mapping[str, Any]
+    ) -> str | None:
+        """PATCH …/learningCourseActivities/{id} with @odata.type and the given changeable properties only."""
+        builder = self._provider(registration_id).learning_course_activities.by_learning_course_activity_id(activity_id)
+        info = builder.to_patch_request_information(build_model(odata_type, changes))
+        return await self._send(info, None)
+
+    async def _send(self, info: RequestInformation, response_type: str | None) -> Any:
+        from kiota_abstractions.api_error import APIError
+
+        try:
+            if response_type is None:
+                await self._adapter.send_no_response_content_async(info, self._errors)
+                return None
+            return await self._adapter.send_primitive_async(info, response_type, self._errors)
+        except APIError as exc:
+            raise _failure_from_api_error(exc) from None
+        except httpx.TimeoutException as exc:
+            raise GraphFailure(None, "timeout", f"Graph did not answer in time ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise GraphFailure(None, "connectionError", f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        except ClientAuthenticationError as exc:
+            raise GraphFailure(None, "tokenUnavailable", _first_line(str(exc))) from None
+
+
+def build_model(odata_type: str, changes: Mapping[str, Any]) -> LearningCourseActivity:
+    """The msgraph-sdk model for the PATCH body; explicit nulls go through additional_data as real JSON nulls."""
+    from msgraph.generated.models.course_status import CourseStatus
+    from msgraph.generated.models.learning_assignment import LearningAssignment
+    from msgraph.generated.models.learning_self_initiated_course import LearningSelfInitiatedCourse
+
+    if odata_type == ASSIGNMENT:
+        model: LearningCourseActivity = LearningAssignment(odata_type=ASSIGNMENT)
+    elif odata_type == SELF_INITIATED:
+        model = LearningSelfInitiatedCourse(odata_type=SELF_INITIATED)
+    else:
+        raise ValueError(f"not a learningCourseActivity type: {odata_type}")
+    nulls: dict[str, Any] = {}
+    for name, value in changes.items():
+        if value is None:
+            nulls[name] = None
+        elif name == "status":
+            model.status = CourseStatus(value)
+        elif name == "completionPercentage":
+            model.completion_percentage = value
+        elif name in ("assignedDateTime", "completedDateTime", "startedDateTime"):
+            setattr(model, _SNAKE[name], datetime.fromisoformat(value))
+        elif name == "dueDateTime":
+            from msgraph.generated.models.date_time_time_zone import DateTimeTimeZone
+
+            model.due_date_time = DateTimeTimeZone(date_time=value["dateTime"], time_zone=value["timeZone"])  # type: ignore[attr-defined]
+        elif name == "notes":
+            from msgraph.generated.models.body_type import BodyType
+            from msgraph.generated.models.item_body import ItemBody
+
+            model.notes = ItemBody(content=value["content"], content_type=BodyType(value["contentType"]))  # type: ignore[attr-defined]
+        else:
+            raise ValueError(f"{name} is not a changeable property")
+    model.additional_data.update(nulls)
+    return model
+
+
+_SNAKE = {
+    "assignedDateTime": "assigned_date_time",
+    "completedDateTime": "completed_date_time",
+    "startedDateTime": "started_date_time",
+}
+
+
+def _failure_from_api_error(exc: Any) -> GraphFailure:
+    status = exc.response_status_code
+    headers = exc.response_headers or {}
+    code, message, request_id = "unknownError", str(exc.message or exc), None
+    error = getattr(exc, "error", None)  # ODataError's main error, when the body was Graph's JSON
+    if error is not None:
+        code = error.code or code
+        message = error.message or message
+        inner = getattr(error, "inner_error", None)
+        request_id = getattr(inner, "request_id", None) if inner is not None else None
+    request_id = request_id or _header(headers, "request-id")
+    return GraphFailure(status, code, message, request_id, parse_retry_after(_header(headers, "retry-after"), message))
+
+
+def parse_retry_after(header: str | None, message: str | None = None) -> float | None:
+    """Seconds to wait: the Retry-After header (seconds or an HTTP date), else Graph's "Retry after N minutes"."""
+    if header:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            try:
+                return max(0.0, (parsedate_to_datetime(header) - datetime.now(UTC)).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    if message:
+        found = _RETRY_MINUTES.search(message)
+        if found:
+            return float(found.group(1)) * 60
+    return None
+
+
+def _header(headers: Any, name: str) -> str | None:
+    try:
+        value = headers.get(name)
+    except AttributeError:
+        return None
+    if isinstance(value, (list, tuple, set)):
+        value = next(iter(value), None)
+    return str(value) if value else None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "the managed identity endpoint gave no token"

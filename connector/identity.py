@@ -1,0 +1,22 @@
+"""Which credential gets the Graph token: the app's managed identity in Azure, a developer's Azure CLI login
+elsewhere; never a client secret."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from connector.settings import Settings
+
+
+def create_credential(settings: Settings) -> AsyncTokenCredential:
+    """Managed identity when the platform provides one (IDENTITY_ENDPOINT), user-assigned with AZURE_CLIENT_ID."""
+    if settings.managed_identity_available:
+        from azure.identity.aio import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(client_id=settings.azure_client_id)
+    from azure.identity.aio import AzureCliCredential
+
+    return AzureCliCredential()

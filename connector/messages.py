@@ -1,0 +1,133 @@
+"""The queue message: a versioned JSON envelope around one event, and the bare events trusted systems may send.
+
+Version 1: {"schemaVersion": 1, "kind": "courseActivityUpdate", "id", "registrationId", "source", "webhookId",
+"eventTime", "sequence", "receivedAt", "event", optional "attempt", "firstAttemptAt", "deadLetter"}.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA_VERSION = 1
+KIND = "courseActivityUpdate"
+QUEUE_NAME = "course-activity-updates"
+POISON_QUEUE_NAME = f"{QUEUE_NAME}-poison"
+#: Azure Storage queues take at most 64 KiB per message; the webhook's body limit keeps each event far below.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class MessageError(ValueError):
+    """A queue message that cannot be read as an envelope or a bare event."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One event on its way to Graph, with what the worker needs to order, deduplicate and trace it."""
+
+    id: str
+    registration_id: str
+    event: dict[str, Any]
+    source: str
+    event_time: str
+    received_at: str
+    webhook_id: str | None = None
+    sequence: int = 0
+    attempt: int = 0
+    first_attempt_at: str | None = None
+    dead_letter: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "schemaVersion": SCHEMA_VERSION,
+            "kind": KIND,
+            "id": self.id,
+            "registrationId": self.registration_id,
+            "source": self.source,
+            "webhookId": self.webhook_id,
+            "eventTime": self.event_time,
+            "sequence": self.sequence,
+            "receivedAt": self.received_at,
+            "event": self.event,
+        }
+        if self.attempt:
+            data["attempt"] = self.attempt
+        if self.first_attempt_at:
+            data["firstAttemptAt"] = self.first_attempt_at
+        if self.dead_letter is not None:
+            data["deadLetter"] = self.dead_letter
+        data.update(self.extra)
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    def with_dead_letter(self, reason: dict[str, Any]) -> Envelope:
+        return replace(self, dead_letter=reason)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def decode_body(body: bytes | str) -> Any:
+    """The message's JSON: as written (messageEncoding none), or base64 of it (a client's default encoding)."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        decoded = base64.b64decode(text.strip(), validate=True).decode("utf-8")
+        return json.loads(decoded)
+    except (binascii.Error, ValueError):
+        raise MessageError("the message body is not JSON (nor base64-encoded JSON)") from None
+
+
+_KNOWN = {
+    "schemaVersion",
+    "kind",
+    "id",
+    "registrationId",
+    "source",
+    "webhookId",
+    "eventTime",
+    "sequence",
+    "receivedAt",
+    "event",
+    "attempt",
+    "firstAttemptAt",
+    "deadLetter",
+}
+
+
+def read_envelope(data: dict[str, Any]) -> Envelope:
+    """Reads a versioned envelope; raises MessageError when it is not one this version understands."""
+    version = data.get("schemaVersion")
+    if version != SCHEMA_VERSION or data.get("kind") != KIND:
+        raise MessageError(f"unsupported message schemaVersion {version!r} or kind {data.get('kind')!r}")
+    for name in ("id", "registrationId", "eventTime", "receivedAt"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise MessageError(f"the envelope's {name} is missing or not a string")
+    if not isinstance(data.get("event"), dict):
+        raise MessageError("the envelope's event is missing or not a JSON object")
+    return Envelope(
+        id=data["id"],
+        registration_id=data["registrationId"],
+        event=data["event"],
+        source=str(data.get("source") or "queue"),
+        event_time=data["eventTime"],
+        received_at=data["receivedAt"],
+        webhook_id=data.get("webhookId"),
+        sequence=int(data.get("sequence") or 0),
+        attempt=int(data.get("attempt") or 0),
+        first_attempt_at=data.get("firstAttemptAt"),
+        dead_letter=data.get("deadLetter"),
+        extra={k: v for k, v in data.items() if k not in _KNOWN},
+    )
+
+
+def is_envelope(data: Any) -> bool:
+    return isinstance(data, dict) and "schemaVersion" in data

@@ -1,0 +1,218 @@
+"""The connector's settings, read once from the environment (app settings in Azure, local.settings.json locally).
+
+Every setting is checked when the app starts, so that a typo fails the deployment with the setting's name instead
+of failing the first callback at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+STORAGE_SETTING = "AzureWebJobsStorage"
+AZURITE_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+_LOOPBACK_NAMES = {"localhost"}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message starts with the setting's name."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """One learning provider's configuration, from CONNECTOR_PROVIDERS[registrationId]."""
+
+    registration_id: str
+    webhook_secrets: tuple[str, ...] = ()
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where the queues and tables live: a connection string (Azurite, or keys) or an identity-based account."""
+
+    connection_string: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    providers: Mapping[str, ProviderSettings]
+    graph_base_url: str = DEFAULT_GRAPH_BASE_URL
+    azure_client_id: str | None = None
+    storage: StorageSettings | None = None
+    managed_identity_available: bool = False
+
+    def provider(self, registration_id: str) -> ProviderSettings | None:
+        """Looks a provider up by its registrationId; GUIDs compare without regard to case."""
+        found = self.providers.get(registration_id)
+        if found is None:
+            found = self.providers.get(registration_id.lower())
+        return found
+
+    @property
+    def graph_host(self) -> str:
+        return urlsplit(self.graph_base_url).hostname or ""
+
+    @property
+    def graph_scope(self) -> str:
+        """The token scope: the Graph host's own, except that a loopback sandbox stands in for global Graph."""
+        host = self.graph_host
+        return "https://graph.microsoft.com/.default" if _is_loopback(host) else f"https://{host}/.default"
+
+    def require_storage(self) -> StorageSettings:
+        if self.storage is None:
+            raise SettingsError(
+                STORAGE_SETTING,
+                "is not set: give a connection string, or identity-based AzureWebJobsStorage__accountName "
+                "(or __queueServiceUri and __tableServiceUri)",
+            )
+        return self.storage
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads and checks every setting; raises SettingsError naming the first bad one."""
+    env = os.environ if environ is None else environ
+    return Settings(
+        providers=_parse_providers(env.get("CONNECTOR_PROVIDERS")),
+        graph_base_url=_parse_graph_base_url(env.get("GRAPH_BASE_URL")),
+        azure_client_id=_parse_client_id("AZURE_CLIENT_ID", env.get("AZURE_CLIENT_ID")),
+        storage=_parse_storage(env),
+        managed_identity_available=bool(env.get("IDENTITY_ENDPOINT") or env.get("MSI_ENDPOINT")),
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, parsed once."""
+    return load_settings()
+
+
+def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
+    name = "CONNECTOR_PROVIDERS"
+    if raw is None or not raw.strip():
+        logger.warning("%s is not set: no provider can send callbacks until one is configured", name)
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(name, f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(data, dict):
+        raise SettingsError(name, 'must be a JSON object keyed by registrationId, e.g. {"<id>": {...}}')
+    providers: dict[str, ProviderSettings] = {}
+    for registration_id, config in data.items():
+        where = f"{name}[{registration_id!r}]"
+        if not registration_id.strip() or "/" in registration_id or "?" in registration_id:
+            raise SettingsError(where, "a registrationId must be a non-empty id without '/' or '?'")
+        if not isinstance(config, dict):
+            raise SettingsError(where, 'must be a JSON object, e.g. {"webhookSecrets": ["whsec_..."]}')
+        secrets = config.get("webhookSecrets", [])
+        if not isinstance(secrets, list):
+            raise SettingsError(f"{where}.webhookSecrets", "must be a list of secrets")
+        for index, secret in enumerate(secrets):
+            _check_webhook_secret(f"{where}.webhookSecrets[{index}]", secret)
+        key = registration_id.lower()
+        if key in providers:
+            raise SettingsError(where, "is configured twice (registrationIds compare without regard to case)")
+        options = {k: v for k, v in config.items() if k != "webhookSecrets"}
+        providers[key] = ProviderSettings(registration_id, tuple(secrets), options)
+    return providers
+
+
+def _check_webhook_secret(where: str, secret: object) -> None:
+    if not isinstance(secret, str) or not secret.startswith("whsec_"):
+        raise SettingsError(
+            where, "must be a string 'whsec_<base64>' (create one with: python -m connector new-secret)"
+        )
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError(where, "is not valid base64 after 'whsec_'") from None
+    if len(key) < 16:
+        raise SettingsError(where, "is too short: use at least 16 random bytes (24 characters of base64)")
+
+
+def _parse_graph_base_url(raw: str | None) -> str:
+    name = "GRAPH_BASE_URL"
+    if raw is None or not raw.strip():
+        return DEFAULT_GRAPH_BASE_URL
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(name, f"must be an absolute https URL like {DEFAULT_GRAPH_BASE_URL}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SettingsError(name, "must use https (plain http is allowed only for a loopback sandbox)")
+    if parts.query or parts.fragment:
+        raise SettingsError(name, "must not carry a query or fragment")
+    if not re.search(r"/(v1\.0|beta)$", parts.path):
+        raise SettingsError(name, "must end with the API version, e.g. /v1.0")
+    return url
+
+
+def _parse_client_id(name: str, raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return str(uuid.UUID(raw.strip()))
+    except ValueError:
+        raise SettingsError(name, "must be the client id (a GUID) of the user-assigned managed identity") from None
+
+
+def _parse_storage(env: Mapping[str, str]) -> StorageSettings | None:
+    raw = env.get(STORAGE_SETTING)
+    if raw and raw.strip():
+        value = raw.strip()
+        if value.replace(" ", "").lower().startswith("usedevelopmentstorage=true"):
+            return StorageSettings(connection_string=AZURITE_CONNECTION_STRING)
+        fields = dict(part.split("=", 1) for part in value.split(";") if "=" in part)
+        if "AccountName" not in fields and not any(k.endswith("Endpoint") for k in fields):
+            raise SettingsError(STORAGE_SETTING, "is not a storage connection string (no AccountName or endpoint)")
+        return StorageSettings(connection_string=value)
+    prefix = f"{STORAGE_SETTING}__"
+    account = env.get(prefix + "accountName")
+    queue_uri = env.get(prefix + "queueServiceUri")
+    table_uri = env.get(prefix + "tableServiceUri")
+    if not (account or queue_uri or table_uri):
+        return None
+    if account:
+        queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
+        table_uri = table_uri or f"https://{account}.table.core.windows.net"
+    if not queue_uri:
+        raise SettingsError(prefix + "queueServiceUri", "is required when __accountName is not set")
+    if not table_uri:
+        raise SettingsError(prefix + "tableServiceUri", "is required when __accountName is not set")
+    client_id = _parse_client_id(prefix + "clientId", env.get(prefix + "clientId"))
+    return StorageSettings(queue_service_uri=queue_uri, table_service_uri=table_uri, client_id=client_id)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

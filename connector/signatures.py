@@ -1,0 +1,55 @@
+"""Standard Webhooks signature checks (https://www.standardwebhooks.com), one provider's secrets at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+class SignatureError(Exception):
+    """The request is not signed by any of the provider's current secrets; the message says why."""
+
+
+@lru_cache(maxsize=256)
+def _webhook(secret: str) -> Webhook:
+    return Webhook(secret)
+
+
+def verify(body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> str:
+    """Checks the signature against each secret (several during a rotation); returns the webhook id.
+
+    The library compares in constant time and enforces the 5-minute timestamp tolerance.
+    """
+    found = {name: headers.get(name) for name in HEADERS}
+    missing = [name for name, value in found.items() if not value]
+    if missing:
+        raise SignatureError(f"missing header {', '.join(missing)} (Standard Webhooks signature required)")
+    if not secrets:
+        raise SignatureError("no webhook secret is configured for this provider")
+    last = "no signature matches"
+    for secret in secrets:
+        try:
+            _webhook(secret).verify(body, found, json_parse=False)  # type: ignore[arg-type]
+        except WebhookVerificationError as exc:
+            last = str(exc)
+            if "timestamp" in last.lower() or "header" in last.lower():
+                break  # the same for every secret
+        except (ValueError, UnicodeDecodeError):  # a malformed signature header, or a body that is not UTF-8
+            last = "malformed webhook-signature header or body"
+            break
+        else:
+            return found["webhook-id"]  # type: ignore[return-value]
+    raise SignatureError(_explain(last))
+
+
+def _explain(reason: str) -> str:
+    lowered = reason.lower()
+    if "too old" in lowered or "too new" in lowered:
+        return f"{reason}: webhook-timestamp must be within 5 minutes of the current time"
+    if "no matching signature" in lowered:
+        return "no signature in webhook-signature matches any of the provider's secrets"
+    return reason

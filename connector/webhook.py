@@ -1,0 +1,113 @@
+"""The native webhook: a provider's signed callback in, queue messages and the contract's answer out.
+
+Checks run cheapest and least revealing first: the provider must exist (404), the body must fit (413), the
+signature must match (401), the body must be JSON (415) and follow the reference's rules (400). Only a request
+that passes all of them puts anything on the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.events import EventValidationError, FieldError, parse_batch_json, parse_event_json
+from connector.messages import Envelope, now_iso
+from connector.settings import Settings
+from connector.signatures import SignatureError, verify
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_EVENTS = 100
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the HTTP function answers, and the queue messages it emits (only when accepting)."""
+
+    status: int
+    body: dict[str, Any]
+    messages: list[str] = field(default_factory=list)
+
+
+def error_reply(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return Reply(status, {"error": error})
+
+
+def bad_request(errors: list[FieldError]) -> Reply:
+    """400 in the contract's shape: the first problem as the message, one detail per bad field."""
+    return error_reply(400, "badRequest", errors[0].message, [e.to_detail() for e in errors])
+
+
+def receive(settings: Settings, registration_id: str, headers: Mapping[str, str], body: bytes) -> Reply:
+    """Authenticates, validates and turns one webhook request into queue messages."""
+    provider = settings.provider(registration_id)
+    if provider is None:
+        return error_reply(404, "notFound", f"No provider with registrationId '{registration_id}' is configured.")
+    if len(body) > MAX_BODY_BYTES:
+        return error_reply(413, "payloadTooLarge", f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    try:
+        webhook_id = verify(body, headers, provider.webhook_secrets)
+    except SignatureError as exc:
+        logger.warning("webhook rejected (401) for provider %s: %s", provider.registration_id, exc)
+        return error_reply(401, "unauthorized", f"Invalid webhook signature: {exc}.")
+    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type and not _is_json_media_type(content_type):
+        return error_reply(415, "unsupportedMediaType", f"Content-Type must be application/json, not {content_type}.")
+    start = body.lstrip()[:1]
+    if start not in (b"{", b"["):
+        if not content_type:
+            return error_reply(415, "unsupportedMediaType", "The body is not JSON: send application/json.")
+        return bad_request([FieldError("body", "is invalid", "must be one event object or a JSON array of events")])
+    is_batch = start == b"["
+    try:
+        updates = (
+            parse_batch_json(body, provider.registration_id)
+            if is_batch
+            else [parse_event_json(body, provider.registration_id)]
+        )
+    except EventValidationError as exc:
+        logger.info(
+            "webhook %s rejected (400) for provider %s: %s", webhook_id, provider.registration_id, exc.errors[0].message
+        )
+        return bad_request(exc.errors)
+    if not updates:
+        return bad_request([FieldError("body", "shouldn't be empty", "send at least one event")])
+    if len(updates) > MAX_EVENTS:
+        return error_reply(
+            413, "payloadTooLarge", f"A request carries at most {MAX_EVENTS} events; this one has {len(updates)}."
+        )
+    event_time = _event_time(headers)
+    received_at = now_iso()
+    ids = [f"{webhook_id}:{index}" if is_batch else webhook_id for index in range(len(updates))]
+    messages = [
+        Envelope(
+            id=event_id,
+            registration_id=provider.registration_id,
+            event=update.event,  # type: ignore[arg-type]
+            source="webhook",
+            webhook_id=webhook_id,
+            event_time=event_time,
+            sequence=index,
+            received_at=received_at,
+        ).to_json()
+        for index, (event_id, update) in enumerate(zip(ids, updates, strict=True))
+    ]
+    logger.info("webhook %s accepted %d event(s) for provider %s", webhook_id, len(messages), provider.registration_id)
+    return Reply(202, {"accepted": len(messages), "ids": ids}, messages)
+
+
+def _is_json_media_type(media_type: str) -> bool:
+    return media_type in ("application/json", "text/json") or media_type.endswith("+json")
+
+
+def _event_time(headers: Mapping[str, str]) -> str:
+    """When the provider sent the callback (its signed webhook-timestamp): orders callbacks that arrive late."""
+    stamp = float(headers["webhook-timestamp"])
+    return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,48 @@
+"""Azure Functions entry point (Python v2 model): triggers and bindings only; the logic lives in connector/.
+
+No `from __future__ import annotations` here: the Python worker reads these annotations to check the bindings.
+"""
+
+import json
+import typing
+
+import azure.functions as func
+
+from connector import bootstrap, webhook
+from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
+from connector.settings import STORAGE_SETTING
+from connector.worker import Delivery
+
+bootstrap.settings()  # a bad setting stops the app at start-up, naming the setting
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+@app.function_name("course_activity_webhook")
+@app.route(route="providers/{registrationId}/course-activities", methods=["POST"])
+@app.queue_output(arg_name="updates", queue_name=QUEUE_NAME, connection=STORAGE_SETTING)
+def course_activity_webhook(
+    req: func.HttpRequest,
+    updates: func.Out[typing.List[str]],  # noqa: UP006 (the worker accepts only typing.List)
+) -> func.HttpResponse:
+    """A provider's callback: 202 once every event is on the queue, or 400/401/404/413/415 saying why not."""
+    headers = {name.lower(): value for name, value in req.headers.items()}
+    reply = webhook.receive(bootstrap.settings(), req.route_params["registrationId"], headers, req.get_body())
+    if reply.messages:
+        updates.set(reply.messages)
+    return _json(reply.status, reply.body)
+
+
+@app.function_name("apply_course_activity_update")
+@app.queue_trigger(arg_name="msg", queue_name=QUEUE_NAME, connection=STORAGE_SETTING)
+@app.queue_output(arg_name="poison", queue_name=POISON_QUEUE_NAME, connection=STORAGE_SETTING)
+async def apply_course_activity_update(msg: func.QueueMessage, poison: func.Out[str]) -> None:
+    """Applies one update to Graph; a transient failure raises (the host retries), a permanent one dead-letters."""
+    delivery = Delivery(msg.get_body(), msg.id or "", msg.dequeue_count or 1, msg.insertion_time)
+    outcome = await bootstrap.worker().handle(delivery)
+    if outcome.dead_letter is not None:
+        poison.set(outcome.dead_letter)
+
+
+def _json(status: int, body: object) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: reference examples, signing, and access to the indexed function app."""
