@@ -254,9 +254,12 @@ def _all_errors(
             index = position if batch else None
             for error in _cross_field_errors(event, registration_id, index):
                 by_index.setdefault(index, {}).setdefault(error.field, error)
-    return [
-        error for index in sorted(by_index, key=lambda i: -1 if i is None else i) for error in by_index[index].values()
-    ]
+    ordered: list[FieldError] = []  # in the order the fields appear in the request
+    for index in sorted(by_index, key=lambda i: -1 if i is None else i):
+        event = events[index or 0] if len(events) > (index or 0) else None
+        position = {name: n for n, name in enumerate(event)} if isinstance(event, dict) else {}
+        ordered.extend(sorted(by_index[index].values(), key=lambda e: position.get(e.field, len(position))))
+    return ordered
 
 
 def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int | None) -> list[FieldError]:

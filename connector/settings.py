@@ -149,7 +149,8 @@ def _check_webhook_secret(where: str, secret: object) -> None:
             where, "must be a string 'whsec_<base64>' (create one with: python -m connector new-secret)"
         )
     try:
-        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=True)
+        encoded = secret.removeprefix("whsec_").rstrip("=")
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise SettingsError(where, "is not valid base64 after 'whsec_'") from None
     if len(key) < 16:

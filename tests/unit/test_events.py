@@ -134,9 +134,7 @@ def test_date_times_without_an_offset_or_malformed_are_rejected(field, value):
 
 
 def test_started_date_time_needs_an_offset_too():
-    assert messages_of(event(SELF, startedDateTime="2021-05-11T22:57:17")) == [
-        "Input field startedDateTime is invalid"
-    ]
+    assert messages_of(event(SELF, startedDateTime="2021-05-11T22:57:17")) == ["Input field startedDateTime is invalid"]
 
 
 def test_due_date_time_as_a_date_time_offset_string_becomes_a_utc_date_time_time_zone():
@@ -244,9 +242,7 @@ def test_the_graph_id_wins_over_the_external_id():
 
 
 def test_both_casings_must_agree():
-    assert messages_of(event(externalCourseActivityId="other")) == [
-        "Input field externalCourseActivityId is invalid"
-    ]
+    assert messages_of(event(externalCourseActivityId="other")) == ["Input field externalCourseActivityId is invalid"]
 
 
 @pytest.mark.parametrize("value", ["", "   ", None])

@@ -1,0 +1,29 @@
+"""Test-wide settings: one configured provider whose secrets are being rotated (two secrets)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.support.examples import REGISTRATION_ID
+from tests.support.signing import OTHER_SECRET, SECRET
+
+BASE_ENV = {
+    "CONNECTOR_PROVIDERS": json.dumps({REGISTRATION_ID: {"webhookSecrets": [OTHER_SECRET, SECRET]}}),
+    "FUNCTIONS_WORKER_RUNTIME": "python",
+}
+for _name in ("GRAPH_BASE_URL", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "AZURE_CLIENT_ID"):
+    os.environ.pop(_name, None)
+os.environ.update(BASE_ENV)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    """Each test reads the settings anew, so a test that changes the environment cannot leak into the next."""
+    from connector import bootstrap
+
+    bootstrap.reset()
+    yield
+    bootstrap.reset()

@@ -1,0 +1,55 @@
+"""The PATCH body msgraph-sdk writes for an update: @odata.type, the changeable properties, real JSON nulls."""
+
+from __future__ import annotations
+
+import json
+
+from kiota_serialization_json.json_serialization_writer import JsonSerializationWriter
+
+from connector.events import parse_event_json
+from connector.graph import build_model, parse_retry_after
+from tests.support.examples import (
+    EXAMPLE_1_ASSIGNMENT,
+    EXAMPLE_1_PATCH,
+    EXAMPLE_2_PATCH,
+    EXAMPLE_2_SELF_INITIATED,
+    REGISTRATION_ID,
+)
+
+
+def written(odata_type: str, changes: dict) -> dict:
+    writer = JsonSerializationWriter()
+    writer.write_object_value(None, build_model(odata_type, changes))
+    return json.loads(writer.get_serialized_content())
+
+
+def test_example_1_is_written_exactly():
+    update = parse_event_json(EXAMPLE_1_ASSIGNMENT, REGISTRATION_ID)
+    assert written(update.odata_type, update.changes) == EXAMPLE_1_PATCH
+
+
+def test_example_2_is_written_exactly():
+    update = parse_event_json(EXAMPLE_2_SELF_INITIATED, REGISTRATION_ID)
+    assert written(update.odata_type, update.changes) == EXAMPLE_2_PATCH
+
+
+def test_explicit_nulls_are_json_nulls_under_graph_names():
+    body = written(
+        "#microsoft.graph.learningAssignment",
+        {"status": "inProgress", "notes": None, "dueDateTime": None, "completionPercentage": None},
+    )
+    assert body == {
+        "@odata.type": "#microsoft.graph.learningAssignment",
+        "status": "inProgress",
+        "notes": None,
+        "dueDateTime": None,
+        "completionPercentage": None,
+    }
+
+
+def test_retry_after_from_the_header_or_from_graphs_message():
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(None, "Retry after 2 minutes") == 120.0
+    assert parse_retry_after("5", "Retry after 2 minutes") == 5.0
+    assert parse_retry_after(None, "Internal server error.") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0

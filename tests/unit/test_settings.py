@@ -1,0 +1,120 @@
+"""Every setting is checked at start-up, and a bad one is named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from connector.settings import AZURITE_CONNECTION_STRING, SettingsError, load_settings
+from tests.support.signing import SECRET
+
+GOOD = {"CONNECTOR_PROVIDERS": json.dumps({"reg-1": {"webhookSecrets": [SECRET]}})}
+
+
+def settings_error(**env: str) -> str:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**GOOD, **env})
+    return str(caught.value)
+
+
+def test_defaults():
+    settings = load_settings(GOOD)
+    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
+    assert settings.graph_scope == "https://graph.microsoft.com/.default"
+    assert settings.provider("REG-1").webhook_secrets == (SECRET,)
+    assert settings.storage is None
+    assert not settings.managed_identity_available
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("{not json", "CONNECTOR_PROVIDERS: is not valid JSON"),
+        ('["reg-1"]', "CONNECTOR_PROVIDERS: must be a JSON object"),
+        ('{"reg-1": "whsec_x"}', "CONNECTOR_PROVIDERS['reg-1']: must be a JSON object"),
+        ('{"reg-1": {"webhookSecrets": "whsec_x"}}', "CONNECTOR_PROVIDERS['reg-1'].webhookSecrets: must be a list"),
+        ('{"reg-1": {"webhookSecrets": ["secret"]}}', "webhookSecrets[0]: must be a string 'whsec_<base64>'"),
+        ('{"reg-1": {"webhookSecrets": ["whsec_!!!"]}}', "webhookSecrets[0]: is not valid base64"),
+        ('{"reg-1": {"webhookSecrets": ["whsec_c2hvcnQ="]}}', "webhookSecrets[0]: is too short"),
+        ('{"a": {}, "A": {}}', "is configured twice"),
+    ],
+)
+def test_a_bad_connector_providers_names_the_setting_and_the_problem(raw, expected):
+    assert expected in settings_error(CONNECTOR_PROVIDERS=raw)
+
+
+def test_providers_may_carry_more_keys_and_no_secrets():
+    settings = load_settings({"CONNECTOR_PROVIDERS": '{"reg-2": {"futureOption": true}}'})
+    assert settings.provider("reg-2").webhook_secrets == ()
+    assert settings.provider("reg-2").options == {"futureOption": True}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["graph.microsoft.com/v1.0", "http://graph.microsoft.com/v1.0", "https://graph.microsoft.com", "ftp://x/v1.0"],
+)
+def test_a_bad_graph_base_url_is_named(url):
+    assert settings_error(GRAPH_BASE_URL=url).startswith("GRAPH_BASE_URL:")
+
+
+def test_a_loopback_sandbox_may_use_http_and_keeps_the_global_graph_scope():
+    settings = load_settings({**GOOD, "GRAPH_BASE_URL": "http://127.0.0.1:8080/v1.0/"})
+    assert settings.graph_base_url == "http://127.0.0.1:8080/v1.0"
+    assert settings.graph_host == "127.0.0.1"
+    assert settings.graph_scope == "https://graph.microsoft.com/.default"
+
+
+def test_a_national_cloud_gets_its_own_scope():
+    settings = load_settings({**GOOD, "GRAPH_BASE_URL": "https://graph.microsoft.us/v1.0"})
+    assert settings.graph_scope == "https://graph.microsoft.us/.default"
+
+
+def test_azure_client_id_must_be_a_guid():
+    assert settings_error(AZURE_CLIENT_ID="my-identity").startswith("AZURE_CLIENT_ID:")
+    settings = load_settings({**GOOD, "AZURE_CLIENT_ID": "6F1C2B5E-9A3D-4E7F-8B1A-2C3D4E5F6A7B"})
+    assert settings.azure_client_id == "6f1c2b5e-9a3d-4e7f-8b1a-2c3d4e5f6a7b"
+
+
+def test_storage_from_a_connection_string_or_development_storage():
+    assert load_settings({**GOOD, "AzureWebJobsStorage": "UseDevelopmentStorage=true"}).storage.connection_string == (
+        AZURITE_CONNECTION_STRING
+    )
+    assert settings_error(AzureWebJobsStorage="not a connection string").startswith("AzureWebJobsStorage:")
+
+
+def test_identity_based_storage_settings():
+    storage = load_settings(
+        {
+            **GOOD,
+            "AzureWebJobsStorage__accountName": "connectorstore",
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": "6f1c2b5e-9a3d-4e7f-8b1a-2c3d4e5f6a7b",
+        }
+    ).storage
+    assert storage.queue_service_uri == "https://connectorstore.queue.core.windows.net"
+    assert storage.table_service_uri == "https://connectorstore.table.core.windows.net"
+    assert storage.client_id == "6f1c2b5e-9a3d-4e7f-8b1a-2c3d4e5f6a7b"
+    assert settings_error(AzureWebJobsStorage__queueServiceUri="https://q").startswith(
+        "AzureWebJobsStorage__tableServiceUri:"
+    )
+
+
+def test_missing_storage_is_named_when_needed():
+    with pytest.raises(SettingsError, match=r"^AzureWebJobsStorage: is not set"):
+        load_settings(GOOD).require_storage()
+
+
+def test_the_app_fails_at_start_up_naming_a_bad_setting():
+    """Importing function_app is the host's start-up: it must stop there, with the setting's name."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import function_app"],
+        env={"CONNECTOR_PROVIDERS": "{oops", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "SettingsError: CONNECTOR_PROVIDERS: is not valid JSON" in result.stderr

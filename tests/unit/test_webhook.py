@@ -1,0 +1,192 @@
+"""The webhook through the app's indexed function: the contract's answers, and nothing enqueued unless accepted."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.support.examples import EXAMPLE_1_ASSIGNMENT, EXAMPLE_2_SELF_INITIATED, REGISTRATION_ID
+from tests.support.functions import call_webhook
+from tests.support.signing import OTHER_SECRET, signed_headers
+
+
+def event(external_id: str = "ext-1", **fields) -> dict:
+    return {
+        "@odata.type": "#microsoft.graph.learningSelfInitiatedCourse",
+        "externalcourseActivityId": external_id,
+        "status": "inProgress",
+        **fields,
+    }
+
+
+def post(body: str | bytes, headers: dict[str, str] | None = None, registration_id: str = REGISTRATION_ID):
+    return call_webhook(registration_id, body, signed_headers(body) if headers is None else headers)
+
+
+@pytest.mark.parametrize("example", [EXAMPLE_1_ASSIGNMENT, EXAMPLE_2_SELF_INITIATED])
+def test_a_signed_reference_example_is_accepted_as_one_versioned_message(example):
+    headers = signed_headers(example, webhook_id="msg_example")
+    result = call_webhook(REGISTRATION_ID, example, headers)
+    assert (result.status, result.body) == (202, {"accepted": 1, "ids": ["msg_example"]})
+    assert result.headers["content-type"] == "application/json"
+    (message,) = [json.loads(m) for m in result.messages]
+    assert message["schemaVersion"] == 1
+    assert message["kind"] == "courseActivityUpdate"
+    assert (message["id"], message["webhookId"], message["registrationId"]) == (
+        "msg_example",
+        "msg_example",
+        REGISTRATION_ID,
+    )
+    assert message["event"]["@odata.type"] == json.loads(example)["@odata.type"]
+    assert message["event"]["completionPercentage"] == json.loads(example)["completionPercentage"]
+
+
+def test_a_batch_becomes_one_message_per_event_with_ids_in_order():
+    body = json.dumps([event(f"ext-{i}") for i in range(3)])
+    result = post(body, signed_headers(body, webhook_id="msg_batch"))
+    assert (result.status, result.body) == (202, {"accepted": 3, "ids": ["msg_batch:0", "msg_batch:1", "msg_batch:2"]})
+    assert [json.loads(m)["event"]["externalcourseActivityId"] for m in result.messages] == ["ext-0", "ext-1", "ext-2"]
+    assert [json.loads(m)["sequence"] for m in result.messages] == [0, 1, 2]
+
+
+def test_a_batch_of_100_is_accepted_and_101_is_too_large():
+    assert post(json.dumps([event(f"e{i}") for i in range(100)])).status == 202
+    result = post(json.dumps([event(f"e{i}") for i in range(101)]))
+    assert result.status == 413
+    assert result.body["error"]["code"] == "payloadTooLarge"
+    assert "100" in result.body["error"]["message"]
+    assert result.messages == []
+
+
+def test_a_body_over_one_mebibyte_is_too_large():
+    body = json.dumps(event(notes="x" * (1024 * 1024)))
+    result = post(body)
+    assert (result.status, result.messages) == (413, [])
+
+
+def test_an_unknown_registration_id_is_404():
+    result = post(json.dumps(event()), registration_id="00000000-0000-0000-0000-000000000000")
+    assert result.status == 404
+    assert result.body["error"]["code"] == "notFound"
+    assert result.messages == []
+
+
+def test_the_registration_id_matches_without_regard_to_case():
+    assert post(json.dumps(event()), registration_id=REGISTRATION_ID.upper()).status == 202
+
+
+def test_a_signature_from_the_other_rotated_secret_is_accepted():
+    body = json.dumps(event())
+    assert post(body, signed_headers(body, OTHER_SECRET)).status == 202
+
+
+def test_several_signatures_are_accepted_when_one_matches():
+    body = json.dumps(event())
+    headers = signed_headers(body)
+    wrong = signed_headers(body, "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY", webhook_id=headers["webhook-id"])
+    headers["webhook-signature"] = f"{wrong['webhook-signature']} {headers['webhook-signature']}"
+    assert post(body, headers).status == 202
+
+
+def test_a_wrong_signature_is_401_and_enqueues_nothing():
+    body = json.dumps(event())
+    result = post(body, signed_headers(body, "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"))
+    assert (result.status, result.messages) == (401, [])
+    assert result.body["error"]["code"] == "unauthorized"
+
+
+def test_a_tampered_body_is_401():
+    body = json.dumps(event())
+    headers = signed_headers(body)
+    assert post(body.replace("inProgress", "completed"), headers).status == 401
+
+
+@pytest.mark.parametrize("age", [6 * 60, -6 * 60])
+def test_a_timestamp_outside_five_minutes_is_401(age):
+    body = json.dumps(event())
+    result = post(body, signed_headers(body, timestamp=time.time() - age))
+    assert result.status == 401
+    assert "5 minutes" in result.body["error"]["message"]
+
+
+def test_a_timestamp_within_five_minutes_is_accepted():
+    body = json.dumps(event())
+    assert post(body, signed_headers(body, timestamp=time.time() - 4 * 60)).status == 202
+
+
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_a_missing_signature_header_is_401(missing):
+    body = json.dumps(event())
+    headers = signed_headers(body)
+    del headers[missing]
+    result = post(body, headers)
+    assert result.status == 401
+    assert missing in result.body["error"]["message"]
+
+
+@pytest.mark.parametrize("signature", ["garbage", "v1,not-base64!!", "v1", ""])
+def test_a_malformed_signature_header_is_401_not_500(signature):
+    body = json.dumps(event())
+    headers = signed_headers(body)
+    headers["webhook-signature"] = signature
+    assert post(body, headers).status == 401
+
+
+def test_a_non_json_content_type_is_415():
+    body = json.dumps(event())
+    result = post(body, signed_headers(body, content_type="text/plain"))
+    assert (result.status, result.messages) == (415, [])
+    assert result.body["error"]["code"] == "unsupportedMediaType"
+
+
+def test_a_body_that_is_not_json_without_a_content_type_is_415():
+    body = "status=completed"
+    assert post(body, signed_headers(body, content_type=None)).status == 415
+
+
+def test_json_without_a_content_type_is_accepted():
+    body = json.dumps(event())
+    assert post(body, signed_headers(body, content_type=None)).status == 202
+
+
+def test_json_with_a_charset_is_accepted():
+    body = json.dumps(event())
+    assert post(body, signed_headers(body, content_type="application/json; charset=utf-8")).status == 202
+
+
+def test_malformed_json_is_400_naming_the_body():
+    result = post('{"status": "inProgress",')
+    assert result.status == 400
+    assert result.body["error"]["message"] == "Input field body is invalid"
+
+
+def test_an_invalid_event_is_400_in_the_contracts_shape_and_enqueues_nothing():
+    result = post(json.dumps(event(status="notStarted", completionPercentage=120)))
+    assert result.status == 400
+    assert result.messages == []
+    error = result.body["error"]
+    assert error["code"] == "badRequest"
+    assert error["message"] == "Input field status is invalid"
+    assert [(d["code"], d["message"], d["target"]) for d in error["details"]] == [
+        ("badRequest", "Input field status is invalid", "status"),
+        ("badRequest", "Input field completionPercentage is invalid", "completionPercentage"),
+    ]
+    assert all(d["rule"] for d in error["details"])
+
+
+def test_one_bad_event_rejects_the_whole_batch():
+    result = post(json.dumps([event("a"), event("b", status="done")]))
+    assert (result.status, result.messages) == (400, [])
+    assert [(d["index"], d["target"]) for d in result.body["error"]["details"]] == [(1, "status")]
+
+
+def test_an_empty_batch_is_400():
+    result = post("[]")
+    assert result.status == 400
+    assert result.body["error"]["message"] == "Input field body shouldn't be empty"
+
+
+def test_a_json_scalar_is_400():
+    assert post('"hello"').status == 400
