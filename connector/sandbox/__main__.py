@@ -1,0 +1,105 @@
+"""``python -m connector.sandbox``: serve the Graph sandbox until SIGTERM/SIGINT.
+
+Prints exactly one JSON line on stdout once listening (the launcher waits for it); everything else goes to
+stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from .identity import Identity
+from .requestlog import DEFAULT_LOG_LIMIT, RequestLog
+from .server import GRAPH_PREFIX, create_app
+from .state import SandboxState
+from .store import SeedError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m connector.sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port, see the ready line)")
+    parser.add_argument("--identity-header", default=None, help="IDENTITY_HEADER secret (default: random)")
+    parser.add_argument("--seed-example", action="store_true", help="seed the reference page's example tenant")
+    parser.add_argument("--seed", type=Path, action="append", default=[], help="seed from a JSON file (repeatable)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every Graph request")
+    parser.add_argument(
+        "--log-limit", type=int, default=DEFAULT_LOG_LIMIT, help="request log entries kept (0 turns the log off)"
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request to stderr (slow)")
+    return parser.parse_args(argv)
+
+
+def build_state(args: argparse.Namespace) -> SandboxState:
+    state = SandboxState(
+        identity=Identity(args.identity_header),
+        log=RequestLog(args.log_limit),
+        startup_latency_ms=args.latency_ms,
+    )
+    if args.seed_example:
+        state.reset(seed_example=True)
+    for path in args.seed:
+        state.store.seed(json.loads(path.read_text(encoding="utf-8")))
+    return state
+
+
+async def serve(args: argparse.Namespace) -> None:
+    state = build_state(args)
+    app = create_app(state)
+    runner = web.AppRunner(
+        app,
+        access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
+        handle_signals=False,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, backlog=1024)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    if ":" in host:
+        host = f"[{host}]"
+    base = f"http://{host}:{port}"
+    state.graph_url = base + GRAPH_PREFIX
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C still raises KeyboardInterrupt
+            loop.add_signal_handler(sig, stop.set)
+    ready = {
+        "graph": state.graph_url,
+        "identityEndpoint": f"{base}/msi/token",
+        "identityHeader": state.identity.header_secret,
+        "admin": f"{base}/_sandbox",
+    }
+    sys.stdout.write(json.dumps(ready) + "\n")
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.access_log:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    try:
+        asyncio.run(serve(args))
+    except (SeedError, OSError, ValueError) as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The unauthenticated admin API under ``/_sandbox``: seed, inspect, reconfigure and break the sandbox.
+
+Errors here are plain ``{"error": "..."}`` with 400/404: the admin API is the test's tool, not Graph.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+
+from .faults import FaultRule
+from .seed import managed_identity_service_principal
+from .store import SeedError
+
+if TYPE_CHECKING:
+    from .state import SandboxState
+
+ADMIN_PREFIX: Final = "/_sandbox"
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(payload, ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def _error(message: str, status: int = 400) -> web.Response:
+    return _json({"error": message}, status)
+
+
+async def _body(request: web.Request, *, default: Any = ...) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        if default is ...:
+            raise ValueError("a JSON body is required")
+        return default
+    return json.loads(raw)
+
+
+def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> None:
+    """Register the admin routes; handlers find the state under ``state_key``."""
+
+    def state_of(request: web.Request) -> SandboxState:
+        return request.app[state_key]
+
+    async def info(request: web.Request) -> web.Response:
+        state = state_of(request)
+        return _json({"graph": state.graph_url, "identity": state.identity.describe()})
+
+    async def reset(request: web.Request) -> web.Response:
+        try:
+            options = await _body(request, default={})
+        except ValueError as exc:
+            return _error(f"invalid JSON: {exc}")
+        if not isinstance(options, dict) or set(options) - {"seedExample"}:
+            return _error('reset takes {"seedExample": bool}')
+        seeded = state_of(request).reset(seed_example=bool(options.get("seedExample")))
+        return _json({"reset": True, "seeded": seeded})
+
+    async def seed(request: web.Request) -> web.Response:
+        try:
+            document = await _body(request)
+            return _json(state_of(request).store.seed(document))
+        except (ValueError, SeedError) as exc:
+            return _error(str(exc))
+
+    async def state_dump(request: web.Request) -> web.Response:
+        return _json(state_of(request).store.snapshot())
+
+    async def list_activities(request: web.Request) -> web.Response:
+        provider_id = request.query.get("providerId")
+        activities = state_of(request).store.activities.values()
+        return _json([a for a in activities if provider_id is None or a["learningProviderId"] == provider_id])
+
+    async def get_activity(request: web.Request) -> web.Response:
+        activity = state_of(request).store.activities.get(request.match_info["id"])
+        return _error("no such activity", 404) if activity is None else _json(activity)
+
+    async def list_providers(request: web.Request) -> web.Response:
+        return _json(list(state_of(request).store.providers.values()))
+
+    async def put_provider(request: web.Request) -> web.Response:
+        try:
+            fields = await _body(request, default={})
+            if not isinstance(fields, dict):
+                raise SeedError("provider fields must be a JSON object")
+            return _json(state_of(request).store.put_provider(request.match_info["id"], fields))
+        except (ValueError, SeedError) as exc:
+            return _error(str(exc))
+
+    async def get_identity(request: web.Request) -> web.Response:
+        return _json(state_of(request).identity.describe())
+
+    async def put_identity(request: web.Request) -> web.Response:
+        state = state_of(request)
+        identity = state.identity
+        old_principal_id = identity.principal_id
+        try:
+            settings = await _body(request)
+            if not isinstance(settings, dict):
+                raise ValueError("identity settings must be a JSON object")
+            identity.configure(settings)
+        except ValueError as exc:
+            return _error(str(exc))
+        store = state.store
+        if old_principal_id != identity.principal_id:
+            store.service_principals.pop(old_principal_id, None)
+        store.put_service_principal(managed_identity_service_principal(identity.client_id, identity.principal_id))
+        return _json(identity.describe())
+
+    async def mint_token(request: web.Request) -> web.Response:
+        """A token without the managed-identity round trip: for tests of roles, audiences and expiry."""
+        identity = state_of(request).identity
+        try:
+            spec = await _body(request, default={})
+            if not isinstance(spec, dict) or set(spec) - {"roles", "audience", "lifetimeSeconds", "clientId"}:
+                raise ValueError('token takes {"roles", "audience", "lifetimeSeconds", "clientId"}')
+            roles = spec.get("roles")
+            if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)):
+                raise ValueError("roles must be a list of strings")
+            lifetime = spec.get("lifetimeSeconds")
+            if lifetime is not None and type(lifetime) is not int:
+                raise ValueError("lifetimeSeconds must be an integer (negative for an expired token)")
+            token, expires_on = identity.issue(
+                spec.get("audience", "https://graph.microsoft.com"),
+                client_id=spec.get("clientId"),
+                roles=roles,
+                lifetime_seconds=lifetime,
+            )
+        except ValueError as exc:
+            return _error(str(exc))
+        return _json({"access_token": token, "expires_on": expires_on})
+
+    async def get_requests(request: web.Request) -> web.Response:
+        query = request.query
+        since = query.get("sinceSeq")
+        if since is not None and not since.lstrip("-").isdigit():
+            return _error("sinceSeq must be an integer")
+        log = state_of(request).log
+        entries = log.query(query.get("method"), query.get("pathContains"), None if since is None else int(since))
+        return _json({"value": entries, "lastSeq": log.seq})
+
+    async def clear_requests(request: web.Request) -> web.Response:
+        state_of(request).log.clear()
+        return _json({"cleared": True})
+
+    async def stats(request: web.Request) -> web.Response:
+        state = state_of(request)
+        return _json(state.stats.describe(state.faults.injected, state.identity.tokens_issued))
+
+    async def get_faults(request: web.Request) -> web.Response:
+        return _json(state_of(request).faults.describe())
+
+    async def add_fault(request: web.Request) -> web.Response:
+        try:
+            rule = FaultRule.from_json(await _body(request))
+        except (ValueError, TypeError) as exc:
+            return _error(str(exc))
+        faults = state_of(request).faults
+        faults.rules.append(rule)
+        return _json(faults.describe())
+
+    async def put_faults(request: web.Request) -> web.Response:
+        try:
+            rules = await _body(request)
+            if not isinstance(rules, list):
+                raise ValueError("PUT /faults takes a JSON list of rules")
+            parsed = [FaultRule.from_json(r) for r in rules]
+        except (ValueError, TypeError) as exc:
+            return _error(str(exc))
+        faults = state_of(request).faults
+        faults.rules[:] = parsed
+        return _json(faults.describe())
+
+    async def clear_faults(request: web.Request) -> web.Response:
+        state_of(request).faults.rules.clear()
+        return _json([])
+
+    async def get_latency(request: web.Request) -> web.Response:
+        return _json({"latencyMs": state_of(request).faults.latency_ms})
+
+    async def put_latency(request: web.Request) -> web.Response:
+        try:
+            settings = await _body(request)
+            value = settings.get("latencyMs") if isinstance(settings, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError('latency takes {"latencyMs": number >= 0}')
+        except ValueError as exc:
+            return _error(str(exc))
+        state_of(request).faults.latency_ms = float(value)
+        return _json({"latencyMs": float(value)})
+
+    p = ADMIN_PREFIX
+    router = app.router
+    router.add_get(p, info)
+    router.add_post(f"{p}/reset", reset)
+    router.add_post(f"{p}/seed", seed)
+    router.add_get(f"{p}/state", state_dump)
+    router.add_get(f"{p}/activities", list_activities)
+    router.add_get(f"{p}/activities/{{id}}", get_activity)
+    router.add_get(f"{p}/providers", list_providers)
+    router.add_put(f"{p}/providers/{{id}}", put_provider)
+    router.add_get(f"{p}/identity", get_identity)
+    router.add_put(f"{p}/identity", put_identity)
+    router.add_post(f"{p}/token", mint_token)
+    router.add_get(f"{p}/requests", get_requests)
+    router.add_delete(f"{p}/requests", clear_requests)
+    router.add_get(f"{p}/stats", stats)
+    router.add_get(f"{p}/faults", get_faults)
+    router.add_post(f"{p}/faults", add_fault)
+    router.add_put(f"{p}/faults", put_faults)
+    router.add_delete(f"{p}/faults", clear_faults)
+    router.add_get(f"{p}/latency", get_latency)
+    router.add_put(f"{p}/latency", put_latency)

@@ -1,0 +1,170 @@
+"""A small synchronous client for the admin API, for tests and benchmark drivers.
+
+Sync on purpose: test code seeds and asserts between async steps, and a blocking call is the simplest
+thing there. Every method raises ``httpx.HTTPStatusError`` when the sandbox refuses the request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class SandboxClient:
+    """``SandboxClient("http://127.0.0.1:PORT/_sandbox")``: the admin API as methods."""
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SandboxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        response = self._http.request(method, path, json=json, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    # tenant ------------------------------------------------------------------------------------------------
+    def reset(self, *, seed_example: bool = False) -> dict[str, Any] | None:
+        """Empty tenant, faults, log and counters (optionally re-seed the example); returns what was seeded."""
+        return self._call("POST", "/reset", {"seedExample": seed_example})["seeded"]
+
+    def seed(
+        self,
+        *,
+        providers: list[dict[str, Any]] | None = None,
+        activities: list[dict[str, Any]] | None = None,
+        users: list[dict[str, Any]] | None = None,
+        contents: list[dict[str, Any]] | None = None,
+        service_principals: list[dict[str, Any]] | None = None,
+    ) -> dict[str, list[dict[str, Any]]]:
+        document = {
+            "providers": providers or [],
+            "activities": activities or [],
+            "users": users or [],
+            "contents": contents or [],
+            "servicePrincipals": service_principals or [],
+        }
+        return self._call("POST", "/seed", document)
+
+    def state(self) -> dict[str, Any]:
+        return self._call("GET", "/state")
+
+    def activities(self, provider_id: str | None = None) -> list[dict[str, Any]]:
+        return self._call("GET", "/activities", params={"providerId": provider_id} if provider_id else None)
+
+    def activity(self, activity_id: str) -> dict[str, Any] | None:
+        response = self._http.get(f"/activities/{activity_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def put_provider(self, registration_id: str, **fields: Any) -> dict[str, Any]:
+        """Create or update a provider, e.g. ``put_provider(reg, isCourseActivitySyncEnabled=False)``."""
+        return self._call("PUT", f"/providers/{registration_id}", fields)
+
+    # identity ----------------------------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return self._call("GET", "/identity")
+
+    def set_identity(
+        self,
+        *,
+        roles: list[str] | None = None,
+        token_lifetime_seconds: int | None = None,
+        client_id: str | None = None,
+        principal_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Settings for tokens issued from now on (tokens already issued keep their roles)."""
+        settings = {
+            "roles": roles,
+            "tokenLifetimeSeconds": token_lifetime_seconds,
+            "clientId": client_id,
+            "principalId": principal_id,
+        }
+        return self._call("PUT", "/identity", {k: v for k, v in settings.items() if v is not None})
+
+    def mint_token(
+        self,
+        *,
+        roles: list[str] | None = None,
+        audience: str = "https://graph.microsoft.com",
+        lifetime_seconds: int | None = None,
+        client_id: str | None = None,
+    ) -> str:
+        """A signed token without the managed-identity round trip (negative lifetime: already expired)."""
+        spec: dict[str, Any] = {"audience": audience}
+        if roles is not None:
+            spec["roles"] = roles
+        if lifetime_seconds is not None:
+            spec["lifetimeSeconds"] = lifetime_seconds
+        if client_id is not None:
+            spec["clientId"] = client_id
+        return self._call("POST", "/token", spec)["access_token"]
+
+    # observation -------------------------------------------------------------------------------------------
+    def requests(
+        self, *, method: str | None = None, path_contains: str | None = None, since_seq: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The Graph request log (paths decoded, without the /v1.0 prefix), oldest first."""
+        params = {"method": method, "pathContains": path_contains, "sinceSeq": since_seq}
+        return self._call("GET", "/requests", params={k: v for k, v in params.items() if v is not None})["value"]
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/requests")
+
+    def wait_for_requests(
+        self,
+        predicate: Callable[[list[dict[str, Any]]], bool],
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+        timeout: float = 10.0,
+        interval: float = 0.02,
+    ) -> list[dict[str, Any]]:
+        """Poll the log until ``predicate(entries)`` holds; raises TimeoutError with the last entries."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = self.requests(method=method, path_contains=path_contains)
+            if predicate(entries):
+                return entries
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"request log condition not met within {timeout}s; last entries: {entries[-5:]}")
+            time.sleep(interval)
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/stats")
+
+    # faults ------------------------------------------------------------------------------------------------
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/faults")
+
+    def add_fault(self, rule: dict[str, Any] | None = None, **fields: Any) -> list[dict[str, Any]]:
+        """Append a rule, given as the admin API's dict or as snake_case keywords
+        (``add_fault(status=429, retry_after=5, count=1)``); returns the rule list."""
+        return self._call("POST", "/faults", {**(rule or {}), **{_camel(k): v for k, v in fields.items()}})
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._call("PUT", "/faults", rules)
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def set_latency(self, latency_ms: float) -> None:
+        self._call("PUT", "/latency", {"latencyMs": latency_ms})

@@ -1,0 +1,279 @@
+"""The aiohttp application: one entry for all of Graph, the managed-identity endpoint and the admin API.
+
+Built for benchmarks: no middleware, no per-request logging unless asked, one ``transport.write`` per
+response (aiohttp buffers the headers until the body and sets TCP_NODELAY), O(1) routing by hand, token
+verification cached per token, and sleeps (latency) only through ``asyncio.sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import time
+import traceback
+import uuid
+from typing import Any, Final
+
+from aiohttp import web
+
+from . import admin_api
+from .faults import HTML_GATEWAY_PAGE, FaultRule
+from .graph_api import INVALID_BODY, dispatch
+from .identity import TokenError, TokenInfo
+from .odata import split_path
+from .requestlog import redact_headers, utc_now_iso
+from .rules import GraphError, error_body
+from .state import SandboxState
+
+STATE_KEY: Final = web.AppKey("sandbox_state", SandboxState)
+GRAPH_PREFIX: Final = "/v1.0"
+GRAPH_JSON: Final = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+ERROR_JSON: Final = "application/json"
+WWW_AUTHENTICATE: Final = (
+    'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
+    'client_id="00000003-0000-0000-c000-000000000000"'
+)
+_log = logging.getLogger("connector.sandbox")
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _retry_after_value(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+def fault_response(rule: FaultRule, target: str, request_id: str, client_request_id: str) -> web.Response:
+    """The answer of a rule with a status: Graph's error body, App Service's for identity, or a gateway page."""
+    assert rule.status is not None
+    headers = {"request-id": request_id, "client-request-id": client_request_id}
+    if rule.retry_after is not None:
+        headers["Retry-After"] = _retry_after_value(rule.retry_after)
+    if rule.body is not None:
+        body = rule.body.encode()
+        headers["Content-Type"] = "text/html; charset=utf-8" if rule.html else "text/plain; charset=utf-8"
+    elif rule.html:
+        try:
+            reason = http.HTTPStatus(rule.status).phrase
+        except ValueError:
+            reason = "Error"
+        body = HTML_GATEWAY_PAGE.format(status=rule.status, reason=reason).encode()
+        headers["Content-Type"] = "text/html; charset=utf-8"
+    elif target == "identity":
+        _code, message = rule.code_and_message()
+        body = dumps({"statusCode": rule.status, "message": message, "correlationId": request_id})
+        headers["Content-Type"] = ERROR_JSON
+    else:
+        code, message = rule.code_and_message()
+        body = dumps(error_body(code, message, request_id, client_request_id))
+        headers["Content-Type"] = ERROR_JSON
+    return web.Response(status=rule.status, body=body, headers=headers)
+
+
+def _drop(request: web.Request) -> None:
+    """Close the connection without a byte of response (what a dead gateway or a reset looks like)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def _authenticate(state: SandboxState, headers: Any) -> TokenInfo:
+    value = headers.get("Authorization")
+    if not value:
+        raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
+    try:
+        return state.identity.verify(token)
+    except TokenError as exc:
+        raise GraphError(401, "InvalidAuthenticationToken", str(exc)) from None
+    except (ValueError, KeyError, TypeError):
+        raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.") from None
+
+
+async def graph_entry(request: web.Request) -> web.StreamResponse:
+    """Every ``/v1.0/...`` request: latency, faults, token, route, request log, counters."""
+    state = request.app[STATE_KEY]
+    stats = state.stats
+    stats.in_flight += 1
+    if stats.in_flight > stats.max_in_flight:
+        stats.max_in_flight = stats.in_flight
+    try:
+        return await _graph(request, state)
+    finally:
+        stats.in_flight -= 1
+
+
+async def _graph(request: web.Request, state: SandboxState) -> web.StreamResponse:
+    started = time.perf_counter()
+    headers_in = request.headers
+    request_id = str(uuid.uuid4())
+    client_request_id = headers_in.get("client-request-id") or str(uuid.uuid4())
+    method = request.method
+    raw_path = request.raw_path.partition("?")[0][len(GRAPH_PREFIX) :]
+    raw_body = await request.read() if request.can_read_body else b""
+    body: Any = None
+    if raw_body:
+        try:
+            body = json.loads(raw_body)
+        except ValueError:
+            body = INVALID_BODY
+    segments = split_path(raw_path)
+    path = "/" + "/".join(segments)
+    faults = state.faults
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    rule = faults.select("graph", method, path) if faults.rules else None
+    response: web.Response | None = None
+    if rule is not None:
+        if rule.latency_ms:
+            await asyncio.sleep(rule.latency_ms / 1000)
+        if rule.drop:
+            state.stats.dropped += 1
+            _record(
+                state,
+                request,
+                method,
+                path,
+                raw_path,
+                raw_body,
+                body,
+                None,
+                request_id,
+                client_request_id,
+                rule,
+                started,
+            )
+            _drop(request)
+            # aiohttp finds the transport closed and skips writing; nothing reaches the client.
+            return web.Response(status=499)
+        if rule.status is not None:
+            response = fault_response(rule, "graph", request_id, client_request_id)
+    if response is None:
+        response = _answer(state, request, method, segments, body, request_id, client_request_id)
+    _record(
+        state,
+        request,
+        method,
+        path,
+        raw_path,
+        raw_body,
+        body,
+        response.status,
+        request_id,
+        client_request_id,
+        rule,
+        started,
+    )
+    return response
+
+
+def _answer(
+    state: SandboxState,
+    request: web.Request,
+    method: str,
+    segments: list[str],
+    body: Any,
+    request_id: str,
+    client_request_id: str,
+) -> web.Response:
+    headers = {"request-id": request_id, "client-request-id": client_request_id}
+    try:
+        token = _authenticate(state, request.headers)
+        status, payload = dispatch(state, method, segments, request.query, body, token)
+    except GraphError as exc:
+        headers["Content-Type"] = ERROR_JSON
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+        if exc.headers:
+            headers.update(exc.headers)
+        return web.Response(
+            status=exc.status,
+            body=dumps(error_body(exc.code, exc.message, request_id, client_request_id)),
+            headers=headers,
+        )
+    except Exception:  # a sandbox bug must still answer like Graph, and say where it broke
+        traceback.print_exc()
+        headers["Content-Type"] = ERROR_JSON
+        body_500 = error_body("internalServerError", "Internal server error.", request_id, client_request_id)
+        return web.Response(status=500, body=dumps(body_500), headers=headers)
+    if payload is None:
+        return web.Response(status=status, headers=headers)
+    headers["Content-Type"] = GRAPH_JSON
+    return web.Response(status=status, body=dumps(payload), headers=headers)
+
+
+def _record(
+    state: SandboxState,
+    request: web.Request,
+    method: str,
+    path: str,
+    raw_path: str,
+    raw_body: bytes,
+    body: Any,
+    status: int | None,
+    request_id: str,
+    client_request_id: str,
+    rule: FaultRule | None,
+    started: float,
+) -> None:
+    state.stats.count(method, status)
+    log = state.log
+    if log.limit <= 0:
+        return
+    if body is INVALID_BODY:
+        body = raw_body.decode("utf-8", "replace")
+    fault = None
+    if rule is not None:
+        fault = "drop" if rule.drop else ("status" if rule.status is not None else "latency")
+    log.add(
+        {
+            "seq": log.next_seq(),
+            "method": method,
+            "path": path,
+            "rawPath": raw_path,
+            "query": dict(request.query),
+            "headers": redact_headers(request.headers),
+            "body": body,
+            "status": status,
+            "requestId": request_id,
+            "clientRequestId": client_request_id,
+            "fault": fault,
+            "durationMs": round((time.perf_counter() - started) * 1000, 3),
+            "at": utc_now_iso(),
+        }
+    )
+
+
+async def msi_token(request: web.Request) -> web.StreamResponse:
+    """The App Service managed-identity endpoint (``IDENTITY_ENDPOINT``)."""
+    state = request.app[STATE_KEY]
+    state.stats.token_requests += 1
+    request_id = str(uuid.uuid4())
+    faults = state.faults
+    rule = faults.select("identity", request.method, request.path) if faults.rules else None
+    if rule is not None:
+        if rule.latency_ms:
+            await asyncio.sleep(rule.latency_ms / 1000)
+        if rule.drop:
+            _drop(request)
+            return web.Response(status=499)
+        if rule.status is not None:
+            return fault_response(rule, "identity", request_id, request_id)
+    status, payload = state.identity.answer_msi(request.query, request.headers.get("X-IDENTITY-HEADER"))
+    return web.Response(status=status, body=dumps(payload), headers={"Content-Type": "application/json"})
+
+
+def create_app(state: SandboxState) -> web.Application:
+    """The sandbox as an aiohttp application (no middleware: every layer costs throughput)."""
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app[STATE_KEY] = state
+    app.router.add_route("*", GRAPH_PREFIX + "/{tail:.*}", graph_entry)
+    app.router.add_get("/msi/token", msi_token)
+    admin_api.add_routes(app, STATE_KEY)
+    return app

@@ -1,0 +1,43 @@
+"""Everything one sandbox process holds, in one object the routes share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .faults import FaultInjector
+from .identity import Identity
+from .requestlog import DEFAULT_LOG_LIMIT, RequestLog, Stats
+from .seed import example_seed
+from .store import Store
+
+
+@dataclass
+class SandboxState:
+    """Tenant data, identity, faults, request log and counters of one sandbox."""
+
+    identity: Identity
+    store: Store = field(default_factory=Store)
+    faults: FaultInjector = field(default_factory=FaultInjector)
+    log: RequestLog = field(default_factory=lambda: RequestLog(DEFAULT_LOG_LIMIT))
+    stats: Stats = field(default_factory=Stats)
+    # Base of @odata.context URLs; the server sets it to its own /v1.0 URL once it listens.
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    # The --latency-ms of the command line, which a reset restores.
+    startup_latency_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self, *, seed_example: bool = False) -> dict[str, Any] | None:
+        """Empty tenant, no faults, empty log, zeroed counters, default identity settings.
+
+        The identity header secret and signing key survive, so running clients and their tokens keep working.
+        """
+        self.identity.reset()
+        self.store.reset(self.identity.client_id, self.identity.principal_id)
+        self.faults.reset()
+        self.faults.latency_ms = self.startup_latency_ms
+        self.log.clear()
+        self.stats.reset()
+        return self.store.seed(example_seed()) if seed_example else None
