@@ -1,0 +1,110 @@
+"""The order-independent merge of an activity's callbacks: progress only moves forward.
+
+- `status`: the furthest of notStarted < inProgress < completed.
+- `completionPercentage`: the highest value given.
+- `startedDateTime`: the earliest value given.
+- `completedDateTime`: taken only from events that complete the activity (the earliest such value).
+- `assignedDateTime`, `dueDateTime`, `notes`: the value of the newest event that sets them (by the provider's
+  webhook-timestamp, then position in its batch, then event id), explicit null included.
+
+Each rule is commutative, associative and idempotent, so any order and any number of deliveries of the same set of
+callbacks give the same state. An explicit null is kept only where nothing else has set the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+STATUS_RANK = {"notStarted": 0, "inProgress": 1, "completed": 2}
+FORWARD_ONLY = ("status", "completionPercentage", "startedDateTime", "completedDateTime")
+LATEST_WINS = ("assignedDateTime", "dueDateTime", "notes")
+
+
+@dataclass(frozen=True, order=True)
+class Stamp:
+    """When an event happened, as far as ordering goes: provider time, then batch position, then id."""
+
+    time: str
+    sequence: int = 0
+    event_id: str = ""
+
+    def to_json(self) -> list[Any]:
+        return [self.time, self.sequence, self.event_id]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> Stamp:
+        return cls(str(data[0]), int(data[1]), str(data[2]))
+
+
+@dataclass(frozen=True)
+class MergedState:
+    """The fold of every callback seen for one activity: values, and for latest-wins fields their stamps."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    stamps: Mapping[str, Stamp] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"values": dict(self.values), "stamps": {k: s.to_json() for k, s in self.stamps.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> MergedState:
+        if not data:
+            return cls()
+        return cls(dict(data.get("values", {})), {k: Stamp.from_json(v) for k, v in data.get("stamps", {}).items()})
+
+
+def fold(state: MergedState, changes: Mapping[str, Any], stamp: Stamp) -> MergedState:
+    """Merges one event's changeable properties into the state."""
+    values = dict(state.values)
+    stamps = dict(state.stamps)
+    completing = changes.get("status") == "completed"
+    for name, value in changes.items():
+        if name in LATEST_WINS:
+            if name not in stamps or stamp > stamps[name]:
+                values[name], stamps[name] = value, stamp
+            elif stamp == stamps[name] and _key(value) > _key(values[name]):
+                values[name] = value  # the same stamp twice with other values: any fixed choice will do
+        elif name == "status":
+            if name not in values or STATUS_RANK[value] > STATUS_RANK[values[name]]:
+                values[name] = value
+        elif name == "completionPercentage":
+            values[name] = _pick(values, name, value, max)
+        elif name == "startedDateTime" or (name == "completedDateTime" and completing):
+            values[name] = _pick(values, name, value, min)
+    return MergedState(values, stamps)
+
+
+def _pick(values: Mapping[str, Any], name: str, value: Any, choose: Any) -> Any:
+    """The chosen one of the old and new value; a null yields to any value, and stays only if alone."""
+    if name not in values or values[name] is None:
+        return value
+    if value is None:
+        return values[name]
+    if name.endswith("DateTime"):
+        return choose(values[name], value, key=datetime.fromisoformat)
+    return choose(values[name], value)
+
+
+def _key(value: Any) -> str:
+    return repr(value)
+
+
+def patch_body(merged: MergedState, applied: Mapping[str, Any], event_changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The properties to send: status (Graph requires it) and every merged value Graph does not have yet.
+
+    The event's own explicit nulls go too when the merged state has no value for that field, so a provider's
+    `"completedDateTime": null` reaches Graph as the contract says.
+    """
+    body = {
+        name: value for name, value in merged.values.items() if name == "status" or applied.get(name, _MISSING) != value
+    }
+    for name, value in event_changes.items():
+        if value is None and name not in merged.values and name not in body:
+            body[name] = None
+    return body
+
+
+_MISSING = object()

@@ -1,0 +1,114 @@
+"""The merge rule: any order, any number of deliveries, the same state; progress never moves back."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.merge import MergedState, Stamp, fold, patch_body
+
+TIMES = [f"2026-11-26T10:00:0{i}Z" for i in range(5)]
+DATES = [f"2026-01-0{i}T00:00:00+00:00" for i in range(1, 6)]
+
+events = st.builds(
+    lambda status, pct, started, completed, notes, time, seq, n: (
+        {
+            k: v
+            for k, v in {
+                "status": status,
+                "completionPercentage": pct,
+                "startedDateTime": started,
+                "completedDateTime": completed,
+                "notes": notes,
+            }.items()
+            if v != "absent"
+        },
+        Stamp(time, seq, f"evt-{n}"),
+    ),
+    st.sampled_from(["notStarted", "inProgress", "completed"]),
+    st.sampled_from(["absent", None, 0, 25, 50, 100]),
+    st.sampled_from(["absent", None, *DATES]),
+    st.sampled_from(["absent", None, *DATES]),
+    st.sampled_from(["absent", None, {"content": "a", "contentType": "text"}, {"content": "b", "contentType": "html"}]),
+    st.sampled_from(TIMES),
+    st.integers(0, 2),
+    st.integers(0, 10_000),
+)
+
+
+def fold_all(items):
+    return reduce(lambda state, item: fold(state, item[0], item[1]), items, MergedState())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events, min_size=1, max_size=8), st.randoms(use_true_random=False), st.data())
+def test_any_order_and_any_number_of_deliveries_give_the_same_state(items, rnd, data):
+    # Event ids are unique per event: a redelivery repeats an event, it does not invent a new one with its id.
+    items = list({stamp.event_id: (changes, stamp) for changes, stamp in items}.values())
+    expected = fold_all(items)
+    replayed = items + [data.draw(st.sampled_from(items)) for _ in range(data.draw(st.integers(0, 5)))]
+    rnd.shuffle(replayed)
+    assert fold_all(replayed) == expected
+    assert fold(expected, *items[0]) == expected
+
+
+def test_an_old_progress_event_after_completion_changes_nothing():
+    completed = fold(
+        MergedState(),
+        {"status": "completed", "completionPercentage": 100, "completedDateTime": "2026-01-05T00:00:00+00:00"},
+        Stamp("2026-11-26T10:00:05Z"),
+    )
+    late = fold(completed, {"status": "inProgress", "completionPercentage": 40, "completedDateTime": None}, Stamp("t0"))
+    assert late == completed
+    assert late.values == {
+        "status": "completed",
+        "completionPercentage": 100,
+        "completedDateTime": "2026-01-05T00:00:00+00:00",
+    }
+
+
+def test_started_keeps_the_earliest_and_completed_comes_with_the_completing_event():
+    state = fold(MergedState(), {"status": "inProgress", "startedDateTime": DATES[2]}, Stamp(TIMES[0]))
+    state = fold(
+        state, {"status": "inProgress", "startedDateTime": DATES[1], "completedDateTime": DATES[4]}, Stamp(TIMES[1])
+    )
+    assert state.values == {"status": "inProgress", "startedDateTime": DATES[1]}
+    state = fold(state, {"status": "completed", "completedDateTime": DATES[3]}, Stamp(TIMES[2]))
+    assert state.values["completedDateTime"] == DATES[3]
+
+
+def test_latest_wins_fields_follow_the_newest_event_including_an_explicit_null():
+    newer, older = Stamp(TIMES[3]), Stamp(TIMES[1])
+    state = fold(MergedState(), {"status": "inProgress", "notes": None}, newer)
+    state = fold(state, {"status": "inProgress", "notes": {"content": "old", "contentType": "text"}}, older)
+    assert state.values["notes"] is None
+
+
+def test_the_batch_position_orders_events_with_the_same_timestamp():
+    first, second = Stamp(TIMES[0], 0, "w:0"), Stamp(TIMES[0], 1, "w:1")
+    due_1 = {"dateTime": "2026-12-01T00:00:00.0000000", "timeZone": "UTC"}
+    due_2 = {"dateTime": "2026-12-24T00:00:00.0000000", "timeZone": "UTC"}
+    for order in ([(due_1, first), (due_2, second)], [(due_2, second), (due_1, first)]):
+        state = MergedState()
+        for due, stamp in order:
+            state = fold(state, {"status": "notStarted", "dueDateTime": due}, stamp)
+        assert state.values["dueDateTime"] == due_2
+
+
+def test_patch_body_sends_status_and_what_graph_lacks_plus_the_events_own_nulls():
+    merged = fold(MergedState(), {"status": "inProgress", "completionPercentage": 20}, Stamp(TIMES[0]))
+    assert patch_body(merged, {}, {"status": "inProgress", "completedDateTime": None}) == {
+        "status": "inProgress",
+        "completionPercentage": 20,
+        "completedDateTime": None,
+    }
+    assert patch_body(merged, {"status": "inProgress", "completionPercentage": 20}, {"status": "inProgress"}) == {
+        "status": "inProgress"
+    }
+
+
+def test_merged_state_round_trips_through_json():
+    state = fold(MergedState(), {"status": "inProgress", "notes": None}, Stamp(TIMES[0], 2, "e"))
+    assert MergedState.from_json(state.to_json()) == state
