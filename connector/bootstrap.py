@@ -1,4 +1,4 @@
-"""Wires the real parts together, once per worker process: settings, credential, Graph client, worker.
+"""Wires the real parts together, once per worker process: settings, credential, Graph client, state, worker.
 
 Clients are created lazily on first use (never at import, which must stay fast and must not need a network) and
 reused by every invocation on the same event loop.
@@ -7,16 +7,33 @@ reused by every invocation on the same event loop.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from connector.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from azure.storage.queue.aio import QueueClient
+
     from connector.graph import GraphGateway
+    from connector.state import StateStore
     from connector.worker import Worker
 
-_gateways: dict[int, GraphGateway] = {}
-_workers: dict[int, Worker] = {}
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+
+
+@dataclass
+class _Parts:
+    gateway: GraphGateway | None = None
+    store: StateStore | None = None
+    queue: QueueClient | None = None
+    worker: Worker | None = None
+
+
+_parts: dict[int, _Parts] = {}
 
 
 def settings() -> Settings:
@@ -24,39 +41,76 @@ def settings() -> Settings:
     return get_settings()
 
 
+@cache
+def queue_options() -> dict[str, Any]:
+    """host.json's queue settings, which the worker honours too (it records the last attempt as a failure)."""
+    try:
+        return dict(json.loads(HOST_JSON.read_text()).get("extensions", {}).get("queues", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+def _current() -> _Parts:
+    return _parts.setdefault(id(asyncio.get_running_loop()), _Parts())
+
+
 async def graph_gateway() -> GraphGateway:
-    loop = id(asyncio.get_running_loop())
-    gateway = _gateways.get(loop)
-    if gateway is None:
+    parts = _current()
+    if parts.gateway is None:
         from connector.graph import GraphGateway
         from connector.identity import create_credential
 
         current = settings()
-        gateway = _gateways[loop] = GraphGateway(current, create_credential(current))
-    return gateway
+        parts.gateway = GraphGateway(current, create_credential(current))
+    return parts.gateway
+
+
+def state_store() -> StateStore:
+    parts = _current()
+    if parts.store is None:
+        from connector.state import TABLE_NAME, StateStore
+        from connector.storage import table_client
+
+        parts.store = StateStore(table_client(settings(), TABLE_NAME))
+    return parts.store
+
+
+async def requeue(body: str, delay_seconds: int) -> None:
+    """Puts a message back on the update queue, invisible for the delay."""
+    parts = _current()
+    if parts.queue is None:
+        from connector.messages import QUEUE_NAME
+        from connector.storage import queue_client
+
+        parts.queue = queue_client(settings(), QUEUE_NAME)
+    await parts.queue.send_message(body, visibility_timeout=delay_seconds)
 
 
 def worker() -> Worker:
-    loop = id(asyncio.get_running_loop())
-    found = _workers.get(loop)
-    if found is None:
+    parts = _current()
+    if parts.worker is None:
         from connector.worker import Worker
 
-        found = _workers[loop] = Worker(settings(), graph_gateway)
-    return found
+        parts.worker = Worker(
+            settings(), graph_gateway, state_store(), requeue, int(queue_options().get("maxDequeueCount", 5))
+        )
+    return parts.worker
 
 
 async def close() -> None:
     """Closes this loop's clients (tests and the local runner call it on shutdown)."""
-    loop = id(asyncio.get_running_loop())
-    _workers.pop(loop, None)
-    gateway = _gateways.pop(loop, None)
-    if gateway is not None:
-        await gateway.close()
+    parts = _parts.pop(id(asyncio.get_running_loop()), None)
+    if parts is None:
+        return
+    if parts.gateway is not None:
+        await parts.gateway.close()
+    if parts.store is not None:
+        await parts.store.close()
+    if parts.queue is not None:
+        await parts.queue.close()
 
 
 def reset() -> None:
     """Forgets settings and clients, so that tests can start over with other settings."""
     get_settings.cache_clear()
-    _gateways.clear()
-    _workers.clear()
+    _parts.clear()

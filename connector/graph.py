@@ -101,6 +101,14 @@ class GraphGateway:
         body = await self._send(builder.to_get_request_information(), "bytes")
         return json.loads(body) if body else {}
 
+    async def get_activity(self, activity_id: str) -> dict[str, Any]:
+        """GET /employeeExperience/learningCourseActivities/{id}: the activity's JSON."""
+        builder = self._client.employee_experience.learning_course_activities.by_learning_course_activity_id(
+            activity_id
+        )
+        body = await self._send(builder.to_get_request_information(), "bytes")
+        return json.loads(body) if body else {}
+
     async def update_activity(
         self, registration_id: str, activity_id: str, odata_type: str, changes: Mapping[str, Any]
     ) -> str | None:

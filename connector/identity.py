@@ -1,5 +1,5 @@
-"""Which credential gets the Graph token: the app's managed identity in Azure, a developer's Azure CLI login
-elsewhere; never a client secret."""
+"""Which credential gets tokens (Graph, and Storage when it is identity-based): the app's managed identity in
+Azure, a developer's Azure CLI login elsewhere; never a client secret."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ if TYPE_CHECKING:
     from connector.settings import Settings
 
 
-def create_credential(settings: Settings) -> AsyncTokenCredential:
-    """Managed identity when the platform provides one (IDENTITY_ENDPOINT), user-assigned with AZURE_CLIENT_ID."""
+def create_credential(settings: Settings, client_id: str | None = None) -> AsyncTokenCredential:
+    """Managed identity when the platform provides one (IDENTITY_ENDPOINT); user-assigned with AZURE_CLIENT_ID."""
     if settings.managed_identity_available:
         from azure.identity.aio import ManagedIdentityCredential
 
-        return ManagedIdentityCredential(client_id=settings.azure_client_id)
+        return ManagedIdentityCredential(client_id=client_id or settings.azure_client_id)
     from azure.identity.aio import AzureCliCredential
 
     return AzureCliCredential()

@@ -108,3 +108,27 @@ def patch_body(merged: MergedState, applied: Mapping[str, Any], event_changes: M
 
 
 _MISSING = object()
+
+
+def graph_agrees(values: Mapping[str, Any], activity: Mapping[str, Any]) -> bool:
+    """Whether Graph's copy of the activity already holds these values (formats aside: 'Z' vs '+00:00' etc.)."""
+    return all(_same(name, value, activity.get(name)) for name, value in values.items())
+
+
+def _same(name: str, ours: Any, theirs: Any) -> bool:
+    if ours is None or theirs is None:
+        return ours is None and theirs is None
+    try:
+        if name.endswith("DateTime") and name != "dueDateTime":
+            return datetime.fromisoformat(ours) == datetime.fromisoformat(theirs)
+        if name == "dueDateTime":
+            return str(ours["timeZone"]).lower() == str(theirs.get("timeZone", "")).lower() and datetime.fromisoformat(
+                ours["dateTime"]
+            ) == datetime.fromisoformat(theirs.get("dateTime", ""))
+        if name == "notes":
+            return ours["content"] == theirs.get("content") and (
+                str(ours["contentType"]).lower() == str(theirs.get("contentType", "")).lower()
+            )
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return False
+    return bool(ours == theirs)

@@ -1,20 +1,27 @@
-"""The queue worker: turns one message into the Graph PATCH it stands for, or into a dead letter that says why.
+"""The queue worker: folds one callback into its activity's state and brings Graph up to date with it.
 
-Transient failures raise RetryLater so the invocation fails and the host retries it (and after maxDequeueCount
-moves it to the poison queue); permanent ones return a dead letter for the poison queue at once.
+Outcomes, by design:
+- a repeated event (same id) or one that changes nothing sends no PATCH;
+- concurrent workers on one activity merge through ETags, and whoever finds newer callbacks merged after its PATCH
+  sends again, so the last PATCH Graph receives carries the whole merged state;
+- throttling (429/503) puts the message back on the queue with Graph's delay instead of burning dequeues, within
+  THROTTLE_WINDOW; other transient failures raise RetryLater so the host retries (then moves it to the poison queue);
+- permanent failures and invalid events return a dead letter for the poison queue, with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connector.events import CourseActivityUpdate, EventValidationError, parse_event_json
+from connector.events import TYPE_NAMES, CourseActivityUpdate, EventValidationError, FieldError, parse_event_json
 from connector.graph import GraphFailure, GraphGateway
+from connector.merge import Stamp, fold, graph_agrees, patch_body
 from connector.messages import (
     KIND,
     SCHEMA_VERSION,
@@ -26,8 +33,17 @@ from connector.messages import (
     read_envelope,
 )
 from connector.settings import Settings
+from connector.state import ActivityState, StateConflict, StateStore
 
 logger = logging.getLogger(__name__)
+
+#: How long a throttled update keeps coming back before it is dead-lettered (then replayable).
+THROTTLE_WINDOW = timedelta(hours=24)
+#: The longest single wait, whatever Retry-After says; the queue allows up to 7 days.
+MAX_DELAY_SECONDS = 3600
+THROTTLED_STATUSES = frozenset({429, 503})
+_CONTENTION_LIMIT = 50
+_RESEND_LIMIT = 10
 
 
 class RetryLater(Exception):
@@ -40,7 +56,7 @@ class RetryLater(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a message: applied, or dead-lettered with the poison message to write."""
+    """What became of a message: applied, duplicate, unchanged, requeued or deadLettered (with the poison body)."""
 
     status: str
     request_id: str | None = None
@@ -57,10 +73,23 @@ class Delivery:
     insertion_time: datetime | None = None
 
 
+Requeue = Callable[[str, int], Awaitable[None]]
+
+
 class Worker:
-    def __init__(self, settings: Settings, gateway: Callable[[], Awaitable[GraphGateway]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: Callable[[], Awaitable[GraphGateway]],
+        store: StateStore,
+        requeue: Requeue,
+        max_dequeue_count: int = 5,
+    ) -> None:
         self._settings = settings
         self._gateway = gateway
+        self._store = store
+        self._requeue = requeue
+        self._max_dequeue_count = max_dequeue_count
 
     async def handle(self, delivery: Delivery) -> Outcome:
         try:
@@ -70,37 +99,15 @@ class Worker:
         try:
             update = self._validate(envelope)
         except EventValidationError as exc:
-            errors = exc.errors
-            reason = {
-                "source": "validation",
-                "status": 400,
-                "code": "badRequest",
-                "message": errors[0].message,
-                "details": [e.to_detail() for e in errors],
-            }
-            return self._dead_letter(envelope, delivery, reason)
+            return self._dead_letter(envelope, delivery, _validation_reason(exc.errors))
         try:
-            request_id = await self._apply(update)
+            return await self._process(envelope, update)
+        except _TypeMismatch as exc:
+            return self._dead_letter(envelope, delivery, _validation_reason([exc.error]))
         except GraphFailure as failure:
-            if failure.transient:
-                logger.warning(
-                    "message %s (webhook %s) failed transiently, attempt %d: %s (request-id %s)",
-                    envelope.id,
-                    envelope.webhook_id,
-                    delivery.dequeue_count,
-                    failure,
-                    failure.request_id,
-                )
-                raise RetryLater(failure) from None
-            return self._dead_letter(envelope, delivery, failure.reason())
-        logger.info(
-            "message %s (webhook %s) applied to %s (request-id %s)",
-            envelope.id,
-            envelope.webhook_id,
-            update.activity_key,
-            request_id,
-        )
-        return Outcome("applied", request_id=request_id)
+            return await self._failed(envelope, update, delivery, failure)
+
+    # --- reading and validating ---
 
     def _read(self, delivery: Delivery) -> Envelope:
         data = decode_body(delivery.body)
@@ -110,12 +117,10 @@ class Worker:
             raise MessageError("the message is neither an envelope nor a bare event (a JSON object)")
         event = dict(data)
         registration_id = event.pop("registrationId", None)
-        if not isinstance(registration_id, str) or not registration_id.strip():
-            registration_id = ""
-        inserted = delivery.insertion_time.isoformat() if delivery.insertion_time else now_iso()
+        inserted = (delivery.insertion_time or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         return Envelope(
             id=delivery.message_id,
-            registration_id=registration_id,
+            registration_id=registration_id if isinstance(registration_id, str) else "",
             event=event,
             source="queue",
             event_time=inserted,
@@ -123,54 +128,243 @@ class Worker:
         )
 
     def _validate(self, envelope: Envelope) -> CourseActivityUpdate:
-        from connector.events import FieldError
-
-        if not envelope.registration_id:
+        if not envelope.registration_id.strip():
             raise EventValidationError(
                 [FieldError("registrationId", "is required", "a bare event on the queue names its provider")]
             )
-        if self._settings.provider(envelope.registration_id) is None:
+        provider = self._settings.provider(envelope.registration_id)
+        if provider is None:
             raise EventValidationError(
                 [FieldError("registrationId", "is invalid", "must be a provider configured in CONNECTOR_PROVIDERS")]
             )
-        return parse_event_json(json.dumps(envelope.event), envelope.registration_id)
+        return parse_event_json(json.dumps(envelope.event), provider.registration_id)
 
-    async def _apply(self, update: CourseActivityUpdate) -> str | None:
+    # --- merging and applying ---
+
+    async def _process(self, envelope: Envelope, update: CourseActivityUpdate) -> Outcome:
+        state, new_event = await self._fold(envelope, update)
+        if state.up_to_date:
+            if not new_event:
+                logger.info("message %s (webhook %s): duplicate, nothing sent", envelope.id, envelope.webhook_id)
+                return Outcome("duplicate")
+            if await self._graph_agrees(state, update):
+                logger.info("message %s (webhook %s): changes nothing, no PATCH", envelope.id, envelope.webhook_id)
+                return Outcome("unchanged")
+            return await self._apply(state, update, envelope, resend_all=True)
+        return await self._apply(state, update, envelope)
+
+    async def _fold(self, envelope: Envelope, update: CourseActivityUpdate) -> tuple[ActivityState, bool]:
+        """Merges the event into the row (ETag-guarded); says whether the event was new to the row."""
+        stamp = Stamp(envelope.event_time, envelope.sequence, envelope.id)
+        for _ in range(_CONTENTION_LIMIT):
+            state = await self._store.load(update.registration_id, update.activity_key)
+            if state.odata_type and state.odata_type != update.odata_type:
+                raise _TypeMismatch(state.odata_type)
+            if envelope.id in state.seen:
+                return state, False
+            merged = fold(state.merged, update.changes, stamp)
+            changed = merged != state.merged
+            folded = replace(
+                state.with_seen(envelope.id),
+                merged=merged,
+                version=state.version + 1 if changed else state.version,
+                odata_type=update.odata_type,
+                external_id=state.external_id or update.external_id,
+                graph_id=state.graph_id or update.activity_id,
+                status="pending" if changed else state.status,
+            )
+            try:
+                return await self._store.save(folded), True
+            except StateConflict:
+                continue
+        raise GraphFailure(None, "stateContention", "too many concurrent writers on this activity's state")
+
+    async def _graph_agrees(self, state: ActivityState, update: CourseActivityUpdate) -> bool:
+        """Checks Graph before skipping: the state's memory of what Graph holds may be stale (edited elsewhere)."""
         gateway = await self._gateway()
-        activity_id = update.activity_id
-        if activity_id is None:
+        try:
+            if state.graph_id:
+                current = await gateway.get_activity(state.graph_id)
+            else:
+                assert update.external_id is not None
+                current = await gateway.find_activity(update.registration_id, update.external_id)
+        except GraphFailure as failure:
+            logger.info("could not read the activity back (%s); sending the update instead", failure)
+            return False
+        return graph_agrees(state.merged.values, current)
+
+    async def _apply(
+        self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope, *, resend_all: bool = False
+    ) -> Outcome:
+        gateway = await self._gateway()
+        graph_id = state.graph_id or update.activity_id
+        if graph_id is None:
             assert update.external_id is not None
             found = await gateway.find_activity(update.registration_id, update.external_id)
-            activity_id = found.get("id")
-            if not isinstance(activity_id, str) or not activity_id:
+            graph_id = found.get("id")
+            if not isinstance(graph_id, str) or not graph_id:
                 raise GraphFailure(200, "invalidResponse", "Graph's lookup by external id returned no id")
-        return await gateway.update_activity(update.registration_id, activity_id, update.odata_type, update.changes)
+        event_changes: dict[str, Any] = dict(update.changes)
+        request_id: str | None = None
+        for _ in range(_RESEND_LIMIT):
+            body = patch_body(state.merged, {} if resend_all else state.applied, event_changes)
+            sent_version = state.version
+            request_id = await gateway.update_activity(update.registration_id, graph_id, update.odata_type, body)
+            state = await self._record_applied(state, graph_id, body, sent_version, request_id)
+            logger.info(
+                "message %s (webhook %s) applied to %s %s (request-id %s)",
+                envelope.id, envelope.webhook_id, update.registration_id, graph_id, request_id,
+            )  # fmt: skip
+            if state.version <= sent_version:
+                break
+            event_changes, resend_all = {}, False  # newer callbacks were merged meanwhile: send them too
+        return Outcome("applied", request_id=request_id)
+
+    async def _record_applied(
+        self, state: ActivityState, graph_id: str, body: dict[str, Any], sent_version: int, request_id: str | None
+    ) -> ActivityState:
+        for _ in range(_CONTENTION_LIMIT):
+            newer = sent_version >= state.applied_version
+            applied_version = max(state.applied_version, sent_version)
+            done = replace(
+                state,
+                graph_id=graph_id,
+                applied={**state.applied, **body} if newer else state.applied,
+                applied_version=applied_version,
+                status="applied" if applied_version >= state.version else "pending",
+                last_applied_at=now_iso(),
+                last_request_id=request_id,
+                last_error=None,
+                first_attempt_at=None,
+                last_attempt_at=now_iso(),
+                next_attempt_at=None,
+            )
+            try:
+                return await self._store.save(done)
+            except StateConflict:
+                state = await self._store.load(state.registration_id, state.key)
+        return state
+
+    # --- failures ---
+
+    async def _failed(
+        self, envelope: Envelope, update: CourseActivityUpdate, delivery: Delivery, failure: GraphFailure
+    ) -> Outcome:
+        reason = failure.reason()
+        if not failure.transient:
+            await self._record_failure(update, reason, "failed")
+            return self._dead_letter(envelope, delivery, reason)
+        if failure.status in THROTTLED_STATUSES:
+            return await self._throttled(envelope, update, delivery, failure)
+        final = delivery.dequeue_count >= self._max_dequeue_count
+        await self._record_failure(update, reason, "failed" if final else "retrying")
+        logger.warning(
+            "message %s (webhook %s) failed transiently (attempt %d of %d): %s (request-id %s)",
+            envelope.id, envelope.webhook_id, delivery.dequeue_count, self._max_dequeue_count,
+            failure, failure.request_id,
+        )  # fmt: skip
+        raise RetryLater(failure)
+
+    async def _throttled(
+        self, envelope: Envelope, update: CourseActivityUpdate, delivery: Delivery, failure: GraphFailure
+    ) -> Outcome:
+        now = datetime.now(UTC)
+        first = _parse_time(envelope.first_attempt_at) or now
+        attempt = envelope.attempt + 1
+        delay = failure.retry_after if failure.retry_after is not None else _backoff(attempt)
+        delay = int(min(max(delay, 1), MAX_DELAY_SECONDS))
+        reason = failure.reason()
+        if now + timedelta(seconds=delay) - first > THROTTLE_WINDOW:
+            reason = {**reason, "message": f"{reason['message']} (still throttled after {attempt} attempts over "
+                      f"{THROTTLE_WINDOW}; replay it once the cause is fixed)"}  # fmt: skip
+            await self._record_failure(update, reason, "failed")
+            return self._dead_letter(envelope, delivery, reason)
+        again = replace(envelope, attempt=attempt, first_attempt_at=first.isoformat().replace("+00:00", "Z"))
+        await self._requeue(again.to_json(), delay)  # before this message completes, so it cannot be lost
+        next_at = (now + timedelta(seconds=delay)).isoformat().replace("+00:00", "Z")
+        await self._record_failure(update, reason, "throttled", next_attempt_at=next_at)
+        logger.warning(
+            "message %s (webhook %s) throttled (%s), back on the queue in %d s (attempt %d, request-id %s)",
+            envelope.id, envelope.webhook_id, failure.status, delay, attempt, failure.request_id,
+        )  # fmt: skip
+        return Outcome("requeued", request_id=failure.request_id)
+
+    async def _record_failure(
+        self, update: CourseActivityUpdate, reason: dict[str, Any], status: str, next_attempt_at: str | None = None
+    ) -> None:
+        """Best effort: the message's own fate (retry, requeue, dead letter) does not depend on this write."""
+        try:
+            for _ in range(_CONTENTION_LIMIT):
+                state = await self._store.load(update.registration_id, update.activity_key)
+                now = now_iso()
+                failed = replace(
+                    state,
+                    status=status,
+                    last_error={**reason, "at": now},
+                    first_attempt_at=state.first_attempt_at or now,
+                    last_attempt_at=now,
+                    next_attempt_at=next_attempt_at,
+                    odata_type=state.odata_type or update.odata_type,
+                    external_id=state.external_id or update.external_id,
+                )
+                try:
+                    await self._store.save(failed)
+                    return
+                except StateConflict:
+                    continue
+        except Exception:
+            logger.exception("could not record the failure in the activity state")
 
     def _dead_letter(self, envelope: Envelope, delivery: Delivery, reason: dict[str, Any]) -> Outcome:
-        reason = {**reason, "at": now_iso(), "attempts": delivery.dequeue_count, "messageId": delivery.message_id}
+        reason = {**reason, "at": now_iso(), "attempts": delivery.dequeue_count + envelope.attempt,
+                  "messageId": delivery.message_id}  # fmt: skip
         logger.error(
             "message %s (webhook %s) dead-lettered: %s %s %s (request-id %s)",
-            envelope.id,
-            envelope.webhook_id,
-            reason.get("status"),
-            reason.get("code"),
-            reason.get("message"),
-            reason.get("requestId"),
-        )
+            envelope.id, envelope.webhook_id, reason.get("status"), reason.get("code"),
+            reason.get("message"), reason.get("requestId"),
+        )  # fmt: skip
         return Outcome(
             "deadLettered", request_id=reason.get("requestId"), dead_letter=envelope.with_dead_letter(reason).to_json()
         )
 
     def _unreadable(self, delivery: Delivery, problem: str) -> Outcome:
         text = delivery.body.decode("utf-8", errors="replace")
-        reason = {
-            "source": "message",
-            "code": "unreadableMessage",
-            "message": problem,
-            "at": now_iso(),
-            "attempts": delivery.dequeue_count,
-            "messageId": delivery.message_id,
-        }
+        reason = {"source": "message", "code": "unreadableMessage", "message": problem, "at": now_iso(),
+                  "attempts": delivery.dequeue_count, "messageId": delivery.message_id}  # fmt: skip
         logger.error("message %s dead-lettered: %s", delivery.message_id, problem)
         body = {"schemaVersion": SCHEMA_VERSION, "kind": KIND, "raw": text, "deadLetter": reason}
         return Outcome("deadLettered", dead_letter=json.dumps(body, ensure_ascii=False))
+
+
+class _TypeMismatch(Exception):
+    def __init__(self, stored: str) -> None:
+        super().__init__(stored)
+        self.error = FieldError(
+            "@odata.type",
+            "is invalid",
+            f"this activity is a {TYPE_NAMES.get(stored, stored)}; earlier callbacks said so",
+        )
+
+
+def _validation_reason(errors: list[FieldError]) -> dict[str, Any]:
+    return {
+        "source": "validation",
+        "status": 400,
+        "code": "badRequest",
+        "message": errors[0].message,
+        "details": [e.to_detail() for e in errors],
+    }
+
+
+def _backoff(attempt: int) -> float:
+    """Without a Retry-After: 30 s, 1 min, 2 min … up to 15 min, with jitter so a burst does not return as one."""
+    return min(30 * 2 ** (attempt - 1), 900) * random.uniform(0.8, 1.2)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

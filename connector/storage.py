@@ -1,0 +1,38 @@
+"""Azure Storage clients for the connector's own use (delayed re-queueing, replay, the state table).
+
+They read the same AzureWebJobsStorage settings as the Functions host: a connection string (Azurite, or account
+keys) or identity-based `AzureWebJobsStorage__*` settings with the app's managed identity.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from connector.identity import create_credential
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+    from azure.storage.queue.aio import QueueClient
+
+    from connector.settings import Settings
+
+
+def queue_client(settings: Settings, queue_name: str) -> QueueClient:
+    """A queue client writing text as is, which host.json's `messageEncoding: none` expects."""
+    from azure.storage.queue.aio import QueueClient
+
+    storage = settings.require_storage()
+    if storage.connection_string:
+        return QueueClient.from_connection_string(storage.connection_string, queue_name)
+    assert storage.queue_service_uri is not None
+    return QueueClient(storage.queue_service_uri, queue_name, credential=create_credential(settings, storage.client_id))
+
+
+def table_client(settings: Settings, table_name: str) -> TableClient:
+    from azure.data.tables.aio import TableClient
+
+    storage = settings.require_storage()
+    if storage.connection_string:
+        return TableClient.from_connection_string(storage.connection_string, table_name)
+    assert storage.table_service_uri is not None
+    return TableClient(storage.table_service_uri, table_name, credential=create_credential(settings, storage.client_id))
