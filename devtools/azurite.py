@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -114,10 +115,8 @@ class Azurite:
             with self._lock:
                 self._output.append(line)
             if self._echo is not None:
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     print(line, file=self._echo, flush=True)
-                except (OSError, ValueError):
-                    pass
             match = _LISTENING.search(line)
             if match:
                 with self._lock:
@@ -142,9 +141,7 @@ class Azurite:
             missing = [s for s in SERVICES if s not in self._ports]
         if missing:
             code = self.process.wait(5)
-            raise AzuriteError(
-                f"Azurite exited (code {code}) before {', '.join(missing)} listened:\n{self.output}"
-            )
+            raise AzuriteError(f"Azurite exited (code {code}) before {', '.join(missing)} listened:\n{self.output}")
         for service in SERVICES:
             port = self._ports[service]
             while True:
@@ -155,8 +152,7 @@ class Azurite:
                     if self.process.poll() is not None or time.monotonic() > deadline:
                         self.stop()
                         raise AzuriteError(
-                            f"Azurite {service} service does not accept connections on {port}: {exc}\n"
-                            f"{self.output}"
+                            f"Azurite {service} service does not accept connections on {port}: {exc}\n{self.output}"
                         ) from exc
                     time.sleep(0.05)
 
@@ -298,8 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         print(azurite.connection_string, flush=True)
         blob, queue, table = azurite.ports
         print(
-            f"Azurite running (pid {azurite.process.pid}): blob {blob}, queue {queue}, table {table}. "
-            "Ctrl-C to stop.",
+            f"Azurite running (pid {azurite.process.pid}): blob {blob}, queue {queue}, table {table}. Ctrl-C to stop.",
             file=sys.stderr,
             flush=True,
         )
