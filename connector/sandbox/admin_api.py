@@ -108,7 +108,7 @@ def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> Non
             return _error(str(exc))
         store = state.store
         if old_principal_id != identity.principal_id:
-            store.service_principals.pop(old_principal_id, None)
+            store.remove_service_principal(old_principal_id)
         store.put_service_principal(managed_identity_service_principal(identity.client_id, identity.principal_id))
         return _json(identity.describe())
 

@@ -166,5 +166,9 @@ class SandboxClient:
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 
+    def latency(self) -> float:
+        """The latency (ms) added to every Graph request."""
+        return self._call("GET", "/latency")["latencyMs"]
+
     def set_latency(self, latency_ms: float) -> None:
         self._call("PUT", "/latency", {"latencyMs": latency_ms})

@@ -242,6 +242,12 @@ class Store:
         self._sp_by_app_id[app_id] = sp_id
         return sp
 
+    def remove_service_principal(self, sp_id: str) -> None:
+        sp = self.service_principals.pop(sp_id, None)
+        if sp is not None and self._sp_by_app_id.get(sp["appId"]) == sp_id:
+            del self._sp_by_app_id[sp["appId"]]
+        self.app_role_assignments.pop(sp_id, None)
+
     def service_principal_by_app_id(self, app_id: str) -> dict[str, Any] | None:
         sp_id = self._sp_by_app_id.get(app_id)
         return None if sp_id is None else self.service_principals[sp_id]
