@@ -447,8 +447,8 @@ class RouteTemplate:
             for match in self._TOKEN.finditer(segment):
                 pieces.append(re.escape(segment[pos : match.start()]))
                 param = self._parse_param(match.group(1))
-                lazy = "[^/]+?" if param.regex == "[^/]+" else param.regex  # "{name}.{ext}"
-                pieces.append(f"(?P<{param.group}>{lazy})")
+                # Greedy, so "{name}.{ext}" splits "a.b.pdf" at the last dot, as ASP.NET routing does.
+                pieces.append(f"(?P<{param.group}>{param.regex})")
                 has_param = True
                 pos = match.end()
             pieces.append(re.escape(segment[pos:]))
