@@ -157,3 +157,38 @@ async def test_drain_waits_for_retries_and_poison(make_runner, probe, toy):
     assert await probe.count("fail-in") == 0
     assert await probe.peek("fail-in-poison") == [b64("b")]
     assert await probe.peek("work-out") == [b64("sync:a")]
+
+
+async def test_stop_waits_for_in_flight_invocations(make_runner, probe, toy, wait_until):
+    runner = await make_runner()
+    port = runner.http_port
+    await probe.send("slow-in", "in flight")
+    await wait_until(lambda: toy.concurrency["current"] == 1, what="invocation started")
+    stopping = asyncio.create_task(runner.stop())
+
+    async def refused() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return True
+        writer.close()
+        return False
+
+    await wait_until(refused, what="HTTP listener closed")  # stop() is under way...
+    assert not stopping.done()  # ...but waits for the running invocation
+    toy.gate.release()
+    await asyncio.wait_for(stopping, 20)
+    assert runner.stats[("slow", "succeeded")] == 1
+    assert await probe.count("slow-in") == 0
+
+
+async def test_stop_grace_exceeded_gives_the_message_back(make_runner, probe, toy, wait_until):
+    runner = await make_runner()
+    await probe.send("slow-in", "interrupted")
+    await wait_until(lambda: toy.concurrency["current"] == 1, what="invocation started")
+    await runner.stop(grace=0.2)
+    # Released at once (not after the 10-minute lease), without counting as a processed message.
+    assert await wait_until(lambda: probe.peek("slow-in"), within=5, what="message visible again") == [
+        b64("interrupted")
+    ]
+    assert runner.stats[("slow", "succeeded")] == 0
