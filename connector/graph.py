@@ -82,6 +82,7 @@ class GraphGateway:
             client=httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=64)),
         )
         self._http = http
+        self._credential = credential
         self._adapter = GraphRequestAdapter(auth, client=http)
         self._adapter.base_url = settings.graph_base_url
         self._client = GraphServiceClient(request_adapter=self._adapter)
@@ -89,6 +90,7 @@ class GraphGateway:
 
     async def close(self) -> None:
         await self._http.aclose()
+        await self._credential.close()
 
     def _provider(self, registration_id: str) -> Any:
         return self._client.employee_experience.learning_providers.by_learning_provider_id(registration_id)

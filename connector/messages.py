@@ -74,7 +74,10 @@ def now_iso() -> str:
 
 def decode_body(body: bytes | str) -> Any:
     """The message's JSON: as written (messageEncoding none), or base64 of it (a client's default encoding)."""
-    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+    except UnicodeDecodeError:
+        raise MessageError("the message body is not UTF-8 text") from None
     try:
         return json.loads(text)
     except ValueError:

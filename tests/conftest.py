@@ -27,3 +27,21 @@ def _fresh_settings():
     bootstrap.reset()
     yield
     bootstrap.reset()
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """A real Azurite (queues, tables, blobs) on free ports, shared by the session."""
+    from devtools.azurite import start_azurite
+
+    with start_azurite() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The project's Graph sandbox with its managed-identity endpoint, in its own process."""
+    from connector.sandbox.process import start_sandbox_process
+
+    with start_sandbox_process(seed_example=True) as running:
+        yield running
