@@ -65,7 +65,8 @@ async def test_example_2_is_patched_exactly(connector, graph):
         ],
     )
     (run,) = await connector.deliver(REGISTRATION_ID, EXAMPLE_2_SELF_INITIATED)
-    assert run.error is None and run.poison is None
+    assert run.error is None
+    assert run.poison is None
     (patch,) = connector.patches()
     assert patch["body"] == EXAMPLE_2_PATCH
     activity = graph.activity(SELF_ID)
@@ -73,8 +74,13 @@ async def test_example_2_is_patched_exactly(connector, graph):
 
 
 async def test_the_graph_id_needs_no_lookup(connector, graph):
-    body = {"@odata.type": "#microsoft.graph.learningAssignment", "learningCourseActivityId": ASSIGNMENT_ID,
-            "status": "completed", "completionPercentage": 100, "completedDateTime": "2026-11-20T10:00:00Z"}  # fmt: skip
+    body = {
+        "@odata.type": "#microsoft.graph.learningAssignment",
+        "learningCourseActivityId": ASSIGNMENT_ID,
+        "status": "completed",
+        "completionPercentage": 100,
+        "completedDateTime": "2026-11-20T10:00:00Z",
+    }
     (run,) = await connector.deliver(REGISTRATION_ID, body)
     assert run.error is None
     assert graph.requests(method="GET") == []
@@ -102,7 +108,8 @@ async def test_an_unknown_external_id_is_dead_lettered_with_graphs_reason(connec
     assert letter["event"]["externalcourseActivityId"] == "no-such-activity"
     reason = letter["deadLetter"]
     assert (reason["status"], reason["code"]) == (404, "notFound")
-    assert reason["message"] and reason["requestId"]
+    assert reason["message"]
+    assert reason["requestId"]
     assert connector.patches() == []
 
 
@@ -125,7 +132,8 @@ async def test_a_500_fails_the_invocation_so_the_host_retries_then_succeeds(conn
     graph.add_fault(target="graph", method="PATCH", status=500, count=1)
     reply = connector.post(REGISTRATION_ID, progress(completionPercentage=42))
     first = await connector.run(reply.messages[0], dequeue_count=1)
-    assert first.error is not None and "500" in str(first.error)
+    assert first.error is not None
+    assert "500" in str(first.error)
     assert first.poison is None
     second = await connector.run(reply.messages[0], dequeue_count=2)
     assert (second.error, second.poison) == (None, None)
@@ -137,14 +145,16 @@ async def test_a_dropped_connection_is_transient(connector, graph):
     graph.add_fault(target="graph", method="PATCH", drop=True, count=1)
     reply = connector.post(REGISTRATION_ID, progress())
     run = await connector.run(reply.messages[0])
-    assert run.error is not None and "connectionError" in str(run.error)
+    assert run.error is not None
+    assert "connectionError" in str(run.error)
 
 
 async def test_a_token_endpoint_failure_is_transient(connector, graph):
     graph.add_fault(target="identity", status=500, count=10)
     reply = connector.post(REGISTRATION_ID, progress())
     run = await connector.run(reply.messages[0])
-    assert run.error is not None and "tokenUnavailable" in str(run.error)
+    assert run.error is not None
+    assert "tokenUnavailable" in str(run.error)
     graph.clear_faults()
     assert (await connector.run(reply.messages[0], dequeue_count=2)).error is None
     assert connector.patches()[-1]["status"] == 204
