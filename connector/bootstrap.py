@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from connector.worker import Worker
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+
+# httpx logs every request URL at INFO; URLs carry external ids, which are the provider's and may identify people.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @dataclass

@@ -68,6 +68,8 @@ class GraphGateway:
         from kiota_authentication_azure.azure_identity_authentication_provider import (
             AzureIdentityAuthenticationProvider,
         )
+        from kiota_http.middleware import HeadersInspectionHandler
+        from kiota_http.middleware.options import HeadersInspectionHandlerOption
         from msgraph import GraphRequestAdapter, GraphServiceClient
         from msgraph.generated.models.o_data_errors.o_data_error import ODataError
         from msgraph_core import GraphClientFactory
@@ -78,7 +80,8 @@ class GraphGateway:
             credential, scopes=[settings.graph_scope], allowed_hosts=[settings.graph_host]
         )
         http = GraphClientFactory.create_with_custom_middleware(
-            [GraphTelemetryHandler()],
+            # Headers are inspected only for requests that ask (see _send): Graph's request-id goes in every log line.
+            [GraphTelemetryHandler(), HeadersInspectionHandler(HeadersInspectionHandlerOption(False, False))],
             client=httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=64)),
         )
         self._http = http
@@ -87,6 +90,7 @@ class GraphGateway:
         self._adapter.base_url = settings.graph_base_url
         self._client = GraphServiceClient(request_adapter=self._adapter)
         self._errors: dict[str, Any] = {"XXX": ODataError}
+        self._inspect = HeadersInspectionHandlerOption
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -100,7 +104,7 @@ class GraphGateway:
         # OData doubles a quote inside a string literal; the SDK percent-encodes but does not double it.
         literal = external_id.replace("'", "''")
         builder = self._provider(registration_id).learning_course_activities_with_externalcourse_activity_id(literal)
-        body = await self._send(builder.to_get_request_information(), "bytes")
+        body, _ = await self._send(builder.to_get_request_information(), "bytes")
         return json.loads(body) if body else {}
 
     async def get_activity(self, activity_id: str) -> dict[str, Any]:
@@ -108,7 +112,7 @@ class GraphGateway:
         builder = self._client.employee_experience.learning_course_activities.by_learning_course_activity_id(
             activity_id
         )
-        body = await self._send(builder.to_get_request_information(), "bytes")
+        body, _ = await self._send(builder.to_get_request_information(), "bytes")
         return json.loads(body) if body else {}
 
     async def update_activity(
@@ -117,16 +121,22 @@ class GraphGateway:
         """PATCH …/learningCourseActivities/{id} with @odata.type and the given changeable properties only."""
         builder = self._provider(registration_id).learning_course_activities.by_learning_course_activity_id(activity_id)
         info = builder.to_patch_request_information(build_model(odata_type, changes))
-        return await self._send(info, None)
+        _, request_id = await self._send(info, None)
+        return request_id
 
-    async def _send(self, info: RequestInformation, response_type: str | None) -> Any:
+    async def _send(self, info: RequestInformation, response_type: str | None) -> tuple[Any, str | None]:
+        """Sends the request; returns the body (bytes, or None) and Graph's request-id."""
         from kiota_abstractions.api_error import APIError
 
+        headers = self._inspect(inspect_request_headers=False, inspect_response_headers=True)
+        info.add_request_options([headers])
         try:
             if response_type is None:
                 await self._adapter.send_no_response_content_async(info, self._errors)
-                return None
-            return await self._adapter.send_primitive_async(info, response_type, self._errors)
+                body = None
+            else:
+                body = await self._adapter.send_primitive_async(info, response_type, self._errors)
+            return body, _header(headers.response_headers, "request-id")
         except APIError as exc:
             raise _failure_from_api_error(exc) from None
         except httpx.TimeoutException as exc:

@@ -29,7 +29,8 @@ def progress(external_id: str = ASSIGNMENT_EXTERNAL_ID, **fields) -> dict:
     }
 
 
-async def test_example_1_is_patched_exactly_with_a_managed_identity_token(connector, graph):
+async def test_example_1_is_patched_exactly_with_a_managed_identity_token(connector, graph, caplog):
+    caplog.set_level("INFO")
     (run,) = await connector.deliver(REGISTRATION_ID, EXAMPLE_1_ASSIGNMENT)
     assert (run.error, run.poison) == (None, None)
     (patch,) = connector.patches()
@@ -46,6 +47,9 @@ async def test_example_1_is_patched_exactly_with_a_managed_identity_token(connec
     assert activity["notes"] == {"content": "required assignment added for user", "contentType": "text"}
     lookups = graph.requests(method="GET", path_contains="externalcourseActivityId")
     assert len(lookups) == 1
+    applied = [r.getMessage() for r in caplog.records if "applied to" in r.getMessage()]
+    assert applied
+    assert f"(request-id {patch['requestId']})" in applied[0]
 
 
 async def test_example_2_is_patched_exactly(connector, graph):
