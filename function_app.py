@@ -8,7 +8,7 @@ import typing
 
 import azure.functions as func
 
-from connector import bootstrap, webhook
+from connector import bootstrap, status, webhook
 from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
 from connector.settings import STORAGE_SETTING
 from connector.worker import Delivery
@@ -30,6 +30,17 @@ def course_activity_webhook(
     reply = webhook.receive(bootstrap.settings(), req.route_params["registrationId"], headers, req.get_body())
     if reply.messages:
         updates.set(reply.messages)
+    return _json(reply.status, reply.body)
+
+
+@app.function_name("course_activity_status")
+@app.route(route="providers/{registrationId}/course-activities/{id}", methods=["GET"])
+async def course_activity_status(req: func.HttpRequest) -> func.HttpResponse:
+    """What the connector knows about one activity: last applied values, pending or failed, and why."""
+    params = req.route_params
+    reply = await status.activity_status(
+        bootstrap.settings(), bootstrap.state_store(), params["registrationId"], params["id"]
+    )
     return _json(reply.status, reply.body)
 
 

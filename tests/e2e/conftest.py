@@ -1,0 +1,105 @@
+"""The app run the way the host runs it: the project's runner in its own process, serving HTTP on a port and
+feeding queue messages from Azurite with host.json's rules, updating the Graph sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueClient
+
+from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
+from connector.state import TABLE_NAME
+from tests.conftest import BASE_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTION_KEY = "e2e-function-key"
+
+
+class RunningApp:
+    def __init__(self, process: subprocess.Popen[str], url: str, azurite: Any) -> None:
+        self.process = process
+        self.url = url
+        self.azurite = azurite
+        self.output: list[str] = []
+
+    def queue(self, name: str) -> QueueClient:
+        return QueueClient.from_connection_string(self.azurite.connection_string, name)
+
+    def queue_count(self, name: str) -> int:
+        try:
+            return self.queue(name).get_queue_properties().approximate_message_count
+        except ResourceNotFoundError:
+            return 0
+
+    def peek(self, name: str) -> list[str]:
+        try:
+            return [m.content for m in self.queue(name).peek_messages(max_messages=32)]
+        except ResourceNotFoundError:
+            return []
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Polls until the condition returns something truthy; fails with the condition's name otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {getattr(condition, '__name__', condition)}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def app(azurite, sandbox, tmp_path_factory) -> Iterator[RunningApp]:
+    settings = tmp_path_factory.mktemp("e2e") / "local.settings.json"
+    settings.write_text(json.dumps({"IsEncrypted": False, "Values": {}}))
+    env = {
+        **os.environ,
+        **BASE_ENV,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "GRAPH_BASE_URL": sandbox.graph_url,
+        **sandbox.identity_env(),
+        "CONNECTOR_RUNNER_FUNCTION_KEY": FUNCTION_KEY,
+    }
+    command = [sys.executable, "-m", "devtools.runner", "--runner", "--port", "0", "--settings", str(settings)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603
+    ready = process.stdout.readline() if process.stdout else ""
+    if not ready:
+        raise RuntimeError(f"runner did not start: {process.stderr.read() if process.stderr else ''}")
+    running = RunningApp(process, json.loads(ready)["http"], azurite)
+    threading.Thread(target=lambda: running.output.extend(process.stderr), daemon=True).start()  # type: ignore[arg-type]
+    yield running
+    process.terminate()
+    process.wait(30)
+
+
+@pytest.fixture
+def fresh(app, sandbox):
+    """A clean tenant, queues and state for each test (the app keeps running)."""
+    sandbox.admin.reset(seed_example=True)
+    for name in (QUEUE_NAME, POISON_QUEUE_NAME):
+        queue = app.queue(name)
+        try:
+            queue.clear_messages()
+        except ResourceNotFoundError:
+            queue.create_queue()
+    tables = TableServiceClient.from_connection_string(app.azurite.connection_string)
+    for entity in tables.get_table_client(TABLE_NAME).list_entities() if _exists(tables) else []:
+        tables.get_table_client(TABLE_NAME).delete_entity(entity["PartitionKey"], entity["RowKey"])
+    return app
+
+
+def _exists(tables: TableServiceClient) -> bool:
+    return any(t.name == TABLE_NAME for t in tables.list_tables())
