@@ -1,5 +1,21 @@
 """The unauthenticated admin API under ``/_sandbox``: seed, inspect, reconfigure and break the sandbox.
 
+    GET    /_sandbox                    URLs and identity settings
+    POST   /_sandbox/reset              {"seedExample": bool}: empty tenant (built-in service principals stay),
+                                        no faults, startup latency, empty log, zero counters, default identity
+                                        settings; the identity header secret and signing key survive
+    POST   /_sandbox/seed               {"providers", "activities", "users", "contents", "servicePrincipals"}
+    GET    /_sandbox/state              everything in the tenant, app-role assignments included
+    GET    /_sandbox/activities         [?providerId=]; /_sandbox/activities/{id} (404 if none)
+    GET    /_sandbox/providers          PUT /_sandbox/providers/{id} creates or merges fields
+    GET|PUT /_sandbox/identity          {"roles", "tokenLifetimeSeconds", "clientId", "principalId"}
+    POST   /_sandbox/token              {"roles", "audience", "lifetimeSeconds", "clientId"}: a token, no MI round trip
+    GET    /_sandbox/requests           [?method=&pathContains=&sinceSeq=] -> {"value": [...], "lastSeq"}
+    DELETE /_sandbox/requests
+    GET    /_sandbox/stats
+    GET|POST|PUT|DELETE /_sandbox/faults   list / append one rule / replace the list / clear
+    GET|PUT /_sandbox/latency           {"latencyMs": n} on every Graph request
+
 Errors here are plain ``{"error": "..."}`` with 400/404: the admin API is the test's tool, not Graph.
 """
 

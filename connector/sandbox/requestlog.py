@@ -2,6 +2,10 @@
 
 The log is what tests assert on (which PATCH bodies arrived, with which headers), so it keeps the parsed
 body and redacts the bearer token. Bounded so that a long benchmark cannot exhaust memory.
+
+Path convention of an entry: ``path`` is the path after ``/v1.0``, each segment percent-decoded, OData
+literals left as sent (``...(externalcourseActivityId='O''Brien')``); ``rawPath`` is the same part exactly as
+received; ``query`` is the decoded query string. Fault rules' ``pathContains`` matches ``path``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import logging
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
@@ -109,12 +110,24 @@ async def graph_entry(request: web.Request) -> web.StreamResponse:
         stats.in_flight -= 1
 
 
+@dataclass(slots=True)
+class _Exchange:
+    """One Graph request as the handler sees it, for the router and the request log."""
+
+    request: web.Request
+    method: str
+    raw_path: str  # after /v1.0, still percent-encoded
+    path: str  # decoded segments joined: what fault rules and the log match on
+    segments: list[str]
+    raw_body: bytes
+    body: Any  # parsed JSON, None when empty, INVALID_BODY when not JSON
+    request_id: str
+    client_request_id: str
+    started: float
+
+
 async def _graph(request: web.Request, state: SandboxState) -> web.StreamResponse:
     started = time.perf_counter()
-    headers_in = request.headers
-    request_id = str(uuid.uuid4())
-    client_request_id = headers_in.get("client-request-id") or str(uuid.uuid4())
-    method = request.method
     raw_path = request.raw_path.partition("?")[0][len(GRAPH_PREFIX) :]
     raw_body = await request.read() if request.can_read_body else b""
     body: Any = None
@@ -124,127 +137,88 @@ async def _graph(request: web.Request, state: SandboxState) -> web.StreamRespons
         except ValueError:
             body = INVALID_BODY
     segments = split_path(raw_path)
-    path = "/" + "/".join(segments)
+    ex = _Exchange(
+        request=request,
+        method=request.method,
+        raw_path=raw_path,
+        path="/" + "/".join(segments),
+        segments=segments,
+        raw_body=raw_body,
+        body=body,
+        request_id=str(uuid.uuid4()),
+        client_request_id=request.headers.get("client-request-id") or str(uuid.uuid4()),
+        started=started,
+    )
     faults = state.faults
     if faults.latency_ms:
         await asyncio.sleep(faults.latency_ms / 1000)
-    rule = faults.select("graph", method, path) if faults.rules else None
+    rule = faults.select("graph", ex.method, ex.path) if faults.rules else None
     response: web.Response | None = None
     if rule is not None:
         if rule.latency_ms:
             await asyncio.sleep(rule.latency_ms / 1000)
         if rule.drop:
             state.stats.dropped += 1
-            _record(
-                state,
-                request,
-                method,
-                path,
-                raw_path,
-                raw_body,
-                body,
-                None,
-                request_id,
-                client_request_id,
-                rule,
-                started,
-            )
+            _record(state, ex, None, rule)
             _drop(request)
             # aiohttp finds the transport closed and skips writing; nothing reaches the client.
             return web.Response(status=499)
         if rule.status is not None:
-            response = fault_response(rule, "graph", request_id, client_request_id)
+            response = fault_response(rule, "graph", ex.request_id, ex.client_request_id)
     if response is None:
-        response = _answer(state, request, method, segments, body, request_id, client_request_id)
-    _record(
-        state,
-        request,
-        method,
-        path,
-        raw_path,
-        raw_body,
-        body,
-        response.status,
-        request_id,
-        client_request_id,
-        rule,
-        started,
-    )
+        response = _answer(state, ex)
+    _record(state, ex, response.status, rule)
     return response
 
 
-def _answer(
-    state: SandboxState,
-    request: web.Request,
-    method: str,
-    segments: list[str],
-    body: Any,
-    request_id: str,
-    client_request_id: str,
-) -> web.Response:
-    headers = {"request-id": request_id, "client-request-id": client_request_id}
+def _answer(state: SandboxState, ex: _Exchange) -> web.Response:
+    headers = {"request-id": ex.request_id, "client-request-id": ex.client_request_id}
     try:
-        token = _authenticate(state, request.headers)
-        status, payload = dispatch(state, method, segments, request.query, body, token)
+        token = _authenticate(state, ex.request.headers)
+        status, payload = dispatch(state, ex.method, ex.segments, ex.request.query, ex.body, token)
     except GraphError as exc:
         headers["Content-Type"] = ERROR_JSON
         if exc.status == 401:
             headers["WWW-Authenticate"] = WWW_AUTHENTICATE
         if exc.headers:
             headers.update(exc.headers)
-        return web.Response(
-            status=exc.status,
-            body=dumps(error_body(exc.code, exc.message, request_id, client_request_id)),
-            headers=headers,
-        )
+        body = error_body(exc.code, exc.message, ex.request_id, ex.client_request_id)
+        return web.Response(status=exc.status, body=dumps(body), headers=headers)
     except Exception:  # a sandbox bug must still answer like Graph, and say where it broke
         traceback.print_exc()
         headers["Content-Type"] = ERROR_JSON
-        body_500 = error_body("internalServerError", "Internal server error.", request_id, client_request_id)
-        return web.Response(status=500, body=dumps(body_500), headers=headers)
+        body = error_body("internalServerError", "Internal server error.", ex.request_id, ex.client_request_id)
+        return web.Response(status=500, body=dumps(body), headers=headers)
     if payload is None:
         return web.Response(status=status, headers=headers)
     headers["Content-Type"] = GRAPH_JSON
     return web.Response(status=status, body=dumps(payload), headers=headers)
 
 
-def _record(
-    state: SandboxState,
-    request: web.Request,
-    method: str,
-    path: str,
-    raw_path: str,
-    raw_body: bytes,
-    body: Any,
-    status: int | None,
-    request_id: str,
-    client_request_id: str,
-    rule: FaultRule | None,
-    started: float,
-) -> None:
-    state.stats.count(method, status)
+def _record(state: SandboxState, ex: _Exchange, status: int | None, rule: FaultRule | None) -> None:
+    """Count the request and append it to the log (status None: the connection was dropped)."""
+    state.stats.count(ex.method, status)
     log = state.log
     if log.limit <= 0:
         return
-    if body is INVALID_BODY:
-        body = raw_body.decode("utf-8", "replace")
+    body = ex.raw_body.decode("utf-8", "replace") if ex.body is INVALID_BODY else ex.body
     fault = None
     if rule is not None:
         fault = "drop" if rule.drop else ("status" if rule.status is not None else "latency")
     log.add(
         {
             "seq": log.next_seq(),
-            "method": method,
-            "path": path,
-            "rawPath": raw_path,
-            "query": dict(request.query),
-            "headers": redact_headers(request.headers),
+            "method": ex.method,
+            "path": ex.path,
+            "rawPath": ex.raw_path,
+            "query": dict(ex.request.query),
+            "headers": redact_headers(ex.request.headers),
             "body": body,
             "status": status,
-            "requestId": request_id,
-            "clientRequestId": client_request_id,
+            "requestId": ex.request_id,
+            "clientRequestId": ex.client_request_id,
             "fault": fault,
-            "durationMs": round((time.perf_counter() - started) * 1000, 3),
+            "durationMs": round((time.perf_counter() - ex.started) * 1000, 3),
             "at": utc_now_iso(),
         }
     )
