@@ -92,22 +92,19 @@ def _key(value: Any) -> str:
     return repr(value)
 
 
-def patch_body(merged: MergedState, applied: Mapping[str, Any], event_changes: Mapping[str, Any]) -> dict[str, Any]:
-    """The properties to send: status (Graph requires it) and every merged value Graph does not have yet.
+def patch_body(merged: MergedState, event_changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The properties to send: the whole merged state, so whichever PATCH Graph receives last carries all of it.
 
-    The event's own explicit nulls go too when the merged state has no value for that field, so a provider's
+    The event's own explicit nulls go too where the merged state has no value, so a provider's
     `"completedDateTime": null` reaches Graph as the contract says.
     """
-    body = {
-        name: value for name, value in merged.values.items() if name == "status" or applied.get(name, _MISSING) != value
-    }
+    body = dict(merged.values)
     for name, value in event_changes.items():
-        if value is None and name not in merged.values and name not in body:
+        if value is None and name not in body:
             body[name] = None
     return body
 
 
-_MISSING = object()
 
 
 def graph_agrees(values: Mapping[str, Any], activity: Mapping[str, Any]) -> bool:

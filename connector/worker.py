@@ -150,7 +150,7 @@ class Worker:
             if await self._graph_agrees(state, update):
                 logger.info("message %s (webhook %s): changes nothing, no PATCH", envelope.id, envelope.webhook_id)
                 return Outcome("unchanged")
-            return await self._apply(state, update, envelope, resend_all=True)
+            return await self._apply(state, update, envelope)
         return await self._apply(state, update, envelope)
 
     async def _fold(self, envelope: Envelope, update: CourseActivityUpdate) -> tuple[ActivityState, bool]:
@@ -193,9 +193,7 @@ class Worker:
             return False
         return graph_agrees(state.merged.values, current)
 
-    async def _apply(
-        self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope, *, resend_all: bool = False
-    ) -> Outcome:
+    async def _apply(self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> Outcome:
         gateway = await self._gateway()
         graph_id = state.graph_id or update.activity_id
         if graph_id is None:
@@ -207,7 +205,7 @@ class Worker:
         event_changes: dict[str, Any] = dict(update.changes)
         request_id: str | None = None
         for _ in range(_RESEND_LIMIT):
-            body = patch_body(state.merged, {} if resend_all else state.applied, event_changes)
+            body = patch_body(state.merged, event_changes)
             sent_version = state.version
             request_id = await gateway.update_activity(update.registration_id, graph_id, update.odata_type, body)
             state = await self._record_applied(state, graph_id, body, sent_version, request_id)
@@ -217,7 +215,7 @@ class Worker:
             )  # fmt: skip
             if state.version <= sent_version:
                 break
-            event_changes, resend_all = {}, False  # newer callbacks were merged meanwhile: send them too
+            event_changes = {}  # newer callbacks were merged meanwhile: send the state again
         return Outcome("applied", request_id=request_id)
 
     async def _record_applied(
@@ -229,7 +227,7 @@ class Worker:
             done = replace(
                 state,
                 graph_id=graph_id,
-                applied={**state.applied, **body} if newer else state.applied,
+                applied=body if newer else state.applied,
                 applied_version=applied_version,
                 status="applied" if applied_version >= state.version else "pending",
                 last_applied_at=now_iso(),

@@ -63,6 +63,7 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: fl
 
 @pytest.fixture(scope="module")
 def app(azurite, sandbox, tmp_path_factory) -> Iterator[RunningApp]:
+    _clear_storage(azurite.connection_string)  # what earlier tests left must not reach this app
     settings = tmp_path_factory.mktemp("e2e") / "local.settings.json"
     settings.write_text(json.dumps({"IsEncrypted": False, "Values": {}}))
     env = {
@@ -89,17 +90,19 @@ def app(azurite, sandbox, tmp_path_factory) -> Iterator[RunningApp]:
 def fresh(app, sandbox):
     """A clean tenant, queues and state for each test (the app keeps running)."""
     sandbox.admin.reset(seed_example=True)
+    _clear_storage(app.azurite.connection_string)
+    return app
+
+
+def _clear_storage(connection_string: str) -> None:
     for name in (QUEUE_NAME, POISON_QUEUE_NAME):
-        queue = app.queue(name)
+        queue = QueueClient.from_connection_string(connection_string, name)
         try:
             queue.clear_messages()
         except ResourceNotFoundError:
             queue.create_queue()
-    tables = TableServiceClient.from_connection_string(app.azurite.connection_string)
-    for entity in tables.get_table_client(TABLE_NAME).list_entities() if _exists(tables) else []:
-        tables.get_table_client(TABLE_NAME).delete_entity(entity["PartitionKey"], entity["RowKey"])
-    return app
-
-
-def _exists(tables: TableServiceClient) -> bool:
-    return any(t.name == TABLE_NAME for t in tables.list_tables())
+    tables = TableServiceClient.from_connection_string(connection_string)
+    if any(t.name == TABLE_NAME for t in tables.list_tables()):
+        table = tables.get_table_client(TABLE_NAME)
+        for entity in table.list_entities():
+            table.delete_entity(entity["PartitionKey"], entity["RowKey"])

@@ -97,15 +97,14 @@ def test_the_batch_position_orders_events_with_the_same_timestamp():
         assert state.values["dueDateTime"] == due_2
 
 
-def test_patch_body_sends_status_and_what_graph_lacks_plus_the_events_own_nulls():
+def test_patch_body_sends_the_whole_merged_state_plus_the_events_own_nulls():
     merged = fold(MergedState(), {"status": "inProgress", "completionPercentage": 20}, Stamp(TIMES[0]))
-    assert patch_body(merged, {}, {"status": "inProgress", "completedDateTime": None}) == {
+    merged = fold(merged, {"status": "inProgress", "notes": None}, Stamp(TIMES[1]))
+    assert patch_body(merged, {"status": "inProgress", "completedDateTime": None, "completionPercentage": 5}) == {
         "status": "inProgress",
         "completionPercentage": 20,
+        "notes": None,
         "completedDateTime": None,
-    }
-    assert patch_body(merged, {"status": "inProgress", "completionPercentage": 20}, {"status": "inProgress"}) == {
-        "status": "inProgress"
     }
 
 
