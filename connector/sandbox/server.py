@@ -240,7 +240,8 @@ async def msi_token(request: web.Request) -> web.StreamResponse:
         if rule.status is not None:
             return fault_response(rule, "identity", request_id, request_id)
     status, payload = state.identity.answer_msi(request.query, request.headers.get("X-IDENTITY-HEADER"))
-    return web.Response(status=status, body=dumps(payload), headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "request-id": request_id}
+    return web.Response(status=status, body=dumps(payload), headers=headers)
 
 
 def create_app(state: SandboxState) -> web.Application:
