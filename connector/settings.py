@@ -66,6 +66,7 @@ class Settings:
     azure_client_id: str | None = None
     storage: StorageSettings | None = None
     managed_identity_available: bool = False
+    throttle_backoff_seconds: float = 30.0
 
     def provider(self, registration_id: str) -> ProviderSettings | None:
         """Looks a provider up by its registrationId; GUIDs compare without regard to case."""
@@ -103,6 +104,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         azure_client_id=_parse_client_id("AZURE_CLIENT_ID", env.get("AZURE_CLIENT_ID")),
         storage=_parse_storage(env),
         managed_identity_available=bool(env.get("IDENTITY_ENDPOINT") or env.get("MSI_ENDPOINT")),
+        throttle_backoff_seconds=_parse_seconds("CONNECTOR_THROTTLE_BACKOFF_SECONDS", env, 30.0),
     )
 
 
@@ -181,6 +183,19 @@ def _parse_client_id(name: str, raw: str | None) -> str | None:
         return str(uuid.UUID(raw.strip()))
     except ValueError:
         raise SettingsError(name, "must be the client id (a GUID) of the user-assigned managed identity") from None
+
+
+def _parse_seconds(name: str, env: Mapping[str, str], default: float) -> float:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, "must be a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise SettingsError(name, "must be more than 0 and at most 3600 seconds")
+    return value
 
 
 def _parse_storage(env: Mapping[str, str]) -> StorageSettings | None:

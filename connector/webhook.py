@@ -17,6 +17,7 @@ from connector.events import EventValidationError, FieldError, parse_batch_json,
 from connector.messages import Envelope, now_iso
 from connector.settings import Settings
 from connector.signatures import SignatureError, verify
+from connector.telemetry import record
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def bad_request(errors: list[FieldError]) -> Reply:
 
 def receive(settings: Settings, registration_id: str, headers: Mapping[str, str], body: bytes) -> Reply:
     """Authenticates, validates and turns one webhook request into queue messages."""
+    reply = _receive(settings, registration_id, headers, body)
+    record("accepted" if reply.status == 202 else "rejected", len(reply.messages) or 1)
+    return reply
+
+
+def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str], body: bytes) -> Reply:
     provider = settings.provider(registration_id)
     if provider is None:
         return error_reply(404, "notFound", f"No provider with registrationId '{registration_id}' is configured.")

@@ -34,6 +34,7 @@ from connector.messages import (
 )
 from connector.settings import Settings
 from connector.state import ActivityState, StateConflict, StateStore
+from connector.telemetry import record
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class RetryLater(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a message: applied, duplicate, unchanged, requeued or deadLettered (with the poison body)."""
+    """What became of a message: applied, duplicate, unchanged, throttled (re-queued) or deadLettered."""
 
     status: str
     request_id: str | None = None
@@ -92,6 +93,15 @@ class Worker:
         self._max_dequeue_count = max_dequeue_count
 
     async def handle(self, delivery: Delivery) -> Outcome:
+        try:
+            outcome = await self._handle(delivery)
+        except RetryLater:
+            record("retried")
+            raise
+        record(outcome.status)
+        return outcome
+
+    async def _handle(self, delivery: Delivery) -> Outcome:
         try:
             envelope = self._read(delivery)
         except MessageError as exc:
@@ -269,7 +279,10 @@ class Worker:
         now = datetime.now(UTC)
         first = _parse_time(envelope.first_attempt_at) or now
         attempt = envelope.attempt + 1
-        delay = failure.retry_after if failure.retry_after is not None else _backoff(attempt)
+        delay = failure.retry_after
+        if delay is None:  # 30 s, 1 min, 2 min … up to 15 min (by default), with jitter so a burst spreads out
+            base = self._settings.throttle_backoff_seconds
+            delay = min(base * 2 ** (attempt - 1), base * 30) * random.uniform(0.8, 1.2)
         delay = int(min(max(delay, 1), MAX_DELAY_SECONDS))
         reason = failure.reason()
         if now + timedelta(seconds=delay) - first > THROTTLE_WINDOW:
@@ -285,7 +298,7 @@ class Worker:
             "message %s (webhook %s) throttled (%s), back on the queue in %d s (attempt %d, request-id %s)",
             envelope.id, envelope.webhook_id, failure.status, delay, attempt, failure.request_id,
         )  # fmt: skip
-        return Outcome("requeued", request_id=failure.request_id)
+        return Outcome("throttled", request_id=failure.request_id)
 
     async def _record_failure(
         self, update: CourseActivityUpdate, reason: dict[str, Any], status: str, next_attempt_at: str | None = None
@@ -352,11 +365,6 @@ def _validation_reason(errors: list[FieldError]) -> dict[str, Any]:
         "message": errors[0].message,
         "details": [e.to_detail() for e in errors],
     }
-
-
-def _backoff(attempt: int) -> float:
-    """Without a Retry-After: 30 s, 1 min, 2 min … up to 15 min, with jitter so a burst does not return as one."""
-    return min(30 * 2 ** (attempt - 1), 900) * random.uniform(0.8, 1.2)
 
 
 def _parse_time(value: str | None) -> datetime | None:

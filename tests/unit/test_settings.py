@@ -118,3 +118,10 @@ def test_the_app_fails_at_start_up_naming_a_bad_setting():
     )
     assert result.returncode != 0
     assert "SettingsError: CONNECTOR_PROVIDERS: is not valid JSON" in result.stderr
+
+
+def test_throttle_backoff_is_a_bounded_number_of_seconds():
+    assert load_settings(GOOD).throttle_backoff_seconds == 30.0
+    assert load_settings({**GOOD, "CONNECTOR_THROTTLE_BACKOFF_SECONDS": "0.5"}).throttle_backoff_seconds == 0.5
+    for bad in ("soon", "0", "-1", "7200"):
+        assert settings_error(CONNECTOR_THROTTLE_BACKOFF_SECONDS=bad).startswith("CONNECTOR_THROTTLE_BACKOFF_SECONDS:")
