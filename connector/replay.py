@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
+
 from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME, MessageError, decode_body, is_envelope
 from connector.settings import Settings
 from connector.storage import queue_client
@@ -53,9 +55,15 @@ async def replay(
         queue_client(settings, QUEUE_NAME) as updates,
     ):
         while True:
-            batch = [
-                m async for m in poison.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=120)
-            ]
+            try:
+                batch = [
+                    m
+                    async for m in poison.receive_messages(
+                        messages_per_page=32, max_messages=32, visibility_timeout=120
+                    )
+                ]
+            except ResourceNotFoundError:  # no poison queue: nothing was ever dead-lettered
+                break
             if not batch:
                 break
             for message in batch:

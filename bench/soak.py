@@ -1,0 +1,339 @@
+"""Soak: thousands of callbacks, each delivered one to three times in shuffled order, through the local runner and
+Azurite to a Graph sandbox that fails ~20 % of requests (429 with and without Retry-After, 503, 500, dropped
+connections) and whose managed-identity endpoint fails too. Then dead letters are replayed, as an operator would
+once the cause is gone, and every activity in Graph is compared with the merge of its callbacks.
+
+    .venv/bin/python -m bench.soak [--callbacks 2000] [--activities 300] [--fault-rate 0.2] [--json]
+
+Shortened for a run of about a minute, and said so in the report: host.json's visibilityTimeout (30 s) becomes 1 s,
+the first throttling back-off (30 s) 1 s, and Retry-After headers are 1 to 2 s. The rules are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRATION_ID = "5a0c1c5e-50a4-4d8e-9d3b-0b5f4a4c50a1"
+SECRET = "whsec_" + base64.b64encode(b"soak-test-secret-0123456789abcdef").decode()
+ASSIGNMENT = "#microsoft.graph.learningAssignment"
+SELF_INITIATED = "#microsoft.graph.learningSelfInitiatedCourse"
+
+
+@dataclass
+class SoakConfig:
+    callbacks: int = 2000
+    activities: int = 300
+    fault_rate: float = 0.2
+    identity_fault_rate: float = 0.3
+    seed: int = 7
+    concurrency: int = 16
+    timeout: float = 900.0
+
+
+@dataclass
+class SoakReport:
+    callbacks: int = 0
+    deliveries: int = 0
+    activities: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    applied: int = 0
+    duplicate: int = 0
+    unchanged: int = 0
+    throttled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    replayed: int = 0
+    lost: int = 0
+    mismatched: int = 0
+    graph_requests: int = 0
+    graph_requests_per_callback: float = 0.0
+    patches: int = 0
+    faults_injected: int = 0
+    fault_share: float = 0.0
+    token_requests: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Callback:
+    webhook_id: str
+    activity: int
+    timestamp: int
+    body: str
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def make_callbacks(config: SoakConfig, rng: random.Random, types: list[str]) -> list[Callback]:
+    """Progress reports of every shape the reference allows, with provider timestamps up to 4 minutes old."""
+    now = int(time.time())
+    callbacks = []
+    for n in range(config.callbacks):
+        activity = rng.randrange(config.activities)
+        odata_type = types[activity]
+        status = rng.choice(
+            ["notStarted", "inProgress", "inProgress", "completed"] if odata_type == ASSIGNMENT else
+            ["inProgress", "inProgress", "completed"]
+        )  # fmt: skip
+        event: dict[str, Any] = {
+            "@odata.type": odata_type,
+            "externalcourseActivityId": f"soak-ext-{activity}",
+            "status": status,
+        }
+        if rng.random() < 0.8:
+            event["completionPercentage"] = 100 if status == "completed" else rng.randrange(0, 100)
+        when = datetime(2026, 11, rng.randrange(1, 25), rng.randrange(24), tzinfo=UTC)
+        if status == "completed":
+            event["completedDateTime"] = _iso(when)
+        if odata_type == ASSIGNMENT:
+            if rng.random() < 0.3:
+                event["notes"] = rng.choice(
+                    [None, f"note {rng.randrange(5)}", {"content": "<b>x</b>", "contentType": "html"}]
+                )
+            if rng.random() < 0.3:
+                event["dueDateTime"] = _iso(when + timedelta(days=rng.randrange(1, 30)))
+        elif rng.random() < 0.5:
+            event["startedDateTime"] = _iso(when - timedelta(days=rng.randrange(1, 30)))
+        callbacks.append(Callback(f"soak-{n:05d}", activity, now - rng.randrange(0, 240), json.dumps(event)))
+    return callbacks
+
+
+def expected_states(callbacks: list[Callback]) -> dict[int, dict[str, Any]]:
+    """The merge of each activity's callbacks, computed apart from the connector's own pipeline."""
+    from connector.events import parse_event_json
+    from connector.merge import MergedState, Stamp, fold
+
+    states: dict[int, MergedState] = defaultdict(MergedState)
+    for callback in callbacks:
+        update = parse_event_json(callback.body, REGISTRATION_ID)
+        stamp = Stamp(_iso(datetime.fromtimestamp(callback.timestamp, UTC)), 0, callback.webhook_id)
+        states[callback.activity] = fold(states[callback.activity], update.changes, stamp)
+    return {activity: dict(state.values) for activity, state in states.items()}
+
+
+def fault_rules(config: SoakConfig) -> list[dict[str, Any]]:
+    """About `fault_rate` of Graph requests fail, spread over the transient kinds; identity fails more often."""
+    share = config.fault_rate / 5
+    graph = [
+        {"status": 429, "retryAfter": 1, "message": "Too many requests."},
+        {"status": 429, "message": "Too many requests."},
+        {"status": 503, "retryAfter": 2, "message": "Service unavailable."},
+        {"status": 500},
+        {"drop": True},
+    ]
+    rules = []
+    for index, rule in enumerate(graph):
+        # Rules are tried in order; each fires on its share of what the earlier ones let through.
+        rules.append(
+            {"target": "graph", "probability": share / (1 - share * index), "seed": config.seed + index, **rule}
+        )
+    rules.append({"target": "identity", "status": 500, "probability": config.identity_fault_rate, "seed": config.seed})
+    return rules
+
+
+def _sign(callback: Callback) -> dict[str, str]:
+    signature = Webhook(SECRET).sign(
+        callback.webhook_id, datetime.fromtimestamp(callback.timestamp, UTC), callback.body
+    )
+    return {
+        "content-type": "application/json",
+        "webhook-id": callback.webhook_id,
+        "webhook-timestamp": str(callback.timestamp),
+        "webhook-signature": signature,
+    }
+
+
+async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> SoakReport:
+    os.environ.update(
+        {
+            "CONNECTOR_PROVIDERS": json.dumps({REGISTRATION_ID: {"webhookSecrets": [SECRET]}}),
+            "AzureWebJobsStorage": connection_string,
+            "GRAPH_BASE_URL": sandbox.graph_url,
+            "CONNECTOR_THROTTLE_BACKOFF_SECONDS": "1",
+            **sandbox.identity_env(),
+        }
+    )
+    from connector import bootstrap, telemetry
+    from connector.merge import graph_agrees
+    from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
+    from connector.replay import replay
+    from connector.state import TABLE_NAME
+    from devtools.runner import Runner, load_app
+
+    bootstrap.reset()
+    telemetry.reset()
+    rng = random.Random(config.seed)
+    types = [ASSIGNMENT if rng.random() < 0.67 else SELF_INITIATED for _ in range(config.activities)]
+    admin = sandbox.admin
+    admin.reset()
+    admin.seed(
+        providers=[{"id": REGISTRATION_ID, "displayName": "Soak", "isCourseActivitySyncEnabled": True}],
+        activities=[
+            {
+                "@odata.type": odata_type,
+                "id": f"soak-{i}",
+                "externalcourseActivityId": f"soak-ext-{i}",
+                "learningProviderId": REGISTRATION_ID,
+                "learnerUserId": "7ba2228a-e020-11ec-9d64-0242ac120002",
+                "learningContentId": "57baf9dc-e020-11ec-9d64-0242ac120002",
+                "status": "notStarted" if odata_type == ASSIGNMENT else "inProgress",
+                **({"assignmentType": "required"} if odata_type == ASSIGNMENT else {}),
+            }
+            for i, odata_type in enumerate(types)
+        ],
+    )
+    admin.set_identity(token_lifetime_seconds=20)  # tokens expire during the run: the identity endpoint is exercised
+    admin.set_faults(fault_rules(config))
+
+    callbacks = make_callbacks(config, rng, types)
+    deliveries = [c for c in callbacks for _ in range(rng.randint(1, 3))]
+    rng.shuffle(deliveries)
+    report = SoakReport(callbacks=len(callbacks), deliveries=len(deliveries), activities=config.activities)
+    report.notes.append("host.json visibilityTimeout 30 s -> 1 s; first throttling back-off 30 s -> 1 s")
+
+    host = json.loads((ROOT / "host.json").read_text())
+    host["extensions"]["queues"]["visibilityTimeout"] = "00:00:01"
+    runner = Runner(load_app("function_app:app", ROOT), app_dir=ROOT, port=0, host_config=host)
+    started = time.monotonic()
+    await runner.start()
+    try:
+        limit = asyncio.Semaphore(config.concurrency)
+        async with httpx.AsyncClient(base_url=runner.http_url, timeout=60) as client:
+
+            async def deliver(callback: Callback) -> None:
+                async with limit:
+                    url = f"/api/providers/{REGISTRATION_ID}/course-activities"
+                    response = await client.post(url, content=callback.body, headers=_sign(callback))
+                    if response.status_code == 202:
+                        report.accepted += response.json()["accepted"]
+                    else:
+                        report.rejected += 1
+
+            await asyncio.gather(*(deliver(c) for c in deliveries))
+        async with asyncio.timeout(config.timeout):
+            await runner.drain()
+        settings = bootstrap.settings()
+        from connector.storage import queue_client
+
+        report.dead_lettered = await _count(queue_client(settings, POISON_QUEUE_NAME))
+        counts = telemetry.snapshot()
+        admin.clear_faults()  # the cause is fixed: replay what was dead-lettered
+        report.replayed = (await replay(settings)).moved
+        async with asyncio.timeout(config.timeout):
+            await runner.drain()
+        report.seconds = round(time.monotonic() - started, 1)
+
+        for name in ("applied", "duplicate", "unchanged", "throttled", "retried"):
+            setattr(report, name, counts.get(name, 0))
+        seen: set[str] = set()
+        from connector.storage import table_client
+
+        async with table_client(settings, TABLE_NAME) as table:
+            async for row in table.list_entities():
+                seen.update(json.loads(row.get("seen") or "[]"))
+        if report.dead_lettered - report.replayed > 0:
+            async with queue_client(settings, POISON_QUEUE_NAME) as poison:
+                for message in await poison.peek_messages(max_messages=32):
+                    seen.add(json.loads(message.content).get("id", ""))
+        left = await _count(queue_client(settings, QUEUE_NAME))
+        report.lost = len({c.webhook_id for c in callbacks} - seen) + left
+        expected = expected_states(callbacks)
+        actual = {a["externalcourseActivityId"]: a for a in admin.activities(REGISTRATION_ID)}
+        report.mismatched = sum(
+            not graph_agrees(values, actual.get(f"soak-ext-{activity}", {})) for activity, values in expected.items()
+        )
+        stats = admin.stats()
+        report.graph_requests = stats["requests"]
+        report.patches = stats["byMethod"].get("PATCH", 0)
+        report.token_requests = stats["tokenRequests"]
+        report.faults_injected = stats["faultsInjected"]
+        report.fault_share = round(report.faults_injected / max(1, report.graph_requests + report.token_requests), 3)
+        report.graph_requests_per_callback = round(report.graph_requests / max(1, len(callbacks)), 2)
+    finally:
+        await runner.stop()
+        await bootstrap.close()
+    return report
+
+
+async def _count(queue: Any) -> int:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    async with queue:
+        try:
+            return (await queue.get_queue_properties()).approximate_message_count
+        except ResourceNotFoundError:
+            return 0
+
+
+def format_report(report: SoakReport) -> str:
+    rows = [
+        ("callbacks (distinct)", report.callbacks),
+        ("deliveries (1-3 each, shuffled)", report.deliveries),
+        ("activities", report.activities),
+        ("accepted (202)", report.accepted),
+        ("applied (PATCH sent)", report.applied),
+        ("skipped: duplicate", report.duplicate),
+        ("skipped: changes nothing", report.unchanged),
+        ("throttled, re-queued with delay", report.throttled),
+        ("retried by the host", report.retried),
+        ("dead-lettered", report.dead_lettered),
+        ("replayed after the faults stopped", report.replayed),
+        ("lost", report.lost),
+        ("activities differing from the merge", report.mismatched),
+        ("Graph requests", report.graph_requests),
+        ("Graph requests per callback", report.graph_requests_per_callback),
+        ("PATCH requests", report.patches),
+        ("faults injected (share of requests)", f"{report.faults_injected} ({report.fault_share:.0%})"),
+        ("managed-identity token requests", report.token_requests),
+        ("wall time, s", report.seconds),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines + [f"note: {n}" for n in report.notes])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--callbacks", type=int, default=SoakConfig.callbacks)
+    parser.add_argument("--activities", type=int, default=SoakConfig.activities)
+    parser.add_argument("--fault-rate", type=float, default=SoakConfig.fault_rate)
+    parser.add_argument("--seed", type=int, default=SoakConfig.seed)
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    args = parser.parse_args(argv)
+    config = SoakConfig(args.callbacks, args.activities, args.fault_rate, seed=args.seed)
+
+    sys.path.insert(0, str(ROOT))
+    import logging
+
+    from connector.sandbox.process import start_sandbox_process
+    from devtools.azurite import start_azurite
+
+    logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr)  # expected failures would drown the report
+    with start_azurite() as azurite, start_sandbox_process() as sandbox:
+        report = asyncio.run(run_soak(config, azurite.connection_string, sandbox))
+    print(json.dumps(asdict(report)) if args.json else format_report(report))
+    return 0 if report.lost == 0 and report.mismatched == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
