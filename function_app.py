@@ -8,12 +8,13 @@ import typing
 
 import azure.functions as func
 
-from connector import bootstrap, status, webhook
+from connector import bootstrap, status, telemetry, webhook
 from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
 from connector.settings import STORAGE_SETTING
 from connector.worker import Delivery
 
 bootstrap.settings()  # a bad setting stops the app at start-up, naming the setting
+telemetry.configure()  # Application Insights, when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

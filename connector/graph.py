@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from azure.core.exceptions import ClientAuthenticationError
+from opentelemetry.trace import SpanKind
 
+from connector import telemetry
 from connector.events import ASSIGNMENT, SELF_INITIATED
 
 if TYPE_CHECKING:
@@ -126,6 +129,22 @@ class GraphGateway:
 
     async def _send(self, info: RequestInformation, response_type: str | None) -> tuple[Any, str | None]:
         """Sends the request; returns the body (bytes, or None) and Graph's request-id."""
+        method = info.http_method.value if info.http_method else "GET"
+        started = time.perf_counter()
+        with telemetry.span(f"Graph {method}", SpanKind.CLIENT, **{"http.request.method": method}) as current:
+            try:
+                body, request_id = await self._send_once(info, response_type)
+            except GraphFailure as failure:
+                current.set_attribute("http.response.status_code", failure.status or 0)
+                current.set_attribute("connector.graph_request_id", failure.request_id or "")
+                telemetry.graph_latency((time.perf_counter() - started) * 1000, method, failure.status)
+                raise
+            current.set_attribute("http.response.status_code", 200 if body else 204)
+            current.set_attribute("connector.graph_request_id", request_id or "")
+            telemetry.graph_latency((time.perf_counter() - started) * 1000, method, 200 if body else 204)
+            return body, request_id
+
+    async def _send_once(self, info: RequestInformation, response_type: str | None) -> tuple[Any, str | None]:
         from kiota_abstractions.api_error import APIError
 
         headers = self._inspect(inspect_request_headers=False, inspect_response_headers=True)

@@ -17,7 +17,7 @@ from connector.events import EventValidationError, FieldError, parse_batch_json,
 from connector.messages import Envelope, now_iso
 from connector.settings import Settings
 from connector.signatures import SignatureError, verify
-from connector.telemetry import record
+from connector.telemetry import record, span, traceparent
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,10 @@ def bad_request(errors: list[FieldError]) -> Reply:
 
 def receive(settings: Settings, registration_id: str, headers: Mapping[str, str], body: bytes) -> Reply:
     """Authenticates, validates and turns one webhook request into queue messages."""
-    reply = _receive(settings, registration_id, headers, body)
+    with span("receive course activity callbacks", **{"connector.registration_id": registration_id}) as current:
+        reply = _receive(settings, registration_id, headers, body)
+        current.set_attribute("http.response.status_code", reply.status)
+        current.set_attribute("connector.events", len(reply.messages))
     record("accepted" if reply.status == 202 else "rejected", len(reply.messages) or 1)
     return reply
 
@@ -62,7 +65,12 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
     try:
         webhook_id = verify(body, headers, provider.webhook_secrets)
     except SignatureError as exc:
-        logger.warning("webhook rejected (401) for provider %s: %s", provider.registration_id, exc)
+        logger.warning(
+            "webhook rejected (401) for provider %s: %s",
+            provider.registration_id,
+            exc,
+            extra={"registrationId": provider.registration_id, "webhookId": headers.get("webhook-id")},
+        )
         return error_reply(401, "unauthorized", f"Invalid webhook signature: {exc}.")
     content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type and not _is_json_media_type(content_type):
@@ -81,7 +89,11 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         )
     except EventValidationError as exc:
         logger.info(
-            "webhook %s rejected (400) for provider %s: %s", webhook_id, provider.registration_id, exc.errors[0].message
+            "webhook %s rejected (400) for provider %s: %s",
+            webhook_id,
+            provider.registration_id,
+            exc.errors[0].message,
+            extra={"registrationId": provider.registration_id, "webhookId": webhook_id},
         )
         return bad_request(exc.errors)
     if not updates:
@@ -92,6 +104,7 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         )
     event_time = _event_time(headers)
     received_at = now_iso()
+    trace_context = traceparent()  # the worker's spans join this callback's trace across the queue
     ids = [f"{webhook_id}:{index}" if is_batch else webhook_id for index in range(len(updates))]
     messages = [
         Envelope(
@@ -103,10 +116,17 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
             event_time=event_time,
             sequence=index,
             received_at=received_at,
+            extra=trace_context,
         ).to_json()
         for index, (event_id, update) in enumerate(zip(ids, updates, strict=True))
     ]
-    logger.info("webhook %s accepted %d event(s) for provider %s", webhook_id, len(messages), provider.registration_id)
+    logger.info(
+        "webhook %s accepted %d event(s) for provider %s",
+        webhook_id,
+        len(messages),
+        provider.registration_id,
+        extra={"registrationId": provider.registration_id, "webhookId": webhook_id},
+    )
     return Reply(202, {"accepted": len(messages), "ids": ids}, messages)
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from connector.events import TYPE_NAMES, CourseActivityUpdate, EventValidationError, FieldError, parse_event_json
 from connector.graph import GraphFailure, GraphGateway
 from connector.merge import Stamp, fold, graph_agrees, patch_body
@@ -34,7 +36,7 @@ from connector.messages import (
 )
 from connector.settings import Settings
 from connector.state import ActivityState, StateConflict, StateStore
-from connector.telemetry import record
+from connector.telemetry import parent_from, record, span
 
 logger = logging.getLogger(__name__)
 
@@ -94,18 +96,32 @@ class Worker:
 
     async def handle(self, delivery: Delivery) -> Outcome:
         try:
-            outcome = await self._handle(delivery)
-        except RetryLater:
-            record("retried")
-            raise
+            envelope = self._read(delivery)
+        except MessageError as exc:
+            outcome = self._unreadable(delivery, str(exc))
+            record(outcome.status)
+            return outcome
+        attributes = {
+            "messaging.message.id": delivery.message_id,
+            "messaging.message.delivery_count": delivery.dequeue_count,
+            "connector.webhook_id": envelope.webhook_id,
+            "connector.registration_id": envelope.registration_id,
+        }
+        # A child of the webhook's span (its context came in the message): one trace per callback.
+        with span("apply course activity update", SpanKind.CONSUMER, parent_from(envelope.extra), **attributes) as now:
+            try:
+                outcome = await self._handle(envelope, delivery)
+            except RetryLater:
+                record("retried")
+                now.set_attribute("connector.outcome", "retried")
+                raise
+            now.set_attribute("connector.outcome", outcome.status)
+            if outcome.request_id:
+                now.set_attribute("connector.graph_request_id", outcome.request_id)
         record(outcome.status)
         return outcome
 
-    async def _handle(self, delivery: Delivery) -> Outcome:
-        try:
-            envelope = self._read(delivery)
-        except MessageError as exc:
-            return self._unreadable(delivery, str(exc))
+    async def _handle(self, envelope: Envelope, delivery: Delivery) -> Outcome:
         try:
             update = self._validate(envelope)
         except EventValidationError as exc:
@@ -155,10 +171,20 @@ class Worker:
         state, new_event = await self._fold(envelope, update)
         if state.up_to_date:
             if not new_event:
-                logger.info("message %s (webhook %s): duplicate, nothing sent", envelope.id, envelope.webhook_id)
+                logger.info(
+                    "message %s (webhook %s): duplicate, nothing sent",
+                    envelope.id,
+                    envelope.webhook_id,
+                    extra=_dimensions(envelope),
+                )
                 return Outcome("duplicate")
             if await self._graph_agrees(state, update):
-                logger.info("message %s (webhook %s): changes nothing, no PATCH", envelope.id, envelope.webhook_id)
+                logger.info(
+                    "message %s (webhook %s): changes nothing, no PATCH",
+                    envelope.id,
+                    envelope.webhook_id,
+                    extra=_dimensions(envelope),
+                )
                 return Outcome("unchanged")
             return await self._apply(state, update, envelope)
         return await self._apply(state, update, envelope)
@@ -173,7 +199,7 @@ class Worker:
             if envelope.id in state.seen:
                 return state, False
             merged = fold(state.merged, update.changes, stamp)
-            changed = merged != state.merged
+            changed = merged.values != state.merged.values  # a newer stamp on the same value is no change
             folded = replace(
                 state.with_seen(envelope.id),
                 merged=merged,
@@ -221,8 +247,13 @@ class Worker:
             state = await self._record_applied(state, graph_id, body, sent_version, request_id)
             logger.info(
                 "message %s (webhook %s) applied to %s %s (request-id %s)",
-                envelope.id, envelope.webhook_id, update.registration_id, graph_id, request_id,
-            )  # fmt: skip
+                envelope.id,
+                envelope.webhook_id,
+                update.registration_id,
+                graph_id,
+                request_id,
+                extra=_dimensions(envelope, request_id),
+            )
             if state.version <= sent_version:
                 break
             event_changes = {}  # newer callbacks were merged meanwhile: send the state again
@@ -268,9 +299,14 @@ class Worker:
         await self._record_failure(update, reason, "failed" if final else "retrying")
         logger.warning(
             "message %s (webhook %s) failed transiently (attempt %d of %d): %s (request-id %s)",
-            envelope.id, envelope.webhook_id, delivery.dequeue_count, self._max_dequeue_count,
-            failure, failure.request_id,
-        )  # fmt: skip
+            envelope.id,
+            envelope.webhook_id,
+            delivery.dequeue_count,
+            self._max_dequeue_count,
+            failure,
+            failure.request_id,
+            extra=_dimensions(envelope, failure.request_id),
+        )
         raise RetryLater(failure)
 
     async def _throttled(
@@ -286,8 +322,11 @@ class Worker:
         delay = int(min(max(delay, 1), MAX_DELAY_SECONDS))
         reason = failure.reason()
         if now + timedelta(seconds=delay) - first > THROTTLE_WINDOW:
-            reason = {**reason, "message": f"{reason['message']} (still throttled after {attempt} attempts over "
-                      f"{THROTTLE_WINDOW}; replay it once the cause is fixed)"}  # fmt: skip
+            reason = {
+                **reason,
+                "message": f"{reason['message']} (still throttled after {attempt} attempts over "
+                f"{THROTTLE_WINDOW}; replay it once the cause is fixed)",
+            }
             await self._record_failure(update, reason, "failed")
             return self._dead_letter(envelope, delivery, reason)
         again = replace(envelope, attempt=attempt, first_attempt_at=first.isoformat().replace("+00:00", "Z"))
@@ -296,8 +335,14 @@ class Worker:
         await self._record_failure(update, reason, "throttled", next_attempt_at=next_at)
         logger.warning(
             "message %s (webhook %s) throttled (%s), back on the queue in %d s (attempt %d, request-id %s)",
-            envelope.id, envelope.webhook_id, failure.status, delay, attempt, failure.request_id,
-        )  # fmt: skip
+            envelope.id,
+            envelope.webhook_id,
+            failure.status,
+            delay,
+            attempt,
+            failure.request_id,
+            extra=_dimensions(envelope, failure.request_id),
+        )
         return Outcome("throttled", request_id=failure.request_id)
 
     async def _record_failure(
@@ -327,21 +372,36 @@ class Worker:
             logger.exception("could not record the failure in the activity state")
 
     def _dead_letter(self, envelope: Envelope, delivery: Delivery, reason: dict[str, Any]) -> Outcome:
-        reason = {**reason, "at": now_iso(), "attempts": delivery.dequeue_count + envelope.attempt,
-                  "messageId": delivery.message_id}  # fmt: skip
+        reason = {
+            **reason,
+            "at": now_iso(),
+            "attempts": delivery.dequeue_count + envelope.attempt,
+            "messageId": delivery.message_id,
+        }
         logger.error(
             "message %s (webhook %s) dead-lettered: %s %s %s (request-id %s)",
-            envelope.id, envelope.webhook_id, reason.get("status"), reason.get("code"),
-            reason.get("message"), reason.get("requestId"),
-        )  # fmt: skip
+            envelope.id,
+            envelope.webhook_id,
+            reason.get("status"),
+            reason.get("code"),
+            reason.get("message"),
+            reason.get("requestId"),
+            extra=_dimensions(envelope, reason.get("requestId")),
+        )
         return Outcome(
             "deadLettered", request_id=reason.get("requestId"), dead_letter=envelope.with_dead_letter(reason).to_json()
         )
 
     def _unreadable(self, delivery: Delivery, problem: str) -> Outcome:
         text = delivery.body.decode("utf-8", errors="replace")
-        reason = {"source": "message", "code": "unreadableMessage", "message": problem, "at": now_iso(),
-                  "attempts": delivery.dequeue_count, "messageId": delivery.message_id}  # fmt: skip
+        reason = {
+            "source": "message",
+            "code": "unreadableMessage",
+            "message": problem,
+            "at": now_iso(),
+            "attempts": delivery.dequeue_count,
+            "messageId": delivery.message_id,
+        }
         logger.error("message %s dead-lettered: %s", delivery.message_id, problem)
         body = {"schemaVersion": SCHEMA_VERSION, "kind": KIND, "raw": text, "deadLetter": reason}
         return Outcome("deadLettered", dead_letter=json.dumps(body, ensure_ascii=False))
@@ -355,6 +415,11 @@ class _TypeMismatch(Exception):
             "is invalid",
             f"this activity is a {TYPE_NAMES.get(stored, stored)}; earlier callbacks said so",
         )
+
+
+def _dimensions(envelope: Envelope, request_id: str | None = None) -> dict[str, Any]:
+    """Log record dimensions (customDimensions in Application Insights)."""
+    return {"webhookId": envelope.webhook_id, "registrationId": envelope.registration_id, "graphRequestId": request_id}
 
 
 def _validation_reason(errors: list[FieldError]) -> dict[str, Any]:
