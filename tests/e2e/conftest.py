@@ -75,7 +75,7 @@ def app(azurite, sandbox, tmp_path_factory) -> Iterator[RunningApp]:
         "CONNECTOR_RUNNER_FUNCTION_KEY": FUNCTION_KEY,
     }
     command = [sys.executable, "-m", "devtools.runner", "--runner", "--port", "0", "--settings", str(settings)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready = process.stdout.readline() if process.stdout else ""
     if not ready:
         raise RuntimeError(f"runner did not start: {process.stderr.read() if process.stderr else ''}")
