@@ -1,6 +1,9 @@
 """``python -m connector``: operator commands.
 
-  replay       re-queue dead letters from course-activity-updates-poison (all, one provider, or one activity)
+  new-secret          print a new webhook secret (whsec_...) for a provider
+  check               verify a deployment: settings, storage, a Graph token, each provider in Graph
+  grant-permissions   grant the managed identity its Microsoft Graph application roles (idempotent)
+  replay              re-queue dead letters from course-activity-updates-poison
 
 Settings come from the environment; a local.settings.json in the current directory is read too (the environment
 wins), as `func start` does.
@@ -24,12 +27,68 @@ def _load_local_settings(path: Path) -> None:
             os.environ.setdefault(name, str(value))
 
 
+def _new_secret(args: argparse.Namespace) -> int:
+    from connector.signatures import new_secret
+
+    secret = new_secret()
+    if args.registration_id:
+        print(json.dumps({args.registration_id: {"webhookSecrets": [secret]}}))
+    else:
+        print(secret)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from connector.check import run_checks
+
+    findings = asyncio.run(run_checks())
+    for finding in findings:
+        print(finding)
+    failed = sum(f.level == "fail" for f in findings)
+    print(f"{failed} problem(s) found" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+def _grant_permissions(args: argparse.Namespace) -> int:
+    from connector.graph import GraphFailure, GraphGateway
+    from connector.identity import create_credential
+    from connector.permissions import grant_permissions, roles_needed
+
+    settings = load_settings()
+    roles = roles_needed(settings, args.create_missing)
+
+    async def run() -> int:
+        gateway = GraphGateway(settings, create_credential(settings))
+        try:
+            result = await grant_permissions(gateway, args.principal_id, roles)
+        except GraphFailure as failure:
+            print(f"error: Graph answered {failure} (request-id {failure.request_id})", file=sys.stderr)
+            if failure.status in (401, 403):
+                print(
+                    "fix: sign in (az login / azd auth login) as someone holding AppRoleAssignment.ReadWrite.All, "
+                    "e.g. a Privileged Role Administrator",
+                    file=sys.stderr,
+                )
+            return 1
+        finally:
+            await gateway.close()
+        for role in result.granted:
+            print(f"granted         {role}")
+        for role in result.existing:
+            print(f"already granted {role}")
+        print(
+            f"{len(result.granted)} granted, {len(result.existing)} already in place, for principal {args.principal_id}"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 def _replay(args: argparse.Namespace) -> int:
     from connector.replay import replay
 
-    settings = load_settings()
     result = asyncio.run(
-        replay(settings, registration_id=args.registration_id, activity_id=args.activity, dry_run=args.dry_run)
+        replay(load_settings(), registration_id=args.registration_id, activity_id=args.activity, dry_run=args.dry_run)
     )
     verb = "would move" if args.dry_run else "moved"
     print(
@@ -45,11 +104,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--settings", type=Path, default=Path("local.settings.json"), help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    secret = commands.add_parser("new-secret", help="print a new webhook secret")
+    secret.add_argument("--registration-id", help="print a CONNECTOR_PROVIDERS entry for this provider instead")
+    secret.set_defaults(run=_new_secret)
+
+    check = commands.add_parser("check", help="verify a deployment and say how to fix what is wrong")
+    check.set_defaults(run=_check)
+
+    grant = commands.add_parser("grant-permissions", help="grant the identity its Microsoft Graph roles")
+    grant.add_argument("--principal-id", required=True, help="object id of the managed identity's service principal")
+    grant.add_argument(
+        "--create-missing",
+        action="store_true",
+        help="also User.Read.All and LearningContent.Read.All (implied when a provider sets createMissing)",
+    )
+    grant.set_defaults(run=_grant_permissions)
+
     replay = commands.add_parser("replay", help="re-queue dead letters after their cause is fixed")
     replay.add_argument("--registration-id", help="only this provider's messages")
     replay.add_argument("--activity", help="only this activity's (external id or Graph id)")
     replay.add_argument("--dry-run", action="store_true", help="count what would move, move nothing")
     replay.set_defaults(run=_replay)
+
     args = parser.parse_args(argv)
     _load_local_settings(args.settings)
     try:

@@ -91,7 +91,8 @@ class GraphGateway:
         self._credential = credential
         self._adapter = GraphRequestAdapter(auth, client=http)
         self._adapter.base_url = settings.graph_base_url
-        self._client = GraphServiceClient(request_adapter=self._adapter)
+        self.client = GraphServiceClient(request_adapter=self._adapter)
+        """msgraph-sdk's client on the same pipeline and token, for the operator commands (grant-permissions)."""
         self._errors: dict[str, Any] = {"XXX": ODataError}
         self._inspect = HeadersInspectionHandlerOption
 
@@ -100,7 +101,7 @@ class GraphGateway:
         await self._credential.close()
 
     def _provider(self, registration_id: str) -> Any:
-        return self._client.employee_experience.learning_providers.by_learning_provider_id(registration_id)
+        return self.client.employee_experience.learning_providers.by_learning_provider_id(registration_id)
 
     async def find_activity(self, registration_id: str, external_id: str) -> dict[str, Any]:
         """GET …/learningCourseActivities(externalcourseActivityId='…'): the activity's JSON."""
@@ -110,11 +111,14 @@ class GraphGateway:
         body, _ = await self._send(builder.to_get_request_information(), "bytes")
         return json.loads(body) if body else {}
 
+    async def get_provider(self, registration_id: str) -> dict[str, Any]:
+        """GET /employeeExperience/learningProviders/{registrationId}: the provider's JSON."""
+        body, _ = await self._send(self._provider(registration_id).to_get_request_information(), "bytes")
+        return json.loads(body) if body else {}
+
     async def get_activity(self, activity_id: str) -> dict[str, Any]:
         """GET /employeeExperience/learningCourseActivities/{id}: the activity's JSON."""
-        builder = self._client.employee_experience.learning_course_activities.by_learning_course_activity_id(
-            activity_id
-        )
+        builder = self.client.employee_experience.learning_course_activities.by_learning_course_activity_id(activity_id)
         body, _ = await self._send(builder.to_get_request_information(), "bytes")
         return json.loads(body) if body else {}
 
@@ -208,6 +212,11 @@ _SNAKE = {
     "completedDateTime": "completed_date_time",
     "startedDateTime": "started_date_time",
 }
+
+
+def failure_from(exc: Any) -> GraphFailure:
+    """A GraphFailure from msgraph-sdk's APIError/ODataError, for callers that use `GraphGateway.client`."""
+    return _failure_from_api_error(exc)
 
 
 def _failure_from_api_error(exc: Any) -> GraphFailure:

@@ -1,5 +1,5 @@
 """Which credential gets tokens (Graph, and Storage when it is identity-based): the app's managed identity in
-Azure, a developer's Azure CLI login elsewhere; never a client secret."""
+Azure, a developer's Azure Developer CLI or Azure CLI login elsewhere; never a client secret."""
 
 from __future__ import annotations
 
@@ -17,6 +17,6 @@ def create_credential(settings: Settings, client_id: str | None = None) -> Async
         from azure.identity.aio import ManagedIdentityCredential
 
         return ManagedIdentityCredential(client_id=client_id or settings.azure_client_id)
-    from azure.identity.aio import AzureCliCredential
+    from azure.identity.aio import AzureCliCredential, AzureDeveloperCliCredential, ChainedTokenCredential
 
-    return AzureCliCredential()
+    return ChainedTokenCredential(AzureDeveloperCliCredential(), AzureCliCredential())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
@@ -53,3 +55,8 @@ def _explain(reason: str) -> str:
     if "no matching signature" in lowered:
         return "no signature in webhook-signature matches any of the provider's secrets"
     return reason
+
+
+def new_secret() -> str:
+    """A fresh webhook secret: 32 random bytes, as Standard Webhooks writes them (whsec_ + base64)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

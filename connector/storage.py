@@ -6,7 +6,7 @@ keys) or identity-based `AzureWebJobsStorage__*` settings with the app's managed
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connector.identity import create_credential
 
@@ -17,22 +17,26 @@ if TYPE_CHECKING:
     from connector.settings import Settings
 
 
-def queue_client(settings: Settings, queue_name: str) -> QueueClient:
-    """A queue client writing text as is, which host.json's `messageEncoding: none` expects."""
+def queue_client(settings: Settings, queue_name: str, **options: Any) -> QueueClient:
+    """A queue client writing text as is, which host.json's `messageEncoding: none` expects.
+
+    `options` go to the client (e.g. `retry_total=0` to fail fast in a check)."""
     from azure.storage.queue.aio import QueueClient
 
     storage = settings.require_storage()
     if storage.connection_string:
-        return QueueClient.from_connection_string(storage.connection_string, queue_name)
+        return QueueClient.from_connection_string(storage.connection_string, queue_name, **options)
     assert storage.queue_service_uri is not None
-    return QueueClient(storage.queue_service_uri, queue_name, credential=create_credential(settings, storage.client_id))
+    credential = create_credential(settings, storage.client_id)
+    return QueueClient(storage.queue_service_uri, queue_name, credential=credential, **options)
 
 
-def table_client(settings: Settings, table_name: str) -> TableClient:
+def table_client(settings: Settings, table_name: str, **options: Any) -> TableClient:
     from azure.data.tables.aio import TableClient
 
     storage = settings.require_storage()
     if storage.connection_string:
-        return TableClient.from_connection_string(storage.connection_string, table_name)
+        return TableClient.from_connection_string(storage.connection_string, table_name, **options)
     assert storage.table_service_uri is not None
-    return TableClient(storage.table_service_uri, table_name, credential=create_credential(settings, storage.client_id))
+    credential = create_credential(settings, storage.client_id)
+    return TableClient(storage.table_service_uri, table_name, credential=credential, **options)

@@ -273,6 +273,17 @@ def _service_principals(state: SandboxState, method: str, segments: list[str], b
         if sp is None:
             raise directory_not_found(key)
         return 200, _with_context(f"{context}/$entity", sp)
+    if rest == ["appRoleAssignments"]:  # the roles granted to this principal
+        if method != "GET":
+            raise method_not_allowed()
+        if token.roles.isdisjoint(APP_READ_ROLES):
+            raise directory_forbidden()
+        if sp is None:
+            raise directory_not_found(key)
+        return 200, {
+            "@odata.context": f"{context}('{sp['id']}')/appRoleAssignments",
+            "value": store.assignments_of(sp["id"]),
+        }
     if len(rest) != 1 or rest[0] != "appRoleAssignedTo":
         raise _segment_not_found(rest[0])
     if method == "GET":

@@ -162,9 +162,12 @@ class Identity:
             audience=str(claims.get("aud", "")),
         )
 
-    def answer_msi(self, query: dict[str, str], header_value: str | None) -> tuple[int, dict[str, Any]]:
+    def answer_msi(
+        self, query: dict[str, str], header_value: str | None, granted: set[str] | frozenset[str] = frozenset()
+    ) -> tuple[int, dict[str, Any]]:
         """The App Service managed-identity endpoint: ``GET ?api-version=2019-08-01&resource=...[&client_id=]``
-        with ``X-IDENTITY-HEADER``. Returns (status, JSON body)."""
+        with ``X-IDENTITY-HEADER``. Returns (status, JSON body). ``granted``: roles granted to the identity's
+        service principal through appRoleAssignedTo, which its tokens carry besides the configured roles."""
         if header_value is None or not hmac.compare_digest(header_value.encode(), self.header_secret.encode()):
             return 401, _msi_error(401, "The X-IDENTITY-HEADER header is missing or does not match IDENTITY_HEADER.")
         if query.get("api-version") != MSI_API_VERSION:
@@ -174,7 +177,8 @@ class Identity:
             return 400, _msi_error(400, "The resource parameter is required.")
         client_id = query.get("client_id") or self.client_id
         self.tokens_issued += 1
-        token, expires_on = self.issue(resource, client_id=client_id)
+        roles = tuple(dict.fromkeys((*self.roles, *sorted(granted))))
+        token, expires_on = self.issue(resource, client_id=client_id, roles=roles)
         return 200, {
             "access_token": token,
             "expires_on": str(expires_on),

@@ -239,7 +239,8 @@ async def msi_token(request: web.Request) -> web.StreamResponse:
             return web.Response(status=499)
         if rule.status is not None:
             return fault_response(rule, "identity", request_id, request_id)
-    status, payload = state.identity.answer_msi(request.query, request.headers.get("X-IDENTITY-HEADER"))
+    granted = state.store.granted_role_values(state.identity.principal_id)
+    status, payload = state.identity.answer_msi(request.query, request.headers.get("X-IDENTITY-HEADER"), granted)
     headers = {"Content-Type": "application/json", "request-id": request_id}
     return web.Response(status=status, body=dumps(payload), headers=headers)
 

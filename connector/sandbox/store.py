@@ -285,6 +285,18 @@ class Store:
         assignments.append(assignment)
         return assignment
 
+    def assignments_of(self, principal_id: str) -> list[dict[str, Any]]:
+        """``GET /servicePrincipals/{id}/appRoleAssignments``: the roles granted to a principal, on any resource."""
+        return [a for group in self.app_role_assignments.values() for a in group if a["principalId"] == principal_id]
+
+    def granted_role_values(self, principal_id: str) -> set[str]:
+        """The values (e.g. LearningAssignedCourse.ReadWrite.All) of the app roles granted to a principal."""
+        values = set()
+        for assignment in self.assignments_of(principal_id):
+            resource = self.service_principals.get(assignment["resourceId"], {})
+            values.update(r["value"] for r in resource.get("appRoles", []) if r.get("id") == assignment["appRoleId"])
+        return values
+
     # seeding ---------------------------------------------------------------------------------------------
     def seed(self, document: Any) -> dict[str, list[dict[str, Any]]]:
         """Load ``{"providers", "activities", "users", "contents", "servicePrincipals"}`` (each optional);
