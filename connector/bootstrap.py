@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from connector.graph import GraphGateway
     from connector.state import StateStore
     from connector.worker import Worker
+    from connector.xapi.records import StatementRecords
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
@@ -33,6 +34,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 class _Parts:
     gateway: GraphGateway | None = None
     store: StateStore | None = None
+    records: StatementRecords | None = None
     queue: QueueClient | None = None
     worker: Worker | None = None
 
@@ -79,8 +81,18 @@ def state_store() -> StateStore:
     return parts.store
 
 
-async def requeue(body: str, delay_seconds: int) -> None:
-    """Puts a message back on the update queue, invisible for the delay."""
+def statement_records() -> StatementRecords:
+    parts = _current()
+    if parts.records is None:
+        from connector.storage import table_client
+        from connector.xapi.records import TABLE_NAME, StatementRecords
+
+        parts.records = StatementRecords(table_client(settings(), TABLE_NAME))
+    return parts.records
+
+
+async def enqueue(body: str, delay_seconds: int = 0) -> None:
+    """Puts a message on the update queue (invisible for the delay): xAPI intake, throttled updates."""
     parts = _current()
     if parts.queue is None:
         from connector.messages import QUEUE_NAME
@@ -96,7 +108,7 @@ def worker() -> Worker:
         from connector.worker import Worker
 
         parts.worker = Worker(
-            settings(), graph_gateway, state_store(), requeue, int(queue_options().get("maxDequeueCount", 5))
+            settings(), graph_gateway, state_store(), enqueue, int(queue_options().get("maxDequeueCount", 5))
         )
     return parts.worker
 
@@ -110,6 +122,8 @@ async def close() -> None:
         await parts.gateway.close()
     if parts.store is not None:
         await parts.store.close()
+    if parts.records is not None:
+        await parts.records.close()
     if parts.queue is not None:
         await parts.queue.close()
 

@@ -122,7 +122,8 @@ class EventValidationError(ValueError):
 class CourseActivityUpdate:
     """A validated event: which activity, and the changeable properties it sets (None is an explicit null)."""
 
-    odata_type: str
+    odata_type: str | None
+    """None for an update whose type Graph tells when the activity is found (xAPI)."""
     registration_id: str
     activity_id: str | None
     external_id: str | None
@@ -130,10 +131,6 @@ class CourseActivityUpdate:
     identity: Mapping[str, str]
     event: Mapping[str, Any]
     """The event as validated, in its JSON form: what goes on the queue."""
-
-    @property
-    def type_name(self) -> str:
-        return TYPE_NAMES[self.odata_type]
 
     @property
     def activity_key(self) -> str:

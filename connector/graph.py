@@ -122,6 +122,39 @@ class GraphGateway:
         body, _ = await self._send(builder.to_get_request_information(), "bytes")
         return json.loads(body) if body else {}
 
+    async def find_users(self, odata_filter: str, *, advanced: bool = False) -> list[dict[str, Any]]:
+        """GET /users?$filter=…&$select=id; `advanced` adds what Graph's advanced queries (employeeId) need."""
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            filter=odata_filter, select=["id"], top=2, count=True if advanced else None
+        )
+        config = RequestConfiguration(query_parameters=query)
+        if advanced:
+            config.headers.add("ConsistencyLevel", "eventual")
+        body, _ = await self._send(self.client.users.to_get_request_information(config), "bytes")
+        return list(json.loads(body).get("value", [])) if body else []
+
+    async def find_content(self, registration_id: str, external_id: str) -> dict[str, Any]:
+        """GET …/learningProviders/{registrationId}/learningContents(externalId='…')."""
+        builder = self._provider(registration_id).learning_contents_with_external_id(external_id.replace("'", "''"))
+        body, _ = await self._send(builder.to_get_request_information(), "bytes")
+        return json.loads(body) if body else {}
+
+    async def create_activity(
+        self, registration_id: str, odata_type: str, identity: Mapping[str, str], changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """POST …/learningCourseActivities: a new activity with its identity fields and the given properties."""
+        model = build_model(odata_type, changes)
+        model.learner_user_id = identity["learnerUserId"]
+        model.learning_content_id = identity["learningContentId"]
+        model.learning_provider_id = registration_id
+        model.externalcourse_activity_id = identity["externalcourseActivityId"]
+        info = self._provider(registration_id).learning_course_activities.to_post_request_information(model)
+        body, _ = await self._send(info, "bytes")
+        return json.loads(body) if body else {}
+
     async def update_activity(
         self, registration_id: str, activity_id: str, odata_type: str, changes: Mapping[str, Any]
     ) -> str | None:

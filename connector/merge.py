@@ -105,8 +105,6 @@ def patch_body(merged: MergedState, event_changes: Mapping[str, Any]) -> dict[st
     return body
 
 
-
-
 def graph_agrees(values: Mapping[str, Any], activity: Mapping[str, Any]) -> bool:
     """Whether Graph's copy of the activity already holds these values (formats aside: 'Z' vs '+00:00' etc.)."""
     return all(_same(name, value, activity.get(name)) for name, value in values.items())

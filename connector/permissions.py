@@ -32,7 +32,7 @@ class GrantResult:
 
 def roles_needed(settings: Settings, create_missing: bool = False) -> list[str]:
     """The base roles, plus the lookup roles when any provider (or the caller) uses create-when-missing."""
-    uses_create = create_missing or any(p.options.get("createMissing") for p in settings.providers.values())
+    uses_create = create_missing or any(p.create_missing for p in settings.providers.values())
     return [*BASE_ROLES, *(CREATE_MISSING_ROLES if uses_create else ())]
 
 

@@ -41,12 +41,25 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class XapiCredential:
+    key: str
+    secret: str
+
+
+@dataclass(frozen=True)
 class ProviderSettings:
     """One learning provider's configuration, from CONNECTOR_PROVIDERS[registrationId]."""
 
     registration_id: str
     webhook_secrets: tuple[str, ...] = ()
     options: Mapping[str, object] = field(default_factory=dict)
+    xapi_credentials: tuple[XapiCredential, ...] = ()
+    create_missing: bool = False
+    xapi_activity_id: str = "registration"
+    """How an xAPI statement names its Graph activity: "registration" (context.registration when present, else
+    derived) or "derived" (always from the learner and the activity id)."""
+    content_id_pattern: re.Pattern[str] | None = None
+    """Extracts the learning content's external id from the statement's activity IRI (group "id", or group 1)."""
 
 
 @dataclass(frozen=True)
@@ -140,9 +153,68 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
         key = registration_id.lower()
         if key in providers:
             raise SettingsError(where, "is configured twice (registrationIds compare without regard to case)")
+        unknown = set(config) - _PROVIDER_KEYS
+        if unknown:
+            logger.warning("%s has keys this version does not use: %s", where, ", ".join(sorted(unknown)))
         options = {k: v for k, v in config.items() if k != "webhookSecrets"}
-        providers[key] = ProviderSettings(registration_id, tuple(secrets), options)
+        providers[key] = ProviderSettings(
+            registration_id,
+            tuple(secrets),
+            options,
+            xapi_credentials=_parse_xapi_credentials(f"{where}.xapiCredentials", config.get("xapiCredentials", [])),
+            create_missing=_parse_flag(f"{where}.createMissing", config.get("createMissing", False)),
+            xapi_activity_id=_parse_choice(
+                f"{where}.xapiActivityId", config.get("xapiActivityId", "registration"), ("registration", "derived")
+            ),
+            content_id_pattern=_parse_pattern(f"{where}.contentIdPattern", config.get("contentIdPattern")),
+        )
     return providers
+
+
+_PROVIDER_KEYS = {"webhookSecrets", "xapiCredentials", "createMissing", "xapiActivityId", "contentIdPattern"}
+
+
+def _parse_xapi_credentials(where: str, raw: object) -> tuple[XapiCredential, ...]:
+    example = '[{"key": "...", "secret": "..."}]'
+    if not isinstance(raw, list):
+        raise SettingsError(where, f"must be a list like {example}")
+    credentials = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or set(item) != {"key", "secret"}:
+            raise SettingsError(f"{where}[{index}]", f'must be {{"key": "...", "secret": "..."}}, as in {example}')
+        key, secret = item["key"], item["secret"]
+        if not isinstance(key, str) or not key or ":" in key:
+            raise SettingsError(f"{where}[{index}].key", "must be a non-empty string without ':' (HTTP Basic user)")
+        if not isinstance(secret, str) or len(secret) < 16:
+            raise SettingsError(f"{where}[{index}].secret", "must be a string of at least 16 characters")
+        credentials.append(XapiCredential(key, secret))
+    return tuple(credentials)
+
+
+def _parse_flag(where: str, raw: object) -> bool:
+    if not isinstance(raw, bool):
+        raise SettingsError(where, "must be true or false")
+    return raw
+
+
+def _parse_choice(where: str, raw: object, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise SettingsError(where, f"must be one of {', '.join(choices)}")
+    return str(raw)
+
+
+def _parse_pattern(where: str, raw: object) -> re.Pattern[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise SettingsError(where, 'must be a regular expression with a group, e.g. "/courses/(?P<id>[^/?#]+)"')
+    try:
+        pattern = re.compile(raw)
+    except re.error as exc:
+        raise SettingsError(where, f"is not a valid regular expression ({exc})") from None
+    if pattern.groups == 0:
+        raise SettingsError(where, 'needs a group that captures the content id, e.g. "(?P<id>[^/]+)$"')
+    return pattern
 
 
 def _check_webhook_secret(where: str, secret: object) -> None:

@@ -8,6 +8,7 @@ workers never overwrite each other: every write is conditional on the ETag read.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,19 @@ class StateStore:
             return _from_entity(entity)
         return None
 
+    async def cached(self, kind: str, key: str) -> str | None:
+        """A remembered lookup (a learner's or a content's Graph id); keys are hashed, as they may name people."""
+        table = await self._table()
+        try:
+            entity = await table.get_entity(f"cache-{kind}", _hashed(key))
+        except ResourceNotFoundError:
+            return None
+        return str(entity["value"])
+
+    async def cache(self, kind: str, key: str, value: str) -> None:
+        table = await self._table()
+        await table.upsert_entity({"PartitionKey": f"cache-{kind}", "RowKey": _hashed(key), "value": value})
+
     async def save(self, state: ActivityState) -> ActivityState:
         """Writes the row if nobody changed it since it was read; raises StateConflict otherwise."""
         table = await self._table()
@@ -136,6 +150,10 @@ class StateStore:
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise StateConflict(str(exc)) from None
         return replace(state, etag=metadata["etag"])
+
+
+def _hashed(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _to_entity(state: ActivityState) -> dict[str, Any]:

@@ -30,8 +30,9 @@ class Reply:
     """What the HTTP function answers, and the queue messages it emits (only when accepting)."""
 
     status: int
-    body: dict[str, Any]
+    body: Any
     messages: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def error_reply(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:

@@ -21,7 +21,15 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from connector.events import TYPE_NAMES, CourseActivityUpdate, EventValidationError, FieldError, parse_event_json
+from connector.events import (
+    CHANGEABLE,
+    SELF_INITIATED,
+    TYPE_NAMES,
+    CourseActivityUpdate,
+    EventValidationError,
+    FieldError,
+    parse_event_json,
+)
 from connector.graph import GraphFailure, GraphGateway
 from connector.merge import Stamp, fold, graph_agrees, patch_body
 from connector.messages import (
@@ -163,6 +171,12 @@ class Worker:
             raise EventValidationError(
                 [FieldError("registrationId", "is invalid", "must be a provider configured in CONNECTOR_PROVIDERS")]
             )
+        if envelope.source == "xapi":
+            # Mapped from a statement by connector.xapi: which type the activity is, Graph says when it is found.
+            update = parse_event_json(
+                json.dumps({"@odata.type": SELF_INITIATED, **envelope.event}), provider.registration_id
+            )
+            return replace(update, odata_type=None)
         return parse_event_json(json.dumps(envelope.event), provider.registration_id)
 
     # --- merging and applying ---
@@ -194,7 +208,7 @@ class Worker:
         stamp = Stamp(envelope.event_time, envelope.sequence, envelope.id)
         for _ in range(_CONTENTION_LIMIT):
             state = await self._store.load(update.registration_id, update.activity_key)
-            if state.odata_type and state.odata_type != update.odata_type:
+            if state.odata_type and update.odata_type and state.odata_type != update.odata_type:
                 raise _TypeMismatch(state.odata_type)
             if envelope.id in state.seen:
                 return state, False
@@ -204,7 +218,7 @@ class Worker:
                 state.with_seen(envelope.id),
                 merged=merged,
                 version=state.version + 1 if changed else state.version,
-                odata_type=update.odata_type,
+                odata_type=state.odata_type or update.odata_type,
                 external_id=state.external_id or update.external_id,
                 graph_id=state.graph_id or update.activity_id,
                 status="pending" if changed else state.status,
@@ -231,20 +245,17 @@ class Worker:
 
     async def _apply(self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> Outcome:
         gateway = await self._gateway()
-        graph_id = state.graph_id or update.activity_id
-        if graph_id is None:
-            assert update.external_id is not None
-            found = await gateway.find_activity(update.registration_id, update.external_id)
-            graph_id = found.get("id")
-            if not isinstance(graph_id, str) or not graph_id:
-                raise GraphFailure(200, "invalidResponse", "Graph's lookup by external id returned no id")
+        graph_id, odata_type = state.graph_id or update.activity_id, state.odata_type or update.odata_type
+        if graph_id is None or odata_type is None:
+            graph_id, odata_type = await self._resolve(gateway, state, update, envelope)
         event_changes: dict[str, Any] = dict(update.changes)
         request_id: str | None = None
         for _ in range(_RESEND_LIMIT):
-            body = patch_body(state.merged, event_changes)
+            changeable = CHANGEABLE[odata_type]  # e.g. an xAPI startedDateTime does not go to an assignment
+            body = {k: v for k, v in patch_body(state.merged, event_changes).items() if k in changeable}
             sent_version = state.version
-            request_id = await gateway.update_activity(update.registration_id, graph_id, update.odata_type, body)
-            state = await self._record_applied(state, graph_id, body, sent_version, request_id)
+            request_id = await gateway.update_activity(update.registration_id, graph_id, odata_type, body)
+            state = await self._record_applied(state, graph_id, odata_type, body, sent_version, request_id)
             logger.info(
                 "message %s (webhook %s) applied to %s %s (request-id %s)",
                 envelope.id,
@@ -259,8 +270,74 @@ class Worker:
             event_changes = {}  # newer callbacks were merged meanwhile: send the state again
         return Outcome("applied", request_id=request_id)
 
+    async def _resolve(
+        self, gateway: GraphGateway, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
+    ) -> tuple[str, str]:
+        """The activity's Graph id and type, looked up once (then kept in its state); created if it is missing and
+        the provider asks for that."""
+        try:
+            if update.external_id is not None:
+                found = await gateway.find_activity(update.registration_id, update.external_id)
+            else:
+                assert update.activity_id is not None
+                found = await gateway.get_activity(update.activity_id)
+        except GraphFailure as failure:
+            provider = self._settings.provider(update.registration_id)
+            if failure.status != 404 or envelope.source != "xapi" or provider is None or not provider.create_missing:
+                raise
+            found = await self._create(gateway, state, update, envelope)
+        graph_id, odata_type = found.get("id"), found.get("@odata.type") or update.odata_type
+        if not isinstance(graph_id, str) or not graph_id or odata_type not in CHANGEABLE:
+            raise GraphFailure(200, "invalidResponse", "Graph's answer for the activity has no id or known @odata.type")
+        if update.odata_type and odata_type != update.odata_type:
+            raise _TypeMismatch(odata_type)
+        return graph_id, odata_type
+
+    async def _create(
+        self, gateway: GraphGateway, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
+    ) -> dict[str, Any]:
+        """Creates the self-initiated course an xAPI statement is about, for the learner and content it names."""
+        from connector.directory import Directory
+
+        provider = self._settings.provider(update.registration_id)
+        assert provider is not None
+        assert update.external_id is not None
+        context = envelope.extra.get("xapi") or {}
+        directory = Directory(gateway, self._store)
+        learner = await directory.learner_id(context.get("actor") or {})
+        content = await directory.content_id(
+            update.registration_id, str(context.get("activityId") or ""), provider.content_id_pattern
+        )
+        identity = {
+            "learnerUserId": learner,
+            "learningContentId": content,
+            "externalcourseActivityId": update.external_id,
+        }
+        values = {k: v for k, v in state.merged.values.items() if k in CHANGEABLE[SELF_INITIATED]}
+        values.setdefault("status", "inProgress")
+        try:
+            created = await gateway.create_activity(update.registration_id, SELF_INITIATED, identity, values)
+        except GraphFailure as failure:
+            if failure.status != 409:  # 409: another worker created it meanwhile
+                raise
+            return await gateway.find_activity(update.registration_id, update.external_id)
+        logger.info(
+            "message %s created activity %s for provider %s",
+            envelope.id,
+            created.get("id"),
+            update.registration_id,
+            extra=_dimensions(envelope),
+        )
+        return created
+
     async def _record_applied(
-        self, state: ActivityState, graph_id: str, body: dict[str, Any], sent_version: int, request_id: str | None
+        self,
+        state: ActivityState,
+        graph_id: str,
+        odata_type: str,
+        body: dict[str, Any],
+        sent_version: int,
+        request_id: str | None,
     ) -> ActivityState:
         for _ in range(_CONTENTION_LIMIT):
             newer = sent_version >= state.applied_version
@@ -268,6 +345,7 @@ class Worker:
             done = replace(
                 state,
                 graph_id=graph_id,
+                odata_type=odata_type,
                 applied=body if newer else state.applied,
                 applied_version=applied_version,
                 status="applied" if applied_version >= state.version else "pending",

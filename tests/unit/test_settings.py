@@ -125,3 +125,36 @@ def test_throttle_backoff_is_a_bounded_number_of_seconds():
     assert load_settings({**GOOD, "CONNECTOR_THROTTLE_BACKOFF_SECONDS": "0.5"}).throttle_backoff_seconds == 0.5
     for bad in ("soon", "0", "-1", "7200"):
         assert settings_error(CONNECTOR_THROTTLE_BACKOFF_SECONDS=bad).startswith("CONNECTOR_THROTTLE_BACKOFF_SECONDS:")
+
+
+def test_xapi_and_create_missing_options_are_parsed():
+    raw = {
+        "reg-x": {
+            "xapiCredentials": [{"key": "lms", "secret": "0123456789abcdef"}],
+            "createMissing": True,
+            "xapiActivityId": "derived",
+            "contentIdPattern": "/courses/(?P<id>[^/]+)",
+        }
+    }
+    provider = load_settings({"CONNECTOR_PROVIDERS": json.dumps(raw)}).provider("reg-x")
+    assert provider.xapi_credentials[0].key == "lms"
+    assert provider.create_missing is True
+    assert provider.xapi_activity_id == "derived"
+    assert provider.content_id_pattern.search("https://lms.example/courses/abc").group("id") == "abc"
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"xapiCredentials": {"key": "a"}}, "xapiCredentials: must be a list"),
+        ({"xapiCredentials": [{"key": "a"}]}, "xapiCredentials[0]: must be"),
+        ({"xapiCredentials": [{"key": "a:b", "secret": "0123456789abcdef"}]}, "xapiCredentials[0].key"),
+        ({"xapiCredentials": [{"key": "a", "secret": "short"}]}, "xapiCredentials[0].secret"),
+        ({"createMissing": "yes"}, "createMissing: must be true or false"),
+        ({"xapiActivityId": "email"}, "xapiActivityId: must be one of registration, derived"),
+        ({"contentIdPattern": "(unclosed"}, "contentIdPattern: is not a valid regular expression"),
+        ({"contentIdPattern": "no-group"}, "contentIdPattern: needs a group"),
+    ],
+)
+def test_bad_provider_options_are_named(config, expected):
+    assert expected in settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": config}))

@@ -1,0 +1,223 @@
+"""The write-only LRS statements resource (xAPI 1.0.3 communication rules, for what this endpoint does).
+
+- `X-Experience-API-Version` 1.0.x is required on statement requests (400 otherwise) and answered on every response.
+- HTTP Basic credentials per provider (`xapiCredentials`); 401 with `WWW-Authenticate: Basic` otherwise.
+- POST takes one statement or an array and answers 200 with the ids in order; PUT `?statementId=` answers 204.
+- Ids are assigned when absent. A repeated id with the same content changes nothing; with other content it is a 409.
+  The same id twice in one batch is a 400. A batch is all-or-nothing.
+- Statements that change a course activity go on the same queue as webhook events; the rest are recorded only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.events import EventValidationError, FieldError
+from connector.messages import Envelope, now_iso
+from connector.settings import ProviderSettings, Settings
+from connector.telemetry import record, span, traceparent
+from connector.webhook import MAX_BODY_BYTES, Reply
+from connector.xapi.mapping import ProgressError, change_of, external_id
+from connector.xapi.records import StatementRecords
+from connector.xapi.statements import ParsedStatement, parse_statements
+
+logger = logging.getLogger(__name__)
+
+VERSIONS = ["1.0.3", "1.0.2", "1.0.1", "1.0.0"]
+_VERSION_HEADER = re.compile(r"^1\.0(\.\d+)?$")
+Enqueue = Callable[[str], Awaitable[None]]
+
+
+def _reply(status: int, body: Any, **headers: str) -> Reply:
+    return Reply(status, body, headers={"X-Experience-API-Version": VERSIONS[0], **headers})
+
+
+def _error(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None, **headers: str) -> Reply:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return _reply(status, {"error": error}, **headers)
+
+
+def about() -> Reply:
+    """GET …/xapi/about: the xAPI versions this endpoint speaks."""
+    return _reply(200, {"version": VERSIONS})
+
+
+def only_receives() -> Reply:
+    """GET …/xapi/statements: this LRS keeps nothing to read back."""
+    return _error(
+        405,
+        "methodNotAllowed",
+        "This LRS endpoint only receives statements (POST, PUT); it forwards them to Viva Learning and keeps none "
+        "to read back.",
+        Allow="POST, PUT",
+    )
+
+
+async def receive_statements(
+    settings: Settings,
+    records: StatementRecords,
+    enqueue: Enqueue,
+    registration_id: str,
+    method: str,
+    headers: Mapping[str, str],
+    params: Mapping[str, str],
+    body: bytes,
+) -> Reply:
+    """POST or PUT …/xapi/statements."""
+    with span("receive xAPI statements", **{"connector.registration_id": registration_id}) as current:
+        reply = await _receive(settings, records, enqueue, registration_id, method, headers, params, body)
+        current.set_attribute("http.response.status_code", reply.status)
+    record("accepted" if reply.status in (200, 204) else "rejected")
+    return reply
+
+
+async def _receive(
+    settings: Settings,
+    records: StatementRecords,
+    enqueue: Enqueue,
+    registration_id: str,
+    method: str,
+    headers: Mapping[str, str],
+    params: Mapping[str, str],
+    body: bytes,
+) -> Reply:
+    provider = settings.provider(registration_id)
+    if provider is None:
+        return _error(404, "notFound", f"No provider with registrationId '{registration_id}' is configured.")
+    if not _authorized(provider, headers.get("authorization", "")):
+        logger.warning("xAPI request rejected (401) for provider %s", provider.registration_id)
+        return _error(
+            401,
+            "unauthorized",
+            "Send this provider's LRS key and secret with HTTP Basic authentication.",
+            **{"WWW-Authenticate": f'Basic realm="xAPI {provider.registration_id}"'},
+        )
+    version = headers.get("x-experience-api-version", "").strip()
+    if not _VERSION_HEADER.match(version):
+        problem = "is required" if not version else f"'{version}' is not supported"
+        return _error(400, "badRequest", f"X-Experience-API-Version {problem}: send 1.0.3 (any 1.0.x is accepted).")
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "payloadTooLarge", f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    content_type = (headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return _error(415, "unsupportedMediaType", "Send statements as application/json (attachments are not taken).")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return _bad([FieldError("body", "is invalid", "must be JSON: one statement or an array of statements")])
+    statement_id = params.get("statementId")
+    if method == "PUT":
+        if not statement_id:
+            return _bad([FieldError("statementId", "is required", "PUT names the statement: ?statementId=<uuid>")])
+        if not isinstance(data, dict):
+            return _bad([FieldError("body", "is invalid", "PUT takes one statement")])
+        if "id" not in data:
+            data = {**data, "id": statement_id}
+    try:
+        statements = parse_statements(data, batch=isinstance(data, list))
+    except EventValidationError as exc:
+        return _bad(exc.errors)
+    if method == "PUT" and statements[0].id != statement_id.lower():
+        return _bad([FieldError("statementId", "is invalid", "must be a UUID equal to the statement's id")])
+    return await _accept(provider, records, enqueue, statements, method, batch=isinstance(data, list))
+
+
+async def _accept(
+    provider: ProviderSettings,
+    records: StatementRecords,
+    enqueue: Enqueue,
+    statements: list[ParsedStatement],
+    method: str,
+    *,
+    batch: bool,
+) -> Reply:
+    ids = [s.id for s in statements]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        return _bad([FieldError("id", "is invalid", f"statement id {repeated[0]} appears twice in this batch")])
+    received = datetime.now(UTC)
+    changes = []
+    for index, statement in enumerate(statements):
+        try:
+            changes.append(change_of(statement, received))
+        except ProgressError as exc:
+            return _bad([FieldError(exc.field, "is invalid", str(exc), index if batch else None)])
+    known = await records.hashes(provider.registration_id, ids)
+    for statement in statements:
+        if statement.id in known and known[statement.id] != statement.content_hash:
+            return _error(
+                409,
+                "conflict",
+                f"Statement {statement.id} was received before with different content; statements are immutable.",
+            )
+    context = traceparent()
+    new = [(index, s, change) for index, (s, change) in enumerate(zip(statements, changes, strict=True))]
+    new = [item for item in new if item[1].id not in known]
+    for index, statement, change in new:
+        if change is None:
+            continue
+        event = {"externalcourseActivityId": external_id(statement, provider.xapi_activity_id), **change.changes}
+        envelope = Envelope(
+            id=statement.id,
+            registration_id=provider.registration_id,
+            event=event,
+            source="xapi",
+            event_time=change.time.isoformat().replace("+00:00", "Z"),
+            sequence=index,
+            received_at=now_iso(),
+            extra={"xapi": _xapi_context(statement), **context},
+        )
+        await enqueue(envelope.to_json())
+    await records.add(provider.registration_id, [(s.id, s.content_hash) for _, s, _ in new])
+    logger.info(
+        "xAPI: %d statement(s) for provider %s, %d new, %d changing an activity",
+        len(statements),
+        provider.registration_id,
+        len(new),
+        sum(change is not None for _, _, change in new),
+        extra={"registrationId": provider.registration_id},
+    )
+    return _reply(204, None) if method == "PUT" else _reply(200, ids)
+
+
+def _xapi_context(parsed: ParsedStatement) -> dict[str, Any]:
+    """What the worker needs to create a missing activity: who, and which activity."""
+    statement = parsed.statement
+    return {
+        "statementId": parsed.id,
+        "verb": statement.verb.id,
+        "activityId": statement.object.id,
+        "actor": statement.actor.model_dump(by_alias=True, exclude_none=True),
+    }
+
+
+def _authorized(provider: ProviderSettings, header: str) -> bool:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return False
+    try:
+        key, _, secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    matched = False
+    for credential in provider.xapi_credentials:  # every credential is compared: constant time in the match
+        same_key = hmac.compare_digest(key.encode(), credential.key.encode())
+        same_secret = hmac.compare_digest(secret.encode(), credential.secret.encode())
+        matched |= same_key and same_secret
+    return matched
+
+
+def _bad(errors: list[FieldError]) -> Reply:
+    first = errors[0]
+    where = f"Statement {first.index}: " if first.index is not None else ""
+    return _error(400, "badRequest", f"{where}{first.message} ({first.rule})", [e.to_detail() for e in errors])
