@@ -1,0 +1,487 @@
+"""Benchmarks of the connector, each beside its baseline, in one run; prints one table of medians.
+
+    .venv/bin/python -m bench.run                 # everything, about 8-10 minutes on 2 cores
+    .venv/bin/python -m bench.run --quick         # a smoke run of every benchmark, about 2 minutes
+    .venv/bin/python -m bench.run --only warm,webhook --skip-size --profile --json results.json
+
+Benchmarks (``--only`` takes these names, comma-separated):
+
+- ``sandbox``: the Graph sandbox's own capacity (``connector.sandbox.loadcheck``), so that it is seen not to be
+  the bottleneck; the throughput run also reports how busy it was;
+- ``cold``: a fresh process imports the app and applies its first callback end to end (webhook function, queue
+  function, token, lookup, PATCH) vs fresh processes doing the same with raw ``httpx`` + ``azure.identity``
+  (with and without the same table calls); wall time to the PATCH, peak RSS (bench/coldstart.py);
+- ``warm``: CPU per applied callback in a warmed-up process vs raw ``httpx`` making the same requests, with and
+  without the same table calls; requests per callback counted (bench/warm.py);
+- ``webhook``: CPU per event for signature, validation and messages, one event and a batch of 100, vs bare
+  HMAC + ``json.loads`` (bench/webhookcost.py);
+- ``throughput``: callbacks applied per second by one runner process, sandbox latency 50 ms, vs the
+  latency-bound limit and the raw baseline's CPU-bound rate (bench/throughput.py; needs ``warm``'s figures,
+  and runs a short ``warm`` when it is not selected);
+- ``freshness``: 202 to PATCH, p50/p99, through the runner process with host.json's polling, at a trickle and
+  under load (bench/freshness.py);
+- ``memory``: RSS after 1k, 5k and 10k callbacks (bench/memory.py);
+- ``size``: the installed runtime dependencies (requirements.txt) and what dominates them (bench/size.py;
+  cached, ``--skip-size`` leaves it out).
+
+One Azurite and one sandbox process serve the whole run; every benchmark but cold start and size runs in a
+fresh child process. Logging stays at the default (WARNING), for the app and the baselines alike. Nothing here
+asserts on speed: the table says met or missed against the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.common import ROOT, Infra, MachineLoad, run_child
+
+NAMES = ("sandbox", "cold", "warm", "webhook", "throughput", "freshness", "memory", "size")
+
+FULL: dict[str, dict[str, Any]] = {
+    "sandbox": {"concurrency": 32, "seconds": 3},
+    "cold": {"reps": 7},
+    "warm": {"rounds": 7, "block": 50},
+    "webhook": {"runs": 9, "singleLoops": 2000, "batchLoops": 40},
+    "throughput": {"callbacks": 800, "runs": 3, "latencyMs": 50},
+    "freshness": {"trickle": 20, "load": 300, "concurrency": 16, "idleSeconds": 8},
+    "memory": {"callbacks": 10_000, "step": 1000, "concurrency": 16},
+}
+QUICK: dict[str, dict[str, Any]] = {
+    "sandbox": {"concurrency": 16, "seconds": 1},
+    "cold": {"reps": 2},
+    "warm": {"rounds": 2, "block": 15},
+    "webhook": {"runs": 3, "singleLoops": 300, "batchLoops": 8},
+    "throughput": {"callbacks": 150, "runs": 1, "latencyMs": 50},
+    "freshness": {"trickle": 3, "load": 60, "concurrency": 16, "idleSeconds": 3, "topologies": ["same", "other"]},
+    "memory": {"callbacks": 1000, "step": 100, "concurrency": 16},
+}
+TIMEOUTS = {"warm": 900, "webhook": 600, "throughput": 1200, "freshness": 1200, "memory": 1800}
+
+# The issue's targets.
+COLD_OVERHEAD_S = 0.300
+WARM_RATIO = 1.5
+WEBHOOK_RATIO = 3.0
+THROUGHPUT_SHARE = 0.80
+FRESHNESS_P99_S = 5.0
+MEMORY_FLAT_MIB = 1.0  # growth from half the callbacks to all of them that still counts as flat
+SANDBOX_HEADROOM = 2.0
+BUSY_MACHINE_CORES = 0.25  # other processes' mean CPU above which a benchmark's figures are flagged
+
+
+# --- running ---------------------------------------------------------------------------------------------
+
+
+def _git() -> str:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.strip()
+        except OSError:
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "function_app.py", "host.json", "connector", "requirements.txt")
+    return f"{commit}{' + uncommitted changes to the app' if dirty else ''}"
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpuCount": os.cpu_count(),
+        "cpuModel": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "commit": _git(),
+    }
+
+
+def _loadcheck(params: dict[str, Any]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "connector.sandbox.loadcheck", "--concurrency", str(params["concurrency"]),
+         "--seconds", str(params["seconds"])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )  # fmt: skip
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[str, Any]:
+    from bench import coldstart, size
+    from connector.sandbox.process import start_sandbox_process
+    from devtools.azurite import start_azurite
+
+    params = QUICK if quick else FULL
+    results: dict[str, Any] = {
+        "machine": _machine(),
+        "quick": quick,
+        "selected": selected,
+        "seconds": {},
+        "otherLoad": {},
+    }
+    if "sandbox" in selected:  # its own sandbox, before anything else loads the machine
+        started, load = time.perf_counter(), MachineLoad()
+        log("sandbox capacity (loadcheck) ...")
+        results["sandbox"] = _loadcheck(params["sandbox"])
+        results["seconds"]["sandbox"] = time.perf_counter() - started
+        results["otherLoad"]["sandbox"] = load.stop()["otherCores"]
+    needs_infra = [n for n in selected if n not in ("sandbox", "size")]
+    if needs_infra:
+        with start_azurite() as azurite, start_sandbox_process() as sandbox:
+            infra = Infra(
+                storage=azurite.connection_string,
+                graph_url=sandbox.graph_url,
+                identity_endpoint=sandbox.identity_endpoint,
+                identity_header=sandbox.identity_header,
+                admin_url=sandbox.admin_url,
+                sandbox_pid=sandbox.pid,
+                azurite_pid=azurite.process.pid,
+            )
+            order = [n for n in ("cold", "webhook", "warm", "throughput", "freshness", "memory") if n in selected]
+            if "throughput" in order and "warm" not in order:
+                order.insert(order.index("throughput"), "warm")
+                results["warmForThroughputOnly"] = True
+            for name in order:
+                started, load = time.perf_counter(), MachineLoad([infra.azurite_pid, infra.sandbox_pid])
+                log(f"{name} ...")
+                if name == "cold":
+                    results["cold"] = coldstart.measure(infra, **params["cold"], profile=profile)
+                else:
+                    module = {"webhook": "webhookcost"}.get(name, name)
+                    child_params = dict(params[name])
+                    if profile and name in ("warm", "webhook"):
+                        child_params["profile"] = True
+                    results[name] = run_child(module, infra, child_params, timeout=TIMEOUTS[name])
+                results["seconds"][name] = time.perf_counter() - started
+                results["otherLoad"][name] = load.stop()["otherCores"]
+    if "size" in selected:
+        started = time.perf_counter()
+        log("size (pip install --target, cached) ...")
+        results["size"] = size.run()
+        results["seconds"]["size"] = time.perf_counter() - started
+    return results
+
+
+# --- the table -------------------------------------------------------------------------------------------
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _mib(value: float) -> str:
+    return f"{value:.0f} MiB"
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:.0f} MB"
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(benchmark, figure, app, baseline, app vs baseline, target, verdict) per line of the table."""
+    table: list[tuple[str, ...]] = []
+    cold = results.get("cold")
+    if cold:
+        variants = cold["variants"]
+        app = variants["app"]["toPatchSeconds"]["median"]
+        for name, label in (("raw+tables", "raw httpx + azure.identity + same table calls"),
+                            ("raw", "raw httpx + azure.identity, Graph only")):  # fmt: skip
+            base = variants[name]["toPatchSeconds"]["median"]
+            table.append((
+                "cold start", f"process start to PATCH, median of {cold['reps']}", _s(app), f"{_s(base)} ({label})",
+                f"+{_ms(app - base)}", f"≤ +{_ms(COLD_OVERHEAD_S)}", _verdict(app - base <= COLD_OVERHEAD_S),
+            ))  # fmt: skip
+        rss, base_rss = variants["app"]["peakRssMiB"]["median"], variants["raw+tables"]["peakRssMiB"]["median"]
+        table.append((
+            "cold start", "peak RSS", _mib(rss), f"{_mib(base_rss)} (raw + tables)", f"+{_mib(rss - base_rss)}",
+            "—", "—",
+        ))  # fmt: skip
+    warm = results.get("warm")
+    if warm:
+        cpu = warm["cpuMs"]
+        for scenario, label in (("known", "known activity (PATCH)"), ("new", "new activity (lookup + PATCH)")):
+            app = cpu[f"app {scenario}"]["median"]
+            for kind, base_label in (("raw+tables", "raw httpx + same table calls"), ("raw", "raw httpx only")):
+                base = cpu[f"{kind} {scenario}"]["median"]
+                table.append((
+                    "warm CPU per callback", label, f"{app:.2f} ms", f"{base:.2f} ms ({base_label})",
+                    f"{app / base:.2f}x", f"≤ {WARM_RATIO}x", _verdict(app / base <= WARM_RATIO),
+                ))  # fmt: skip
+    hook = results.get("webhook")
+    if hook:
+        for case, label, target in (("batch100", "batch of 100, CPU per event", WEBHOOK_RATIO),
+                                    ("single", "one event, CPU per event", None)):  # fmt: skip
+            figures = hook["cases"][case]
+            app, base = figures["receive"]["median"], figures["bare"]["median"]
+            table.append((
+                "webhook", label, f"{app:.1f} µs", f"{base:.1f} µs (HMAC + json.loads)", f"{app / base:.1f}x",
+                f"≤ {target:.0f}x" if target else "—", _verdict(app / base <= target) if target else "—",
+            ))  # fmt: skip
+    through = results.get("throughput")
+    if through and warm:
+        for scenario, figures in through["scenarios"].items():
+            limits = throughput_limits(through, warm, scenario)
+            limit = min(limits["latencyBound"], limits["cpuBound"])
+            rate = figures["perSecond"]
+            table.append((
+                "throughput", f"{scenario} activities, 50 ms per Graph request, median of {through['runs']}",
+                f"{rate:.0f}/s", f"{limit:.0f}/s = min(latency {limits['latencyBound']:.0f}/s, "
+                f"raw CPU {limits['cpuBound']:.0f}/s)", f"{rate / limit:.0%}", f"≥ {THROUGHPUT_SHARE:.0%}",
+                _verdict(rate >= THROUGHPUT_SHARE * limit),
+            ))  # fmt: skip
+    fresh = results.get("freshness")
+    if fresh:
+        for key, label in (("trickleSame", "trickle, same instance (output binding wakes the listener)"),
+                           ("trickleOther", "trickle, other instance (idle polling only)"),
+                           ("load", "under load")):  # fmt: skip
+            if key not in fresh:
+                continue
+            figures = fresh[key]
+            detail = f"p99 {_s(figures['p99'])} (p50 {_s(figures['p50'])}, n={figures['arrived']})"
+            if key == "load":
+                label = f"under load ({figures['callbacks']} at concurrency {figures['concurrency']})"
+            complete = figures["arrived"] == figures["callbacks"]
+            table.append((
+                "freshness 202 → PATCH", label, detail, "—", "—", f"p99 ≤ {_s(FRESHNESS_P99_S)}",
+                _verdict(complete and figures["p99"] <= FRESHNESS_P99_S),
+            ))  # fmt: skip
+    memory = results.get("memory")
+    if memory:
+        samples = {s["callbacks"]: s["rssMiB"] for s in memory["samples"]}
+        total = memory["callbacks"]
+        points = [total // 10, total // 2, total]
+        growth = samples[total] - samples[total // 2]
+        table.append((
+            "memory RSS", " / ".join(f"{p:,}" for p in points) + " callbacks",
+            " / ".join(f"{samples[p]:.1f}" for p in points) + " MiB", "—",
+            f"{growth:+.1f} MiB from {total // 2:,} to {total:,} ({growth * 1048576 / (total - total // 2):+.0f} B "
+            "per callback)", f"flat (≤ +{MEMORY_FLAT_MIB:.0f} MiB)", _verdict(growth <= MEMORY_FLAT_MIB),
+        ))  # fmt: skip
+    sandbox = results.get("sandbox")
+    if sandbox:
+        demand, busy = _sandbox_demand(results)
+        capacity = sandbox["requestsPerSecond"]
+        if demand:
+            headroom = f"{capacity / demand:.0f}x the throughput run's {demand:.0f} req/s (sandbox {busy:.0%} busy)"
+            verdict = _verdict(capacity >= SANDBOX_HEADROOM * demand)
+        else:
+            headroom, verdict = "—", "—"
+        table.append((
+            "sandbox capacity", f"PATCH/s with {sandbox['concurrency']} connections (loadcheck)",
+            f"{capacity:,} req/s; {sandbox['sandboxRequestsPerCpuSecond']:,} req per CPU-s", "—", headroom,
+            f"≥ {SANDBOX_HEADROOM:.0f}x demand", verdict,
+        ))  # fmt: skip
+    size = results.get("size")
+    if size:
+        heaviest = size["requirements"][0]
+        table.append((
+            "deployment size", f"pip install -r requirements.txt ({size['files']:,} files)",
+            f"{_mb(size['totalBytes'])} ({_mb(size['allocatedBytes'])} on disk)", "—",
+            f"{heaviest['name']} alone: {_mb(heaviest['exclusiveBytes'])} "
+            f"({heaviest['exclusiveBytes'] / size['totalBytes']:.0%})", "—", "—",
+        ))  # fmt: skip
+    return table
+
+
+def throughput_limits(through: dict[str, Any], warm: dict[str, Any], scenario: str) -> dict[str, float]:
+    """latency-bound = (batchSize + newBatchThreshold) / (Graph requests per callback x latency);
+    CPU-bound = 1 / (raw baseline's CPU seconds per callback, same requests and table calls)."""
+    figures = through["scenarios"][scenario]
+    concurrency = through["batchSize"] + through["newBatchThreshold"]
+    requests = figures["graphRequestsPerCallback"]
+    latency_bound = concurrency / (requests * through["latencyMs"] / 1000)
+    raw_ms = warm["cpuMs"][f"raw+tables {scenario}"]["median"]
+    return {"latencyBound": latency_bound, "cpuBound": 1000 / raw_ms, "concurrency": concurrency, "requests": requests}
+
+
+def _sandbox_demand(results: dict[str, Any]) -> tuple[float, float]:
+    through = results.get("throughput")
+    if not through:
+        return 0.0, 0.0
+    peak = max(through["scenarios"].values(), key=lambda f: f["perSecond"] * f["graphRequestsPerCallback"])
+    return peak["perSecond"] * peak["graphRequestsPerCallback"], peak["sandboxCpuBusy"]
+
+
+def render(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        f"Benchmarks {machine['date']}: {machine['cpuCount']} cores ({machine['cpuModel'] or 'unknown CPU'}), "
+        f"Python {machine['python']}, {machine['platform']}, commit {machine['commit']}"
+        + (" — QUICK smoke run, not for quoting" if results["quick"] else ""),
+        "",
+        "| benchmark | figure | app | baseline | app vs baseline | target | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    lines += ["", *notes(results)]
+    return "\n".join(lines)
+
+
+def notes(results: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    cold = results.get("cold")
+    if cold:
+        v = cold["variants"]
+        out.append(
+            "cold start phases (median): "
+            + "; ".join(
+                f"{name}: import {_ms(f['importSeconds']['median'])}, first webhook "
+                f"{_ms(f['webhookSeconds']['median'])}, first apply {_ms(f['applySeconds']['median'])}, "
+                f"to exit {_s(f['toExitSeconds']['median'])}, CPU {_s(f['cpuSeconds']['median'])}, "
+                f"{f['modules']['median']:.0f} modules, peak RSS {_mib(f['peakRssMiB']['median'])}"
+                for name, f in v.items()
+            )
+            + f"; to-PATCH range app {_s(v['app']['toPatchSeconds']['min'])}-{_s(v['app']['toPatchSeconds']['max'])}"
+        )
+    warm = results.get("warm")
+    if warm:
+        counts = warm["requestsPerCallback"]
+        out.append(
+            "requests per callback (counted: sandbox counters for Graph and tokens, aiohttp for tables): "
+            + "; ".join(
+                f"{k}: {c['graph']:.2f} Graph + {c['table']:.2f} table + {c['token']:.2f} token"
+                for k, c in counts.items()
+                if k.startswith("app")
+            )
+            + f". Warm: {warm['rounds']} rounds of {warm['block']} callbacks per kind, range app known "
+            f"{warm['cpuMs']['app known']['min']:.2f}-{warm['cpuMs']['app known']['max']:.2f} ms"
+        )
+    hook = results.get("webhook")
+    if hook:
+        batch = hook["cases"]["batch100"]
+        out.append(
+            "webhook through the indexed HTTP function (header copy, JSON answer): batch "
+            f"{batch['function']['median']:.1f} µs/event, single "
+            f"{hook['cases']['single']['function']['median']:.1f} µs/event; batch body "
+            f"{batch['bodyBytes']:,} bytes"
+        )
+    through = results.get("throughput")
+    if through and warm:
+        for scenario, f in through["scenarios"].items():
+            limits = throughput_limits(through, warm, scenario)
+            out.append(
+                f"throughput {scenario}: latency-bound = (batchSize {through['batchSize']} + newBatchThreshold "
+                f"{through['newBatchThreshold']}) / ({limits['requests']:.2f} Graph requests x "
+                f"{through['latencyMs'] / 1000:.3f} s) = {limits['latencyBound']:.0f}/s; CPU-bound = 1 / "
+                f"{1000 / limits['cpuBound']:.2f} ms (raw + tables) = {limits['cpuBound']:.0f}/s (raw httpx only: "
+                f"{1000 / warm['cpuMs'][f'raw {scenario}']['median']:.0f}/s). Measured {f['perSecond']:.0f}/s "
+                f"(range {f['perSecondMin']:.0f}-{f['perSecondMax']:.0f}); worker CPU {f['workerCpuMsPerCallback']:.1f}"
+                f" ms per callback incl. the runner's polling and deletes, {f['workerCpuBusy']:.0%} of a core; mean "
+                f"Graph requests in flight {f['meanGraphInFlight']:.1f} (max {f['sandboxMaxInFlight']}); sandbox "
+                f"{f['sandboxCpuBusy']:.0%} busy, Azurite {f['azuriteCpuBusy']:.0%} busy; failed invocations "
+                f"{f['failedInvocations']:.0f}"
+            )
+        if results.get("warmForThroughputOnly"):
+            out.append("throughput's CPU-bound limit comes from a warm run made for it (warm was not selected)")
+    fresh = results.get("freshness")
+    if fresh:
+        interval = fresh["host"]["maxPollingInterval"]
+        seconds = sum(float(x) * m for x, m in zip(interval.split(":"), (3600, 60, 1), strict=True))
+        load = fresh.get("load", {})
+        out.append(
+            f"freshness: host.json maxPollingInterval {interval} → an idle instance polls every {seconds:g} s = "
+            f"{86400 / seconds:,.0f} queue GetMessages transactions a day per instance (and per queue trigger); "
+            f"under load the webhook took the {load.get('callbacks', 0)} callbacks in "
+            f"{load.get('postingSeconds', 0):.1f} s and the same runner applied "
+            f"{load.get('appliedPerSecond', 0):.0f}/s; sandbox latency 0 ms here"
+        )
+    memory = results.get("memory")
+    if memory:
+        out.append(
+            "memory: "
+            + ", ".join(f"{s['callbacks']:,}: {s['rssMiB']:.1f}" for s in memory["samples"])
+            + f" MiB (before: {memory['rssBeforeMiB']:.1f}, peak {memory['peakMiB']:.1f}); "
+            f"outcomes {memory['outcomes']}"
+        )
+    sandbox = results.get("sandbox")
+    if sandbox:
+        out.append(
+            f"sandbox loadcheck: {sandbox['requests']:,} PATCHes in {sandbox['wallSeconds']} s, p50 "
+            f"{sandbox['p50Ms']} ms, p99 {sandbox['p99Ms']} ms, statuses {sandbox['statuses']}"
+        )
+    size = results.get("size")
+    if size:
+        out.append(
+            "size by distribution: "
+            + ", ".join(f"{d['name']} {d['version']} {_mb(d['bytes'])}" for d in size["top"][:6])
+            + "; by requirement (exclusive): "
+            + ", ".join(f"{r['name']} {_mb(r['exclusiveBytes'])}" for r in size["requirements"][:5])
+            + f"; {'cached' if size['cached'] else 'installed in ' + _s(size['installSeconds'])} in {size['folder']}"
+        )
+    out.append("run time per benchmark: " + ", ".join(f"{k} {v:.0f} s" for k, v in results.get("seconds", {}).items()))
+    other = results.get("otherLoad", {})
+    out.append(
+        "CPU used by other processes on the machine during each benchmark (mean cores): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in other.items())
+    )
+    busy = [k for k, v in other.items() if v > BUSY_MACHINE_CORES]
+    if busy:
+        out.append(
+            f"WARNING: other processes used more than {BUSY_MACHINE_CORES} of a core during {', '.join(busy)}; "
+            "wall-time figures (cold start, throughput, freshness) are pessimistic, re-run on a quiet machine"
+        )
+    return [f"- {line}" for line in out]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: every benchmark, few repetitions")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(NAMES)}")
+    parser.add_argument("--skip-size", action="store_true", help="leave out the deployment size")
+    parser.add_argument("--profile", action="store_true", help="also print cProfile tops (cold, warm, webhook)")
+    parser.add_argument("--json", default=None, help="also write every figure to this file")
+    args = parser.parse_args(argv)
+    selected = [n.strip() for n in args.only.split(",") if n.strip()] or list(NAMES)
+    unknown = [n for n in selected if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+    if args.skip_size:
+        selected = [n for n in selected if n != "size"]
+    sys.path.insert(0, str(ROOT))
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    results = run_all(selected, args.quick, args.profile, log)
+    results["totalSeconds"] = time.perf_counter() - started
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2, default=str)
+    print(render(results))
+    print(f"\ntotal {results['totalSeconds']:.0f} s")
+    if args.profile:
+        for name in ("cold", "warm", "webhook"):
+            text = (results.get(name) or {}).get("profile") or (results.get(name) or {}).get("cases", {}).get("profile")
+            if text:
+                print(f"\n===== profile: {name} =====\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
