@@ -9,9 +9,21 @@ import pytest
 
 from tests.support.examples import REGISTRATION_ID
 from tests.support.signing import OTHER_SECRET, SECRET
+from tests.support.xapi import CREATING_PROVIDER, ROTATED_SECRET, XAPI_KEY, XAPI_SECRET
 
+_XAPI = [{"key": XAPI_KEY, "secret": XAPI_SECRET}, {"key": XAPI_KEY, "secret": ROTATED_SECRET}]
 BASE_ENV = {
-    "CONNECTOR_PROVIDERS": json.dumps({REGISTRATION_ID: {"webhookSecrets": [OTHER_SECRET, SECRET]}}),
+    "CONNECTOR_PROVIDERS": json.dumps(
+        {
+            REGISTRATION_ID: {"webhookSecrets": [OTHER_SECRET, SECRET], "xapiCredentials": _XAPI},
+            CREATING_PROVIDER: {
+                "xapiCredentials": _XAPI,
+                "createMissing": True,
+                "xapiActivityId": "derived",
+                "contentIdPattern": "/courses/(?P<id>[^/?#]+)",
+            },
+        }
+    ),
     "FUNCTIONS_WORKER_RUNTIME": "python",
 }
 for _name in ("GRAPH_BASE_URL", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "AZURE_CLIENT_ID"):

@@ -40,7 +40,8 @@ class StatementRecords:
             chunk = wanted[start : start + _QUERY_CHUNK]
             parameters = {"pk": registration_id.lower(), **{f"id{n}": value for n, value in enumerate(chunk)}}
             rows = " or ".join(f"RowKey eq @id{n}" for n in range(len(chunk)))
-            async for entity in table.query_entities(f"PartitionKey eq @pk and ({rows})", parameters=parameters):
+            query = f"PartitionKey eq @pk and ( {rows} )"  # spaces: the SDK reads "@id0)" as one name
+            async for entity in table.query_entities(query, parameters=parameters):
                 found[entity["RowKey"]] = entity["hash"]
         return found
 

@@ -32,14 +32,46 @@ class OutBinding(func.Out):
 
 
 @dataclass
-class WebhookCall:
+class HttpCall:
     status: int
-    body: dict[str, Any]
+    body: Any
     messages: list[str]
     headers: dict[str, str]
 
 
-def call_webhook(registration_id: str, body: bytes | str, headers: dict[str, str]) -> WebhookCall:
+WebhookCall = HttpCall
+
+
+async def call_http_async(
+    function: str,
+    method: str,
+    route_params: dict[str, str],
+    *,
+    body: bytes | str = b"",
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> HttpCall:
+    """Invokes an HTTP function as the worker does (awaiting it when it is async)."""
+    import inspect
+
+    data = body.encode() if isinstance(body, str) else body
+    request = func.HttpRequest(
+        method=method,
+        url=f"http://localhost/api/{function}",
+        headers=headers or {},
+        params=params or {},
+        route_params=route_params,
+        body=data,
+    )
+    user_function = indexed()[function].get_user_function()
+    outputs = [name for name in inspect.signature(user_function).parameters if name != "req"]
+    out = OutBinding()
+    result = user_function(request, *([out] if outputs else []))
+    response = await result if inspect.isawaitable(result) else result
+    return _http_call(response, out)
+
+
+def call_webhook(registration_id: str, body: bytes | str, headers: dict[str, str]) -> HttpCall:
     data = body.encode() if isinstance(body, str) else body
     request = func.HttpRequest(
         method="POST",
@@ -51,7 +83,12 @@ def call_webhook(registration_id: str, body: bytes | str, headers: dict[str, str
     )
     out = OutBinding()
     response = indexed()["course_activity_webhook"].get_user_function()(request, out)
-    messages = out.value or []
+    return _http_call(response, out)
+
+
+def _http_call(response: func.HttpResponse, out: OutBinding) -> HttpCall:
     headers = {name.lower(): value for name, value in response.headers.items()}
-    headers.setdefault("content-type", response.mimetype)  # the host turns mimetype into Content-Type
-    return WebhookCall(response.status_code, json.loads(response.get_body() or b"null"), list(messages), headers)
+    if response.mimetype:
+        headers.setdefault("content-type", response.mimetype)  # the host turns mimetype into Content-Type
+    raw = response.get_body()
+    return HttpCall(response.status_code, json.loads(raw) if raw else None, list(out.value or []), headers)

@@ -39,3 +39,15 @@ def statement(
 
 def progressed(percent: Any, **kwargs: Any) -> dict[str, Any]:
     return statement("progressed", result={"extensions": {CMI5_PROGRESS: percent}}, **kwargs)
+
+
+XAPI_KEY = "lms-connector"
+XAPI_SECRET = "s3cret-for-the-lrs-endpoint"
+ROTATED_SECRET = "the-next-secret-being-rolled-out"
+CREATING_PROVIDER = "2b7c3f0e-8d1a-4c55-9e0b-7a1f2d3c4b5a"
+
+
+def basic(key: str = XAPI_KEY, secret: str = XAPI_SECRET) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()

@@ -1,0 +1,302 @@
+"""The LRS statements endpoint through the app's real functions, Azurite and the Graph sandbox."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+
+import pytest
+
+from tests.support.examples import REGISTRATION_ID
+from tests.support.functions import call_http_async
+from tests.support.xapi import (
+    CMI5_PROGRESS,
+    CREATING_PROVIDER,
+    ROTATED_SECRET,
+    VIDEO_PROGRESS,
+    XAPI_KEY,
+    basic,
+    progressed,
+    statement,
+)
+
+SELF_ID = "9ca2228a-e020-11ec-9d64-0242ac120004"
+ASSIGNMENT_ID = "8ba2228a-e020-11ec-9d64-0242ac120003"
+ADA = "7ba2228a-e020-11ec-9d64-0242ac120002"
+CONTENT = "57baf9dc-e020-11ec-9d64-0242ac120002"
+
+
+async def lrs(
+    method: str,
+    body=None,
+    *,
+    registration: str = REGISTRATION_ID,
+    params: dict | None = None,
+    version: str | None = "1.0.3",
+    auth: str | None = None,
+    function: str = "xapi_statements",
+):
+    headers = {"content-type": "application/json", "authorization": auth or basic()}
+    if version is not None:
+        headers["x-experience-api-version"] = version
+    return await call_http_async(
+        function,
+        method,
+        {"registrationId": registration},
+        body=b"" if body is None else json.dumps(body),
+        headers=headers,
+        params=params,
+    )
+
+
+async def drain(connector) -> list:
+    """Runs every queued message through the queue function, as the host would, until the queue is empty."""
+    runs = []
+    while True:
+        async with connector.queue() as queue:
+            batch = [m async for m in queue.receive_messages(max_messages=32, visibility_timeout=60)]
+            for message in batch:
+                runs.append(await connector.run(message.content, message_id=message.id))
+                await queue.delete_message(message)
+        if not batch:
+            return runs
+
+
+def seed_self_initiated(graph, external_id: str) -> None:
+    graph.seed(
+        activities=[
+            {
+                "@odata.type": "#microsoft.graph.learningSelfInitiatedCourse",
+                "id": SELF_ID,
+                "externalcourseActivityId": external_id,
+                "learningProviderId": REGISTRATION_ID,
+                "learnerUserId": ADA,
+                "learningContentId": CONTENT,
+                "status": "inProgress",
+            }
+        ]
+    )
+
+
+# --- the LRS rules ---
+
+
+async def test_about_lists_the_versions(connector):
+    reply = await lrs("GET", function="xapi_about", version=None)
+    assert reply.status == 200
+    assert "1.0.3" in reply.body["version"]
+    assert reply.headers["x-experience-api-version"] == "1.0.3"
+
+
+@pytest.mark.parametrize(
+    ("version", "status"), [(None, 400), ("2.0.0", 400), ("0.95", 400), ("1.0", 200), ("1.0.1", 200)]
+)
+async def test_the_version_header_is_required_and_must_be_1_0_x(connector, version, status):
+    reply = await lrs("POST", statement("launched"), version=version)
+    assert reply.status == status
+    if status == 400:
+        assert "X-Experience-API-Version" in reply.body["error"]["message"]
+        assert await connector.count() == 0
+
+
+async def test_basic_auth_rejects_a_wrong_secret_and_a_missing_one(connector):
+    for auth in (basic(secret="wrong-secret-wrong-secret"), basic(key="someone-else"), "Bearer abc", "Basic !!"):
+        reply = await lrs("POST", statement("launched"), auth=auth)
+        assert reply.status == 401
+        assert reply.headers["www-authenticate"].startswith("Basic")
+    assert await connector.count() == 0
+
+
+async def test_a_rotated_secret_is_accepted(connector):
+    assert (await lrs("POST", statement("launched"), auth=basic(XAPI_KEY, ROTATED_SECRET))).status == 200
+
+
+async def test_post_answers_the_ids_in_order_and_assigns_missing_ones(connector):
+    given = statement("launched")
+    anonymous = statement("initialized")
+    del anonymous["id"]
+    reply = await lrs("POST", [given, anonymous])
+    assert reply.status == 200
+    assert reply.body[0] == given["id"]
+    assert uuid.UUID(reply.body[1])
+    assert await connector.count() == 2
+
+
+async def test_the_same_id_with_the_same_content_changes_nothing(connector):
+    body = statement("completed")
+    assert (await lrs("POST", body)).status == 200
+    again = await lrs("POST", body)
+    assert (again.status, again.body) == (200, [body["id"]])
+    assert await connector.count() == 1
+
+
+async def test_the_same_id_with_other_content_is_a_409_and_nothing_is_queued(connector):
+    body = statement("launched")
+    await lrs("POST", body)
+    changed = {**body, "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"}}
+    reply = await lrs("POST", [statement("launched"), changed])
+    assert reply.status == 409
+    assert await connector.count() == 1
+
+
+async def test_duplicate_ids_in_one_batch_are_a_400(connector):
+    body = statement("launched")
+    reply = await lrs("POST", [body, {**body, "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"}}])
+    assert reply.status == 400
+    assert await connector.count() == 0
+
+
+async def test_one_bad_statement_rejects_the_batch_naming_index_and_field(connector):
+    bad = statement("launched", actor={"name": "no identifier"})
+    reply = await lrs("POST", [statement("launched"), bad])
+    assert reply.status == 400
+    assert reply.body["error"]["message"].startswith("Statement 1: Input field actor is invalid")
+    assert [(d["index"], d["target"]) for d in reply.body["error"]["details"]] == [(1, "actor")]
+    assert await connector.count() == 0
+
+
+async def test_put_stores_under_the_given_id(connector):
+    body = statement("launched")
+    statement_id = body.pop("id")
+    reply = await lrs("PUT", body, params={"statementId": statement_id})
+    assert (reply.status, reply.body) == (204, None)
+    assert (await lrs("PUT", body, params={"statementId": statement_id})).status == 204
+    assert await connector.count() == 1
+    assert (await lrs("PUT", body)).status == 400
+    other = {**body, "id": str(uuid.uuid4())}
+    assert (await lrs("PUT", other, params={"statementId": statement_id})).status == 400
+
+
+async def test_get_on_statements_says_this_endpoint_only_receives(connector):
+    reply = await lrs("GET")
+    assert reply.status == 405
+    assert "only receives" in reply.body["error"]["message"]
+
+
+# --- statements reach Graph ---
+
+
+async def test_a_cmi5_session_posted_in_shuffled_order_completes_the_activity(connector, graph):
+    registration = str(uuid.uuid4())
+    seed_self_initiated(graph, registration)
+    times = [f"2026-11-20T10:0{minute}:00Z" for minute in range(7)]
+    session = [
+        statement("launched", timestamp=times[0], registration=registration),
+        statement("initialized", timestamp=times[1], registration=registration),
+        progressed(25, timestamp=times[2], registration=registration),
+        progressed(50, timestamp=times[3], registration=registration),
+        progressed(75, timestamp=times[4], registration=registration),
+        statement("completed", timestamp=times[5], registration=registration, result={"completion": True}),
+        statement("terminated", timestamp=times[6], registration=registration),
+    ]
+    random.Random(4).shuffle(session)
+    for body in session:
+        assert (await lrs("POST", body)).status == 200
+    runs = await drain(connector)
+    assert [r.error for r in runs] == [None] * len(runs)
+    assert [r.poison for r in runs] == [None] * len(runs)
+    activity = graph.activity(SELF_ID)
+    assert (activity["status"], activity["completionPercentage"]) == ("completed", 100)
+    assert activity["startedDateTime"].startswith("2026-11-20T10:00:00")
+    assert activity["completedDateTime"].startswith("2026-11-20T10:05:00")
+
+
+async def test_statements_about_an_assignment_patch_it_as_an_assignment(connector, graph):
+    registration = "12a2228a-e020-11ec-9d64-0242ac120002"  # the example assignment's external id
+    await lrs("POST", [statement("launched", registration=registration), progressed(40, registration=registration)])
+    await drain(connector)
+    bodies = [p["body"] for p in connector.patches()]
+    assert bodies[-1] == {
+        "@odata.type": "#microsoft.graph.learningAssignment",
+        "status": "inProgress",
+        "completionPercentage": 40,
+    }
+    assert graph.activity(ASSIGNMENT_ID)["completionPercentage"] == 40
+
+
+async def test_udemy_like_video_progress_then_completion(connector, graph):
+    registration = str(uuid.uuid4())
+    seed_self_initiated(graph, registration)
+    video = statement(
+        "https://w3id.org/xapi/video/verbs/played",
+        registration=registration,
+        result={"extensions": {VIDEO_PROGRESS: 0.3}},
+    )
+    await lrs("POST", video)
+    await drain(connector)
+    assert graph.activity(SELF_ID)["completionPercentage"] == 30
+    await lrs("POST", statement("completed", registration=registration))
+    await drain(connector)
+    assert graph.activity(SELF_ID)["status"] == "completed"
+
+
+async def test_edx_like_integers_and_float_progress(connector, graph):
+    registration = str(uuid.uuid4())
+    seed_self_initiated(graph, registration)
+    await lrs(
+        "POST",
+        statement(
+            "progressed", registration=registration, result={"completion": 0, "extensions": {CMI5_PROGRESS: 0.6}}
+        ),
+    )
+    await drain(connector)
+    assert graph.activity(SELF_ID)["completionPercentage"] == 60
+    await lrs("POST", statement("experienced", registration=registration, result={"completion": 1}))
+    await drain(connector)
+    assert graph.activity(SELF_ID)["status"] == "completed"
+
+
+# --- create when missing ---
+
+
+def enable_creating_provider(graph) -> None:
+    graph.seed(
+        providers=[{"id": CREATING_PROVIDER, "displayName": "LMS", "isCourseActivitySyncEnabled": True}],
+        contents=[{"id": "content-101", "externalId": "course-101", "learningProviderId": CREATING_PROVIDER}],
+    )
+
+
+async def test_a_missing_activity_is_created_for_the_learner_and_content(connector, graph):
+    enable_creating_provider(graph)
+    await lrs("POST", statement("launched"), registration=CREATING_PROVIDER)
+    await lrs("POST", progressed(35), registration=CREATING_PROVIDER)
+    runs = await drain(connector)
+    assert [(r.error, r.poison) for r in runs] == [(None, None)] * 2
+    (created,) = graph.activities(CREATING_PROVIDER)
+    assert created["@odata.type"] == "#microsoft.graph.learningSelfInitiatedCourse"
+    assert (created["learnerUserId"], created["learningContentId"]) == (ADA, "content-101")
+    assert created["externalcourseActivityId"].startswith("xapi-")
+    assert (created["status"], created["completionPercentage"]) == ("inProgress", 35)
+    assert len(graph.requests(method="POST")) == 1
+    assert len(graph.requests(method="GET", path_contains="/users")) == 1  # the learner lookup is cached
+
+
+async def test_a_pluralsight_like_account_is_found_by_employee_id(connector, graph):
+    enable_creating_provider(graph)
+    account = {"account": {"name": "E1001"}}  # no homePage
+    await lrs("POST", statement("completed", actor=account), registration=CREATING_PROVIDER)
+    await drain(connector)
+    (created,) = graph.activities(CREATING_PROVIDER)
+    assert (created["learnerUserId"], created["status"]) == (ADA, "completed")
+
+
+async def test_an_unknown_learner_is_dead_lettered_with_the_reason(connector, graph):
+    enable_creating_provider(graph)
+    await lrs(
+        "POST", statement("launched", actor={"mbox": "mailto:nobody@contoso.example"}), registration=CREATING_PROVIDER
+    )
+    (run,) = await drain(connector)
+    assert run.error is None
+    reason = json.loads(run.poison)["deadLetter"]
+    assert (reason["status"], reason["code"]) == (404, "learnerNotFound")
+    assert "nobody@" not in reason["message"]
+    assert graph.activities(CREATING_PROVIDER) == []
+
+
+async def test_an_unknown_content_is_dead_lettered_with_the_reason(connector, graph):
+    enable_creating_provider(graph)
+    body = statement("launched", activity="https://lms.example.com/courses/unknown-course")
+    await lrs("POST", body, registration=CREATING_PROVIDER)
+    (run,) = await drain(connector)
+    assert json.loads(run.poison)["deadLetter"]["code"] == "contentNotFound"
