@@ -85,11 +85,20 @@ def _grant_permissions(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
     from connector.replay import replay
 
-    result = asyncio.run(
-        replay(load_settings(), registration_id=args.registration_id, activity_id=args.activity, dry_run=args.dry_run)
-    )
+    try:
+        result = asyncio.run(
+            replay(
+                load_settings(), registration_id=args.registration_id, activity_id=args.activity, dry_run=args.dry_run
+            )
+        )
+    except AzureError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: cannot reach the storage account in AzureWebJobsStorage: {first}", file=sys.stderr)
+        return 1
     verb = "would move" if args.dry_run else "moved"
     print(
         f"{verb} {result.moved} message(s) from course-activity-updates-poison to course-activity-updates; "

@@ -51,8 +51,8 @@ async def replay(
     result = ReplayResult()
     held: list[tuple[str, str]] = []
     async with (
-        queue_client(settings, POISON_QUEUE_NAME) as poison,
-        queue_client(settings, QUEUE_NAME) as updates,
+        queue_client(settings, POISON_QUEUE_NAME, retry_total=0) as poison,
+        queue_client(settings, QUEUE_NAME, retry_total=0) as updates,
     ):
         while True:
             try:

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             print("Azurite is already listening on 10000-10002: using it", file=sys.stderr)
         else:
             stack.enter_context(start_azurite(ports=DEFAULT_PORTS))
+        _create_queues_and_tables()
         sandbox = stack.enter_context(
             start_sandbox_process(
                 seed_example=True,
@@ -90,6 +91,25 @@ Ctrl-C stops everything.""",
         with suppress(KeyboardInterrupt):
             app.wait()
     return 0
+
+
+def _create_queues_and_tables() -> None:
+    """What the host and the Bicep template create in Azure, so that a system can put a bare event on the queue
+    before the first webhook call."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueServiceClient
+
+    from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
+    from connector.settings import AZURITE_CONNECTION_STRING
+    from connector.state import TABLE_NAME
+
+    queues = QueueServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
+    for name in (QUEUE_NAME, POISON_QUEUE_NAME):
+        with suppress(ResourceExistsError):
+            queues.create_queue(name)
+    with suppress(ResourceExistsError):
+        TableServiceClient.from_connection_string(AZURITE_CONNECTION_STRING).create_table(TABLE_NAME)
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -145,3 +145,17 @@ def _progress(percent: int) -> dict:
         "status": "inProgress",
         "completionPercentage": percent,
     }
+
+
+def test_replay_without_reachable_storage_fails_fast_with_one_line(command):
+    unreachable = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    result = command("replay", "--dry-run", AzureWebJobsStorage=unreachable)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach the storage account in AzureWebJobsStorage:")
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_with_nothing_dead_lettered_says_so(command, connector):
+    result = command("replay", "--dry-run")
+    assert result.returncode == 0
+    assert result.stdout.startswith("would move 0 message(s)")
