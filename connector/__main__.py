@@ -5,8 +5,8 @@
   grant-permissions   grant the managed identity its Microsoft Graph application roles (idempotent)
   replay              re-queue dead letters from course-activity-updates-poison
 
-Settings come from the environment; a local.settings.json in the current directory is read too (the environment
-wins), as `func start` does.
+Settings come from the environment. `--settings local.settings.json` reads that file's Values too (the environment
+wins), as `func start` does: for local development only; against Azure, leave it out.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from pathlib import Path
 from connector.settings import SettingsError, load_settings
 
 
-def _load_local_settings(path: Path) -> None:
-    if path.exists():
-        for name, value in json.loads(path.read_text()).get("Values", {}).items():
-            os.environ.setdefault(name, str(value))
+def _load_local_settings(path: Path | None) -> None:
+    if path is None:
+        return
+    if not path.exists():
+        raise SystemExit(f"error: --settings {path}: no such file")
+    for name, value in json.loads(path.read_text()).get("Values", {}).items():
+        os.environ.setdefault(name, str(value))
 
 
 def _new_secret(args: argparse.Namespace) -> int:
@@ -111,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m connector", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--settings", type=Path, default=Path("local.settings.json"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--settings", type=Path, help="also read this local.settings.json (local development; the environment wins)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     secret = commands.add_parser("new-secret", help="print a new webhook secret")

@@ -14,6 +14,7 @@ import pytest
 from connector.settings import load_settings
 from tests.conftest import BASE_ENV
 from tests.support.examples import REGISTRATION_ID
+from tests.support.xapi import CREATING_PROVIDER
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_ROLES = ["Application.Read.All", "AppRoleAssignment.ReadWrite.All"]
@@ -63,15 +64,20 @@ def test_new_secret_prints_a_usable_standard_webhooks_secret(command):
 def test_grant_permissions_grants_what_is_missing_and_is_idempotent(command, graph):
     graph.set_identity(roles=ADMIN_ROLES)
     principal = graph.identity()["principalId"]
-    first = command("grant-permissions", "--principal-id", principal)
+    no_create = json.dumps({REGISTRATION_ID: {}})  # no provider uses createMissing: the lookup roles are not needed
+
+    def grant(*extra: str):
+        return command("grant-permissions", "--principal-id", principal, *extra, CONNECTOR_PROVIDERS=no_create)
+
+    first = grant()
     assert first.returncode == 0, first.stderr
     assert "granted         LearningAssignedCourse.ReadWrite.All" in first.stdout
     assert "granted         LearningSelfInitiatedCourse.ReadWrite.All" in first.stdout
     assert "User.Read.All" not in first.stdout
-    again = command("grant-permissions", "--principal-id", principal)
+    again = grant()
     assert again.returncode == 0
     assert "0 granted, 2 already in place" in again.stdout
-    more = command("grant-permissions", "--principal-id", principal, "--create-missing")
+    more = grant("--create-missing")
     assert "2 granted, 2 already in place" in more.stdout
     assert "granted         LearningContent.Read.All" in more.stdout
 
@@ -97,7 +103,14 @@ def test_grant_permissions_without_the_right_says_how_to_fix_it(command, graph):
     assert "AppRoleAssignment.ReadWrite.All" in result.stderr
 
 
-def test_check_passes_on_a_healthy_deployment(command):
+def test_a_provider_that_creates_missing_activities_gets_the_lookup_roles(command, graph):
+    graph.set_identity(roles=ADMIN_ROLES)
+    result = command("grant-permissions", "--principal-id", graph.identity()["principalId"])
+    assert "4 granted" in result.stdout  # CONNECTOR_PROVIDERS has a provider with createMissing
+
+
+def test_check_passes_on_a_healthy_deployment(command, graph):
+    graph.seed(providers=[{"id": CREATING_PROVIDER, "displayName": "LMS", "isCourseActivitySyncEnabled": True}])
     result = command("check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[fail]" not in result.stdout

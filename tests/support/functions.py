@@ -12,10 +12,12 @@ import azure.functions as func
 
 @cache
 def indexed() -> dict[str, Any]:
-    """The app's functions by name (get_functions() may be called only once per app object)."""
+    """The app's functions by name, from the runner's cache: get_functions() may be called once per app object,
+    and the runner (used in-process by the soak and benchmarks) indexes the same app."""
     import function_app
+    from devtools.runner import index_functions
 
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+    return {f.get_function_name(): f for f in index_functions(function_app.app)}
 
 
 class OutBinding(func.Out):
