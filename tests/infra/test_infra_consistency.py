@@ -30,7 +30,7 @@ RBAC = BicepFile.read(INFRA / "app" / "rbac.bicep")
 KEYVAULT = BicepFile.read(INFRA / "app" / "keyvault.bicep")
 STORAGE_DATA = BicepFile.read(INFRA / "app" / "storage-data.bicep")
 README = (ROOT / "README.md").read_text()
-DEPLOY_DOC = (ROOT / "docs" / "deploy-draft.md").read_text()
+DEPLOY_DOC = (ROOT / "README.md").read_text().split("## Deploy", 1)[1]  # the Deploy and Operate sections
 AZURE_YAML = (ROOT / "azure.yaml").read_text()
 PARAMETERS = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
 
