@@ -12,6 +12,7 @@ from connector import bootstrap, status, telemetry, webhook
 from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
 from connector.settings import STORAGE_SETTING
 from connector.worker import Delivery
+from connector.xapi import lrs
 
 bootstrap.settings()  # a bad setting stops the app at start-up, naming the setting
 telemetry.configure()  # Application Insights, when APPLICATIONINSIGHTS_CONNECTION_STRING is set
@@ -45,6 +46,40 @@ async def course_activity_status(req: func.HttpRequest) -> func.HttpResponse:
     return _json(reply.status, reply.body)
 
 
+@app.function_name("xapi_statements")
+@app.route(
+    route="providers/{registrationId}/xapi/statements",
+    methods=["POST", "PUT", "GET"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
+async def xapi_statements(req: func.HttpRequest) -> func.HttpResponse:
+    """The LRS statements resource (write-only). Anonymous for the platform: LRS clients cannot add a ?code=;
+    each request authenticates with the provider's HTTP Basic credentials instead."""
+    if req.method == "GET":
+        reply = lrs.only_receives()
+    else:
+        headers = {name.lower(): value for name, value in req.headers.items()}
+        reply = await lrs.receive_statements(
+            bootstrap.settings(),
+            bootstrap.statement_records(),
+            bootstrap.enqueue,
+            req.route_params["registrationId"],
+            req.method,
+            headers,
+            dict(req.params),
+            req.get_body(),
+        )
+    return _json(reply.status, reply.body, reply.headers)
+
+
+@app.function_name("xapi_about")
+@app.route(route="providers/{registrationId}/xapi/about", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def xapi_about(req: func.HttpRequest) -> func.HttpResponse:
+    """The LRS about resource: which xAPI versions this endpoint speaks."""
+    reply = lrs.about()
+    return _json(reply.status, reply.body, reply.headers)
+
+
 @app.function_name("apply_course_activity_update")
 @app.queue_trigger(arg_name="msg", queue_name=QUEUE_NAME, connection=STORAGE_SETTING)
 @app.queue_output(arg_name="poison", queue_name=POISON_QUEUE_NAME, connection=STORAGE_SETTING)
@@ -56,5 +91,7 @@ async def apply_course_activity_update(msg: func.QueueMessage, poison: func.Out[
         poison.set(outcome.dead_letter)
 
 
-def _json(status: int, body: object) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+def _json(status: int, body: object, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    if status == 204:
+        return func.HttpResponse(status_code=204, headers=headers)
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
