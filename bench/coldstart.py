@@ -55,6 +55,7 @@ def _child_app(params: dict[str, Any]) -> dict[str, Any]:
     import function_app
 
     imported = time.perf_counter()
+    modules_imported = len(sys.modules)
     functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
     import azure.functions as func
 
@@ -71,6 +72,7 @@ def _child_app(params: dict[str, Any]) -> dict[str, Any]:
     if response.status_code != 202:
         raise RuntimeError(f"webhook answered {response.status_code}: {response.get_body()!r}")
     accepted = time.perf_counter()
+    modules_accepted = len(sys.modules)
 
     async def apply() -> float:
         from connector import bootstrap
@@ -94,6 +96,8 @@ def _child_app(params: dict[str, Any]) -> dict[str, Any]:
         "webhookSeconds": accepted - imported,
         "applySeconds": applied - accepted,
         "modules": len(sys.modules),
+        "modulesAtImport": modules_imported,
+        "modulesByApply": len(sys.modules) - modules_accepted,
     }
 
 
@@ -150,23 +154,25 @@ def _child_raw(params: dict[str, Any], *, tables: bool) -> dict[str, Any]:
         await credential.close()
         return done
 
+    modules_accepted = len(sys.modules)
     applied = asyncio.run(apply())
     return {
         "importSeconds": imported - started,
         "webhookSeconds": accepted - imported,
         "applySeconds": applied - accepted,
         "modules": len(sys.modules),
+        "modulesByApply": len(sys.modules) - modules_accepted,
     }
 
 
 # --- the parent ----------------------------------------------------------------------------------------------
 
 
-def _spawn(infra: Infra, variant: str, params: dict[str, Any]) -> dict[str, Any]:
+def _spawn(infra: Infra, variant: str, params: dict[str, Any], python_flags: tuple[str, ...] = ()) -> dict[str, Any]:
     env = infra.child_env()
     started = time.time()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.coldstart", variant, json.dumps(params)],
+        [sys.executable, *python_flags, "-m", "bench.coldstart", variant, json.dumps(params)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -178,7 +184,29 @@ def _spawn(infra: Infra, variant: str, params: dict[str, Any]) -> dict[str, Any]
         raise RuntimeError(f"cold start {variant} failed ({process.returncode}):\n{err.decode()[-3000:]}")
     result = json.loads(out.decode().strip().splitlines()[-1])
     result.update(started=started, exited=exited)
+    if python_flags:
+        result["stderr"] = err.decode()
     return result
+
+
+def import_profile(stderr: str, top: int = 15) -> str:
+    """``-X importtime`` output summed by top-level package (self time), heaviest first."""
+    by_package: dict[str, list[float]] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        parts = line.split("|")
+        self_us, name = parts[0].replace("import time:", "").strip(), parts[2].strip()
+        package = name.split(".")[0]
+        entry = by_package.setdefault(package, [0.0, 0])
+        entry[0] += int(self_us) / 1e6
+        entry[1] += 1
+    ranked = sorted(by_package.items(), key=lambda item: -item[1][0])
+    total = sum(v[0] for v in by_package.values())
+    lines = [f"import time by top-level package (self time summed; total {total:.3f} s, "
+             f"{sum(v[1] for v in by_package.values())} modules):"]  # fmt: skip
+    lines += [f"  {seconds:7.3f} s  {count:5d} modules  {package}" for package, (seconds, count) in ranked[:top]]
+    return "\n".join(lines)
 
 
 def _patch_at(admin: Any, gid: str) -> float:
@@ -218,6 +246,12 @@ def measure(infra: Infra, reps: int, profile: bool = False) -> dict[str, Any]:
         body = event_body(ext, 0)
         params = {"body": body.decode(), "headers": signed_headers(body, f"wh-{ext}"), "n": 0, "profile": True}
         profile_text = _spawn(infra, "app", params)["profile"]
+        ext = f"cold-importtime-{stamp}"
+        seed(admin, [ext], reset=False)
+        body = event_body(ext, 0)
+        params = {"body": body.decode(), "headers": signed_headers(body, f"wh-{ext}"), "n": 0}
+        imports = import_profile(_spawn(infra, "app", params, ("-X", "importtime"))["stderr"])
+        profile_text = f"{imports}\n\n{profile_text}"
     admin.close()
     figures: dict[str, Any] = {}
     for variant, runs in samples.items():
@@ -232,6 +266,7 @@ def measure(infra: Infra, reps: int, profile: bool = False) -> dict[str, Any]:
                 "webhookSeconds",
                 "applySeconds",
                 "modules",
+                "modulesByApply",
             )
         }
     result: dict[str, Any] = {"reps": reps, "variants": figures}
@@ -241,16 +276,13 @@ def measure(infra: Infra, reps: int, profile: bool = False) -> dict[str, Any]:
 
 
 def _profiled(params: dict[str, Any]) -> dict[str, Any]:
-    import cProfile
-    import io
-    import pstats
+    from bench.common import Profile
 
-    profiler = cProfile.Profile()
-    result = profiler.runcall(_child_app, params)
-    text = io.StringIO()
-    stats = pstats.Stats(profiler, stream=text)
-    stats.sort_stats("cumulative").print_stats(40)
-    result["profile"] = text.getvalue()
+    profile = Profile()
+    profile.start()
+    result = _child_app(params)
+    profile.stop()
+    result["profile"] = profile.text()
     return result
 
 

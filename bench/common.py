@@ -234,24 +234,30 @@ class MachineLoad:
         self._helpers = list(helper_pids)
         self._start = self._sample()
 
-    def _sample(self) -> tuple[float, float, float]:
+    def _sample(self) -> tuple[float, float, float, float]:
         import resource
 
         with open("/proc/stat") as stat:
-            fields = [int(x) for x in stat.readline().split()[1:]]
-        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in stat.readline().split()[1:9])
+        tick = os.sysconf("SC_CLK_TCK")
         own = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         ours = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
         ours += sum(proc_cpu_seconds(pid) for pid in self._helpers)
-        return time.monotonic(), busy, ours
+        return time.monotonic(), (user + nice + system + irq + softirq) / tick, ours, steal / tick
 
     def stop(self) -> dict[str, float]:
-        """Mean cores busy on the machine, ours, and other processes' (clamped at 0), since construction."""
+        """Mean cores busy on the machine, ours, other processes' (clamped at 0), and stolen by the hypervisor
+        (a virtual machine's neighbours), since construction."""
         start, end = self._start, self._sample()
         elapsed = max(end[0] - start[0], 1e-9)
         machine, ours = (end[1] - start[1]) / elapsed, (end[2] - start[2]) / elapsed
-        return {"machineCores": machine, "ourCores": ours, "otherCores": max(0.0, machine - ours)}
+        return {
+            "machineCores": machine,
+            "ourCores": ours,
+            "otherCores": max(0.0, machine - ours),
+            "stolenCores": (end[3] - start[3]) / elapsed,
+        }
 
 
 def median(values: Sequence[float]) -> float:
@@ -274,6 +280,45 @@ def summary(values: Sequence[float]) -> dict[str, float]:
         "max": max(values) if values else float("nan"),
         "n": len(values),
     }
+
+
+class Profile:
+    """A profile of what runs between ``start()`` and ``stop()``: pyinstrument when it is installed (sampling, so
+    thousands of tiny calls are not inflated by the profiler's own overhead; wall time, so event-loop idle shows
+    as ``select``), otherwise cProfile on a CPU clock. A dev tool only: not in requirements-dev.txt."""
+
+    def __init__(self) -> None:
+        try:
+            import pyinstrument
+        except ImportError:
+            import cProfile
+
+            self.kind = "cProfile (CPU clock; pip install pyinstrument for a sampling profile)"
+            self._profiler: Any = cProfile.Profile(time.process_time)
+        else:
+            self.kind = f"pyinstrument {pyinstrument.__version__} (sampling, wall time)"
+            self._profiler = pyinstrument.Profiler(interval=0.0005, async_mode="disabled")
+
+    def start(self) -> None:
+        self._profiler.enable() if hasattr(self._profiler, "enable") else self._profiler.start()
+
+    def stop(self) -> None:
+        self._profiler.disable() if hasattr(self._profiler, "disable") else self._profiler.stop()
+
+    def text(self, lines: int = 60) -> str:
+        if hasattr(self._profiler, "output_text"):
+            tree = self._profiler.output_text(unicode=True, show_all=False)
+            flat = self._profiler.output_text(unicode=True, flat=True, flat_time="self")
+            head = "\n".join(flat.splitlines()[: lines // 2])
+            return f"{self.kind}\n{tree}\nself time, flat:\n{head}"
+        import io
+        import pstats
+
+        text = io.StringIO()
+        stats = pstats.Stats(self._profiler, stream=text)
+        stats.sort_stats("cumulative").print_stats(lines)
+        stats.sort_stats("tottime").print_stats(lines // 2)
+        return f"{self.kind}\n{text.getvalue()}"
 
 
 # --- the child-process protocol ----------------------------------------------------------------------------

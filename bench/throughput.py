@@ -103,6 +103,7 @@ async def _apply_all(infra: Infra, admin: Any, count: int, limit_s: float, laten
         "sandboxRequestsPerCpuSecond": graph_requests
         / max(1e-9, sandbox_after["cpuSeconds"] - sandbox_before["cpuSeconds"]),
         "azuriteCpuBusy": (azurite_after - azurite_before) / elapsed,
+        "azuriteCpuMsPerCallback": (azurite_after - azurite_before) * 1000 / count,
         "failedInvocations": failed,
         "statuses": sandbox_after["byStatus"],
     }
@@ -144,6 +145,10 @@ async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
         summary[scenario]["perSecondMin"] = min(s["perSecond"] for s in samples)
         summary[scenario]["perSecondMax"] = max(s["perSecond"] for s in samples)
         summary[scenario]["statuses"] = samples[-1]["statuses"]
+        summary[scenario]["runs"] = [
+            {k: round(v, 3) for k, v in s.items() if k in ("perSecond", "workerCpuBusy", "azuriteCpuBusy")}
+            for s in samples
+        ]
     return {
         "callbacks": count,
         "runs": runs,

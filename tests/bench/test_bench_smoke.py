@@ -25,6 +25,7 @@ ROWS = (
     "| freshness 202 → PATCH | under load",
     "| memory RSS |",
     "| sandbox capacity |",
+    "| storage emulator (Azurite) |",
 )
 
 
