@@ -77,6 +77,23 @@ def fold(state: MergedState, changes: Mapping[str, Any], stamp: Stamp) -> Merged
     return MergedState(values, stamps)
 
 
+def combine(first: MergedState, second: MergedState) -> MergedState:
+    """The merge of two activity states (the same activity reached by Graph id and by external id): by the same rules,
+    so it is the state their callbacks would have made together."""
+    values, stamps = dict(first.values), dict(first.stamps)
+    for name, value in second.values.items():
+        if name in LATEST_WINS:
+            stamp = second.stamps.get(name, Stamp(""))
+            if name not in stamps or stamp > stamps[name]:
+                values[name], stamps[name] = value, stamp
+        elif name == "status":
+            if name not in values or STATUS_RANK[value] > STATUS_RANK[values[name]]:
+                values[name] = value
+        else:
+            values[name] = _pick(values, name, value, max if name == "completionPercentage" else min)
+    return MergedState(values, stamps)
+
+
 def _pick(values: Mapping[str, Any], name: str, value: Any, choose: Any) -> Any:
     """The chosen one of the old and new value; a null yields to any value, and stays only if alone."""
     if name not in values or values[name] is None:

@@ -3,6 +3,9 @@
 A row remembers the activity's Graph id once resolved (one lookup per activity, not per callback), the merge of
 every callback seen, what was last sent to Graph, the event ids seen recently, and the last failure. Concurrent
 workers never overwrite each other: every write is conditional on the ETag read.
+
+Row keys and remembered event ids are hashes: the service limits a key to 1 KiB and a property to 64 KiB, and
+provider ids have no such limit. The readable activity key is kept as a property.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 TABLE_NAME = "courseactivitystate"
-SEEN_LIMIT = 200
+SEEN_LIMIT = 500
+RECENT_LIMIT = 10
 
 
 class StateConflict(Exception):
@@ -42,6 +45,12 @@ class ActivityState:
     applied: dict[str, Any] = field(default_factory=dict)
     applied_version: int = 0
     seen: tuple[str, ...] = ()
+    """Hashes of the event ids folded in (the last SEEN_LIMIT): repeats are recognised without a Graph call."""
+    recent: tuple[str, ...] = ()
+    """The last few event ids as given, for people reading the status."""
+    unsure: bool = False
+    """An attempt failed after its PATCH may have reached Graph (perhaps late, after a newer one): until Graph is read
+    back and agrees, a repeat is checked against Graph instead of being taken for a duplicate."""
     status: str = "pending"
     last_error: dict[str, Any] | None = None
     first_attempt_at: str | None = None
@@ -56,9 +65,20 @@ class ActivityState:
         """Graph has been sent everything merged so far."""
         return self.applied_version >= self.version
 
+    def has_seen(self, event_id: str) -> bool:
+        return _event_hash(event_id) in self.seen
+
     def with_seen(self, event_id: str) -> ActivityState:
-        seen = (*[s for s in self.seen if s != event_id], event_id)[-SEEN_LIMIT:]
-        return replace(self, seen=seen)
+        hashed = _event_hash(event_id)
+        seen = (*[s for s in self.seen if s != hashed], hashed)[-SEEN_LIMIT:]
+        recent = (*[r for r in self.recent if r != event_id], event_id[:256])[-RECENT_LIMIT:]
+        return replace(self, seen=seen, recent=recent)
+
+    def with_seen_of(self, other: ActivityState) -> ActivityState:
+        """Also remembers the events another row of the same activity had seen."""
+        seen = tuple(dict.fromkeys((*other.seen, *self.seen)))[-SEEN_LIMIT:]
+        recent = tuple(dict.fromkeys((*other.recent, *self.recent)))[-RECENT_LIMIT:]
+        return replace(self, seen=seen, recent=recent)
 
     def public(self) -> dict[str, Any]:
         """The state as the status endpoint shows it."""
@@ -76,13 +96,16 @@ class ActivityState:
             "firstAttemptAt": self.first_attempt_at,
             "lastAttemptAt": self.last_attempt_at,
             "nextAttemptAt": self.next_attempt_at,
-            "recentEventIds": list(self.seen[-10:]),
+            "recentEventIds": list(self.recent),
         }
 
 
 def row_key(activity_key: str) -> str:
-    """Table keys may not hold / \\ # ? or control characters: percent-encode them (and %)."""
-    return quote(activity_key, safe=":@!$&'()*+,;= -_.~")
+    return hashlib.sha256(activity_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _event_hash(event_id: str) -> str:
+    return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 class StateStore:
@@ -112,16 +135,34 @@ class StateStore:
     async def find(self, registration_id: str, activity_id: str) -> ActivityState | None:
         """By external id, or by Graph id (as given, or as resolved for an external id)."""
         table = await self._table()
-        partition = registration_id.lower()
-        for key in (f"ext:{activity_id}", f"id:{activity_id}"):
-            try:
-                return _from_entity(await table.get_entity(partition, row_key(key)))
-            except ResourceNotFoundError:
-                continue
+        try:
+            return _from_entity(await table.get_entity(registration_id.lower(), row_key(f"ext:{activity_id}")))
+        except ResourceNotFoundError:
+            return await self.find_by_graph_id(registration_id, activity_id)
+
+    async def find_by_graph_id(self, registration_id: str, graph_id: str) -> ActivityState | None:
+        """The row of the activity with this Graph id: the one keyed by its external id when there is one."""
+        table = await self._table()
         query = "PartitionKey eq @pk and graphId eq @id"
-        async for entity in table.query_entities(query, parameters={"pk": partition, "id": activity_id}):
-            return _from_entity(entity)
-        return None
+        found = [
+            _from_entity(entity)
+            async for entity in table.query_entities(query, parameters={"pk": registration_id.lower(), "id": graph_id})
+        ]
+        found.sort(key=lambda state: not state.key.startswith("ext:"))
+        return found[0] if found else None
+
+    async def delete(self, state: ActivityState) -> None:
+        """Removes a row nobody changed since it was read; raises StateConflict otherwise."""
+        table = await self._table()
+        try:
+            await table.delete_entity(
+                state.registration_id.lower(),
+                row_key(state.key),
+                etag=state.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise StateConflict(str(exc)) from None
 
     async def cached(self, kind: str, key: str) -> str | None:
         """A remembered lookup (a learner's or a content's Graph id); keys are hashed, as they may name people."""
@@ -147,8 +188,8 @@ class StateStore:
                 metadata = await table.update_entity(
                     entity, mode="replace", etag=state.etag, match_condition=MatchConditions.IfNotModified
                 )
-        except (ResourceExistsError, ResourceModifiedError) as exc:
-            raise StateConflict(str(exc)) from None
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise StateConflict(str(exc)) from None  # NotFound: the row was merged into another and removed
         return replace(state, etag=metadata["etag"])
 
 
@@ -166,7 +207,10 @@ def _to_entity(state: ActivityState) -> dict[str, Any]:
         "applied": json.dumps(state.applied),
         "appliedVersion": state.applied_version,
         "seen": json.dumps(list(state.seen)),
+        "recent": json.dumps(list(state.recent)),
+        "unsure": state.unsure,
         "status": state.status,
+        "activityKey": state.key,
     }
     optional = {
         "odataType": state.odata_type,
@@ -186,7 +230,7 @@ def _to_entity(state: ActivityState) -> dict[str, Any]:
 def _from_entity(entity: Any) -> ActivityState:
     return ActivityState(
         registration_id=entity.get("registrationId") or entity["PartitionKey"],
-        key=unquote(entity["RowKey"]),
+        key=entity["activityKey"],
         odata_type=entity.get("odataType"),
         graph_id=entity.get("graphId"),
         external_id=entity.get("externalId"),
@@ -195,6 +239,8 @@ def _from_entity(entity: Any) -> ActivityState:
         applied=json.loads(entity.get("applied") or "{}"),
         applied_version=int(entity.get("appliedVersion") or 0),
         seen=tuple(json.loads(entity.get("seen") or "[]")),
+        recent=tuple(json.loads(entity.get("recent") or "[]")),
+        unsure=bool(entity.get("unsure")),
         status=entity.get("status") or "pending",
         last_error=json.loads(entity["lastError"]) if entity.get("lastError") else None,
         first_attempt_at=entity.get("firstAttemptAt"),

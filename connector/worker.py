@@ -11,6 +11,7 @@ Outcomes, by design:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -31,7 +32,7 @@ from connector.events import (
     parse_event_json,
 )
 from connector.graph import GraphFailure, GraphGateway
-from connector.merge import Stamp, fold, graph_agrees, patch_body
+from connector.merge import Stamp, combine, fold, graph_agrees, patch_body
 from connector.messages import (
     KIND,
     SCHEMA_VERSION,
@@ -184,7 +185,7 @@ class Worker:
     async def _process(self, envelope: Envelope, update: CourseActivityUpdate) -> Outcome:
         state, new_event = await self._fold(envelope, update)
         if state.up_to_date:
-            if not new_event:
+            if not new_event and not state.unsure:
                 logger.info(
                     "message %s (webhook %s): duplicate, nothing sent",
                     envelope.id,
@@ -193,6 +194,9 @@ class Worker:
                 )
                 return Outcome("duplicate")
             if await self._graph_agrees(state, update):
+                if state.unsure:
+                    with contextlib.suppress(StateConflict):  # the next reader checks Graph again: harmless
+                        await self._store.save(replace(state, unsure=False, status="applied"))
                 logger.info(
                     "message %s (webhook %s): changes nothing, no PATCH",
                     envelope.id,
@@ -200,17 +204,16 @@ class Worker:
                     extra=_dimensions(envelope),
                 )
                 return Outcome("unchanged")
-            return await self._apply(state, update, envelope)
         return await self._apply(state, update, envelope)
 
     async def _fold(self, envelope: Envelope, update: CourseActivityUpdate) -> tuple[ActivityState, bool]:
         """Merges the event into the row (ETag-guarded); says whether the event was new to the row."""
         stamp = Stamp(envelope.event_time, envelope.sequence, envelope.id)
         for _ in range(_CONTENTION_LIMIT):
-            state = await self._store.load(update.registration_id, update.activity_key)
+            state = await self._load(update)
             if state.odata_type and update.odata_type and state.odata_type != update.odata_type:
                 raise _TypeMismatch(state.odata_type)
-            if envelope.id in state.seen:
+            if state.has_seen(envelope.id):
                 return state, False
             merged = fold(state.merged, update.changes, stamp)
             changed = merged.values != state.merged.values  # a newer stamp on the same value is no change
@@ -228,6 +231,39 @@ class Worker:
             except StateConflict:
                 continue
         raise GraphFailure(None, "stateContention", "too many concurrent writers on this activity's state")
+
+    async def _load(self, update: CourseActivityUpdate) -> ActivityState:
+        """The activity's row. A callback that names it by Graph id alone uses the row of its external id when one
+        exists, so that both ways of naming one activity share one merge."""
+        if update.external_id is None and update.activity_id is not None:
+            found = await self._store.find_by_graph_id(update.registration_id, update.activity_id)
+            if found is not None:
+                return found
+        return await self._store.load(update.registration_id, update.activity_key)
+
+    async def _absorb(self, state: ActivityState, graph_id: str) -> ActivityState:
+        """Once an external id's Graph id is known, folds in the row that callbacks naming the Graph id made."""
+        if not state.key.startswith("ext:"):
+            return state
+        for _ in range(_CONTENTION_LIMIT):
+            other = await self._store.load(state.registration_id, f"id:{graph_id}")
+            if other.etag is None:
+                return state
+            merged = combine(state.merged, other.merged)
+            joined = replace(
+                state.with_seen_of(other),
+                merged=merged,
+                version=state.version + (1 if merged.values != state.merged.values else 0),
+                graph_id=graph_id,
+                odata_type=state.odata_type or other.odata_type,
+            )
+            try:
+                state = await self._store.save(joined)
+                await self._store.delete(other)
+                return state
+            except StateConflict:
+                state = await self._store.load(state.registration_id, state.key)
+        return state
 
     async def _graph_agrees(self, state: ActivityState, update: CourseActivityUpdate) -> bool:
         """Checks Graph before skipping: the state's memory of what Graph holds may be stale (edited elsewhere)."""
@@ -248,6 +284,7 @@ class Worker:
         graph_id, odata_type = state.graph_id or update.activity_id, state.odata_type or update.odata_type
         if graph_id is None or odata_type is None:
             graph_id, odata_type = await self._resolve(gateway, state, update, envelope)
+            state = await self._absorb(state, graph_id)
         event_changes: dict[str, Any] = dict(update.changes)
         request_id: str | None = None
         for _ in range(_RESEND_LIMIT):
@@ -426,14 +463,20 @@ class Worker:
     async def _record_failure(
         self, update: CourseActivityUpdate, reason: dict[str, Any], status: str, next_attempt_at: str | None = None
     ) -> None:
-        """Best effort: the message's own fate (retry, requeue, dead letter) does not depend on this write."""
+        """Best effort: the message's own fate (retry, requeue, dead letter) does not depend on this write.
+
+        A timeout, a dropped connection or a 5xx leaves it open whether Graph applied the PATCH, perhaps late and
+        after a newer one: the row is marked unsure, and the next repeat reads Graph before it calls itself done."""
+        code = reason.get("status")
+        unsure = code is None or (isinstance(code, int) and code >= 500)
         try:
             for _ in range(_CONTENTION_LIMIT):
-                state = await self._store.load(update.registration_id, update.activity_key)
+                state = await self._load(update)
                 now = now_iso()
                 failed = replace(
                     state,
-                    status=status,
+                    status=state.status if state.up_to_date and state.etag else status,
+                    unsure=state.unsure or unsure,
                     last_error={**reason, "at": now},
                     first_attempt_at=state.first_attempt_at or now,
                     last_attempt_at=now,

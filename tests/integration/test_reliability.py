@@ -185,3 +185,72 @@ async def test_replay_moves_dead_letters_back_once_the_cause_is_fixed(connector,
     assert "deadLetter" not in json.loads(mine)
     assert (await connector.run(mine)).error is None
     assert graph.activity(ASSIGNMENT_ID)["status"] == "completed"
+
+
+async def test_naming_an_activity_by_graph_id_and_by_external_id_shares_one_merge(connector, graph):
+    now = datetime.now(UTC).timestamp()
+    done = event(status="completed", completionPercentage=100, completedDateTime="2026-11-26T09:00:00Z")
+    await connector.deliver(REGISTRATION_ID, done, timestamp=now)
+    older = {
+        "@odata.type": "#microsoft.graph.learningAssignment",
+        "learningCourseActivityId": ASSIGNMENT_ID,
+        "status": "inProgress",
+        "completionPercentage": 20,
+    }
+    await connector.deliver(REGISTRATION_ID, older, timestamp=now - 60)
+    activity = graph.activity(ASSIGNMENT_ID)
+    assert (activity["status"], activity["completionPercentage"]) == ("completed", 100)
+
+
+async def test_a_row_made_by_graph_id_is_folded_into_the_external_ids_row(connector, graph):
+    now = datetime.now(UTC).timestamp()
+    by_id = {
+        "@odata.type": "#microsoft.graph.learningAssignment",
+        "learningCourseActivityId": ASSIGNMENT_ID,
+        "status": "completed",
+        "completionPercentage": 100,
+    }
+    await connector.deliver(REGISTRATION_ID, by_id, timestamp=now)
+    await connector.deliver(REGISTRATION_ID, event(status="inProgress", completionPercentage=30), timestamp=now - 60)
+    activity = graph.activity(ASSIGNMENT_ID)
+    assert (activity["status"], activity["completionPercentage"]) == ("completed", 100)
+    state = await status_of(EXT)
+    assert state["applied"]["status"] == "completed"
+    assert (await status_of(ASSIGNMENT_ID))["externalcourseActivityId"] == EXT  # one row now
+
+
+async def test_long_ids_of_any_characters_are_stored(connector, graph):
+    external = "/é#?" * 100  # 400 characters that table keys could not hold as they are
+    graph.seed(
+        activities=[
+            {
+                "@odata.type": "#microsoft.graph.learningAssignment",
+                "id": "long-id-activity",
+                "externalcourseActivityId": external,
+                "learningProviderId": REGISTRATION_ID,
+                "learnerUserId": "7ba2228a-e020-11ec-9d64-0242ac120002",
+                "learningContentId": "57baf9dc-e020-11ec-9d64-0242ac120002",
+                "assignmentType": "required",
+                "status": "notStarted",
+            }
+        ]
+    )
+    for n in range(3):
+        body = {**event(status="inProgress", completionPercentage=10 + n), "externalcourseActivityId": external}
+        (run,) = await connector.deliver(REGISTRATION_ID, body, webhook_id="w" * 250 + str(n))
+        assert (run.error, run.poison) == (None, None)
+    assert graph.activity("long-id-activity")["completionPercentage"] == 12
+
+
+async def test_a_repeat_after_an_uncertain_failure_checks_graph_before_calling_itself_done(connector, graph):
+    reply = connector.post(REGISTRATION_ID, event(status="inProgress", completionPercentage=70))
+    graph.add_fault(target="graph", method="PATCH", drop=True, count=1)
+    first = await connector.run(reply.messages[0], dequeue_count=1)
+    assert first.error is not None  # the connection dropped: did Graph apply it? unknown
+    await connector.deliver(REGISTRATION_ID, event(status="inProgress", completionPercentage=70))  # applied meanwhile
+    graph.clear_requests()
+    retry = await connector.run(reply.messages[0], dequeue_count=2)
+    assert retry.error is None
+    assert [r["method"] for r in graph.requests()] == ["GET"]  # read back, not taken on trust
+    state = await status_of()
+    assert state["state"] == "applied"

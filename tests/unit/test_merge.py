@@ -111,3 +111,15 @@ def test_patch_body_sends_the_whole_merged_state_plus_the_events_own_nulls():
 def test_merged_state_round_trips_through_json():
     state = fold(MergedState(), {"status": "inProgress", "notes": None}, Stamp(TIMES[0], 2, "e"))
     assert MergedState.from_json(state.to_json()) == state
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events, max_size=6), st.lists(events, max_size=6))
+def test_combining_two_states_equals_folding_all_their_callbacks(first, second):
+    from connector.merge import combine
+
+    items = list({stamp.event_id: (changes, stamp) for changes, stamp in first + second}.values())
+    a = [i for i in items if i in first]
+    b = [i for i in items if i not in a]
+    assert combine(fold_all(a), fold_all(b)).values == fold_all(items).values
+    assert combine(fold_all(a), fold_all(b)) == combine(fold_all(b), fold_all(a))
