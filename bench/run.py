@@ -34,6 +34,7 @@ the table says met or missed against the issue's targets.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -96,6 +97,20 @@ def _git() -> str:
     return f"{commit}{' + uncommitted changes to the app' if dirty else ''}"
 
 
+def app_fingerprint() -> str:
+    """A hash of what is measured (the app's code, host.json, requirements.txt): another engineer's edit in the
+    middle of a run would otherwise go unnoticed in the figures."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    paths = [ROOT / "function_app.py", ROOT / "host.json", ROOT / "requirements.txt"]
+    paths += sorted(p for p in (ROOT / "connector").rglob("*.py") if "sandbox" not in p.parts)
+    for path in paths:
+        with contextlib.suppress(OSError):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _machine() -> dict[str, Any]:
     model = ""
     try:
@@ -110,6 +125,7 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "commit": _git(),
+        "appFingerprint": app_fingerprint(),
     }
 
 
@@ -174,6 +190,7 @@ def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[s
                         results[name] = run_child(module, infra, child_params, timeout=TIMEOUTS[name])
                     results["seconds"][name] = time.perf_counter() - started
                     results["otherLoad"][name] = load.stop()
+    results["appFingerprintAtEnd"] = app_fingerprint()
     if "size" in selected:
         started = time.perf_counter()
         log("size (pip install --target, cached) ...")
@@ -342,8 +359,8 @@ def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     lines = [
         f"Benchmarks {machine['date']}: {machine['cpuCount']} cores ({machine['cpuModel'] or 'unknown CPU'}), "
-        f"Python {machine['python']}, {machine['platform']}, commit {machine['commit']}"
-        + (" — QUICK smoke run, not for quoting" if results["quick"] else ""),
+        f"Python {machine['python']}, {machine['platform']}, commit {machine['commit']}, "
+        f"app {machine['appFingerprint']}" + (" — QUICK smoke run, not for quoting" if results["quick"] else ""),
         "",
         "| benchmark | figure | app | baseline | app vs baseline | target | verdict |",
         "|---|---|---|---|---|---|---|",
@@ -450,6 +467,12 @@ def notes(results: dict[str, Any]) -> list[str]:
         "CPU used by other processes / stolen by the hypervisor during each benchmark (mean cores): "
         + ", ".join(f"{k} {v['otherCores']:.2f} / {v['stolenCores']:.2f}" for k, v in other.items())
     )
+    if results.get("appFingerprintAtEnd", results["machine"]["appFingerprint"]) != results["machine"]["appFingerprint"]:
+        out.append(
+            "WARNING: the app's code changed during the run (fingerprint "
+            f"{results['machine']['appFingerprint']} → {results['appFingerprintAtEnd']}): benchmarks measured "
+            "different code; re-run, or run from a snapshot (git archive HEAD) of the tree"
+        )
     busy = [k for k, v in other.items() if v["otherCores"] + v["stolenCores"] > BUSY_MACHINE_CORES]
     if busy:
         out.append(
