@@ -123,11 +123,12 @@ def expected_states(callbacks: list[Callback]) -> dict[int, dict[str, Any]]:
     """The merge of each activity's callbacks, computed apart from the connector's own pipeline."""
     from connector.events import parse_event_json
     from connector.merge import MergedState, Stamp, fold
+    from connector.messages import utc_iso
 
     states: dict[int, MergedState] = defaultdict(MergedState)
     for callback in callbacks:
         update = parse_event_json(callback.body, REGISTRATION_ID)
-        stamp = Stamp(_iso(datetime.fromtimestamp(callback.timestamp, UTC)), 0, callback.webhook_id)
+        stamp = Stamp(utc_iso(datetime.fromtimestamp(callback.timestamp, UTC)), 0, callback.webhook_id)
         states[callback.activity] = fold(states[callback.activity], update.changes, stamp)
     return {activity: dict(state.values) for activity, state in states.items()}
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -68,6 +69,8 @@ IDENTITY: Mapping[str, tuple[str, ...]] = {
     ),
 }
 MAX_ID_LENGTH = 400
+MAX_NOTES_LENGTH = 4000
+MAX_EVENTS = 100
 
 _DATE_TIME_RULE = "must be an ISO 8601 date-time with an offset, e.g. 2021-05-11T22:57:17+00:00"
 _ID_RULE = f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"
@@ -81,7 +84,8 @@ RULES: Mapping[str, str] = {
         f"{_DATE_TIME_RULE.removesuffix(', e.g. 2021-05-11T22:57:17+00:00')}, "
         'or {"dateTime": "2022-09-22T16:05:00.0000000", "timeZone": "UTC"}'
     ),
-    "notes": 'must be a string or {"content": "...", "contentType": "text" or "html"}',
+    "notes": f'must be a string or {{"content": "...", "contentType": "text" or "html"}}, '
+    f"of at most {MAX_NOTES_LENGTH} characters",
     "assignmentType": "must be required or recommended",
     "learningProviderId": "must equal the registrationId in the URL",
 }
@@ -108,6 +112,10 @@ class FieldError:
             detail["index"] = self.index
         detail["rule"] = self.rule
         return detail
+
+
+class TooManyEvents(ValueError):
+    """A batch of more than MAX_EVENTS events (found without validating them all)."""
 
 
 class EventValidationError(ValueError):
@@ -143,6 +151,19 @@ class CourseActivityUpdate:
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"\S")]
 
 
+def _representable(value: datetime) -> datetime:
+    """Also on the UTC clock: 0001-01-01T00:00:00+01:00 is not, and would fail comparisons later."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    return value
+
+
+_DateTimeOffset = Annotated[AwareDatetime, AfterValidator(_representable)]
+_Notes = Annotated[str, StringConstraints(max_length=MAX_NOTES_LENGTH)]
+
+
 class _DateTimeTimeZone(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -158,7 +179,7 @@ class _ItemBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     odata_type: str | None = Field(None, alias="@odata.type")
-    content: str
+    content: _Notes
     content_type: Literal["text", "html"] = Field(alias="contentType")
 
 
@@ -171,16 +192,16 @@ class _EventBase(BaseModel):
     learner_user_id: _Id = Field(None, alias="learnerUserId")  # type: ignore[assignment]
     learning_content_id: _Id = Field(None, alias="learningContentId")  # type: ignore[assignment]
     learning_provider_id: _Id = Field(None, alias="learningProviderId")  # type: ignore[assignment]
-    completed_date_time: AwareDatetime | None = Field(None, alias="completedDateTime")
+    completed_date_time: _DateTimeOffset | None = Field(None, alias="completedDateTime")
     completion_percentage: Annotated[int, Field(ge=0, le=100)] | None = Field(None, alias="completionPercentage")
 
 
 class AssignmentEvent(_EventBase):
     odata_type: Literal["#microsoft.graph.learningAssignment"] = Field(alias="@odata.type")
     status: Literal["notStarted", "inProgress", "completed"]
-    assigned_date_time: AwareDatetime | None = Field(None, alias="assignedDateTime")
-    due_date_time: AwareDatetime | _DateTimeTimeZone | None = Field(None, alias="dueDateTime")
-    notes: str | _ItemBody | None = None
+    assigned_date_time: _DateTimeOffset | None = Field(None, alias="assignedDateTime")
+    due_date_time: _DateTimeOffset | _DateTimeTimeZone | None = Field(None, alias="dueDateTime")
+    notes: _Notes | _ItemBody | None = None
     assigner_user_id: _Id = Field(None, alias="assignerUserId")  # type: ignore[assignment]
     assignment_type: Literal["required", "recommended"] = Field(None, alias="assignmentType")  # type: ignore[assignment]
 
@@ -188,12 +209,12 @@ class AssignmentEvent(_EventBase):
 class SelfInitiatedEvent(_EventBase):
     odata_type: Literal["#microsoft.graph.learningSelfInitiatedCourse"] = Field(alias="@odata.type")
     status: Literal["inProgress", "completed"]
-    started_date_time: AwareDatetime | None = Field(None, alias="startedDateTime")
+    started_date_time: _DateTimeOffset | None = Field(None, alias="startedDateTime")
 
 
 _Event = Annotated[AssignmentEvent | SelfInitiatedEvent, Discriminator("odata_type")]
 _ONE = TypeAdapter(_Event)
-_MANY = TypeAdapter(list[_Event])
+_MANY = TypeAdapter(Annotated[list[_Event], Field(max_length=MAX_EVENTS)])
 _ALIASES = {
     model: {name: info.alias or name for name, info in model.model_fields.items()}
     for model in (AssignmentEvent, SelfInitiatedEvent)
@@ -219,7 +240,10 @@ def _parse(
     try:
         parsed = adapter.validate_json(data)
     except ValidationError as exc:
-        raise EventValidationError(_all_errors(exc.errors(), data, registration_id, batch=batch)) from None
+        details = exc.errors()
+        if batch and details[0]["type"] == "too_long" and not details[0]["loc"]:
+            raise TooManyEvents(f"A request carries at most {MAX_EVENTS} events.") from None
+        raise EventValidationError(_all_errors(details, data, registration_id, batch=batch)) from None
     models: list[AssignmentEvent | SelfInitiatedEvent] = parsed if batch else [parsed]
     errors = [
         error
@@ -243,7 +267,7 @@ def _all_errors(
         by_index.setdefault(index, {}).setdefault(error.field, error)
     try:
         raw = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # pydantic already said what is wrong with the JSON
         raw = None
     events = (raw if isinstance(raw, list) else []) if batch else [raw]
     for position, event in enumerate(events):
@@ -281,7 +305,7 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
     ):
         errors.append(
             FieldError(
-                "learningCourseActivityId or externalcourseActivityId",
+                "externalcourseActivityId",
                 "is required",
                 "give the activity's Graph id (learningCourseActivityId) or its external id (externalcourseActivityId)",
                 at,

@@ -17,8 +17,8 @@ SCHEMA_VERSION = 1
 KIND = "courseActivityUpdate"
 QUEUE_NAME = "course-activity-updates"
 POISON_QUEUE_NAME = f"{QUEUE_NAME}-poison"
-#: Azure Storage queues take at most 64 KiB per message; the webhook's body limit keeps each event far below.
-MAX_MESSAGE_BYTES = 64 * 1024
+#: Azure Storage queues take at most 64 KiB per message (escaped for XML on the wire): leave room for that.
+MAX_MESSAGE_BYTES = 48 * 1024
 
 
 class MessageError(ValueError):
@@ -62,14 +62,20 @@ class Envelope:
         if self.dead_letter is not None:
             data["deadLetter"] = self.dead_letter
         data.update(self.extra)
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        # ASCII only: a lone surrogate in a provider's string stays writable, and a character is never two sizes.
+        return json.dumps(data, separators=(",", ":"))
 
     def with_dead_letter(self, reason: dict[str, Any]) -> Envelope:
         return replace(self, dead_letter=reason)
 
 
+def utc_iso(moment: datetime) -> str:
+    """One fixed format (UTC, microseconds, Z), so that times compare correctly as text (merge stamps)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_iso(datetime.now(UTC))
 
 
 def decode_body(body: bytes | str) -> Any:
@@ -82,10 +88,12 @@ def decode_body(body: bytes | str) -> Any:
         return json.loads(text)
     except ValueError:
         pass
+    except RecursionError:
+        raise MessageError("the message body is JSON nested too deeply") from None
     try:
         decoded = base64.b64decode(text.strip(), validate=True).decode("utf-8")
         return json.loads(decoded)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise MessageError("the message body is not JSON (nor base64-encoded JSON)") from None
 
 
@@ -116,6 +124,14 @@ def read_envelope(data: dict[str, Any]) -> Envelope:
             raise MessageError(f"the envelope's {name} is missing or not a string")
     if not isinstance(data.get("event"), dict):
         raise MessageError("the envelope's event is missing or not a JSON object")
+    for name in ("sequence", "attempt"):
+        if not isinstance(data.get(name, 0), int) or isinstance(data.get(name), bool):
+            raise MessageError(f"the envelope's {name} is not an integer")
+    for name in ("webhookId", "firstAttemptAt", "source"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise MessageError(f"the envelope's {name} is not a string")
+    if data.get("deadLetter") is not None and not isinstance(data["deadLetter"], dict):
+        raise MessageError("the envelope's deadLetter is not a JSON object")
     return Envelope(
         id=data["id"],
         registration_id=data["registrationId"],

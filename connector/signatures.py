@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import secrets
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -21,19 +22,29 @@ def _webhook(secret: str) -> Webhook:
     return Webhook(secret)
 
 
-def verify(body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> str:
+MAX_WEBHOOK_ID = 256
+
+
+def verify(body: bytes, headers: Mapping[str, str], provider_secrets: Sequence[str]) -> str:
     """Checks the signature against each secret (several during a rotation); returns the webhook id.
 
-    The library compares in constant time and enforces the 5-minute timestamp tolerance.
+    The library compares in constant time and enforces the 5-minute timestamp tolerance. Entries it cannot read
+    (not `v1,<base64 of 32 bytes>`) are dropped first: the library would stop at them, and any matching entry passes.
     """
     found = {name: headers.get(name) for name in HEADERS}
     missing = [name for name, value in found.items() if not value]
     if missing:
         raise SignatureError(f"missing header {', '.join(missing)} (Standard Webhooks signature required)")
-    if not secrets:
+    if len(found["webhook-id"] or "") > MAX_WEBHOOK_ID:
+        raise SignatureError(f"webhook-id is longer than {MAX_WEBHOOK_ID} characters")
+    entries = [entry for entry in (found["webhook-signature"] or "").split() if _readable(entry)]
+    if not entries:
+        raise SignatureError("webhook-signature has no v1,<base64> entry")
+    found["webhook-signature"] = " ".join(entries)
+    if not provider_secrets:
         raise SignatureError("no webhook secret is configured for this provider")
     last = "no signature matches"
-    for secret in secrets:
+    for secret in provider_secrets:
         try:
             _webhook(secret).verify(body, found, json_parse=False)  # type: ignore[arg-type]
         except WebhookVerificationError as exc:
@@ -46,6 +57,16 @@ def verify(body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> s
         else:
             return found["webhook-id"]  # type: ignore[return-value]
     raise SignatureError(_explain(last))
+
+
+def _readable(entry: str) -> bool:
+    version, _, signature = entry.partition(",")
+    if version != "v1":
+        return False
+    try:
+        return len(base64.b64decode(signature, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _explain(reason: str) -> str:

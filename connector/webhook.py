@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.events import EventValidationError, FieldError, parse_batch_json, parse_event_json
-from connector.messages import Envelope, now_iso
+from connector.events import (
+    EventValidationError,
+    FieldError,
+    TooManyEvents,
+    parse_batch_json,
+    parse_event_json,
+)
+from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
 from connector.settings import Settings
 from connector.signatures import SignatureError, verify
 from connector.telemetry import record, span, traceparent
@@ -22,7 +28,7 @@ from connector.telemetry import record, span, traceparent
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_EVENTS = 100
+MAX_DETAILS = 100
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,8 @@ def error_reply(status: int, code: str, message: str, details: list[dict[str, An
 
 
 def bad_request(errors: list[FieldError]) -> Reply:
-    """400 in the contract's shape: the first problem as the message, one detail per bad field."""
-    return error_reply(400, "badRequest", errors[0].message, [e.to_detail() for e in errors])
+    """400 in the contract's shape: the first problem as the message, one detail per bad field (at most 100)."""
+    return error_reply(400, "badRequest", errors[0].message, [e.to_detail() for e in errors[:MAX_DETAILS]])
 
 
 def receive(settings: Settings, registration_id: str, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -88,6 +94,8 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
             if is_batch
             else [parse_event_json(body, provider.registration_id)]
         )
+    except TooManyEvents as exc:
+        return error_reply(413, "payloadTooLarge", str(exc))
     except EventValidationError as exc:
         logger.info(
             "webhook %s rejected (400) for provider %s: %s",
@@ -99,10 +107,6 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         return bad_request(exc.errors)
     if not updates:
         return bad_request([FieldError("body", "shouldn't be empty", "send at least one event")])
-    if len(updates) > MAX_EVENTS:
-        return error_reply(
-            413, "payloadTooLarge", f"A request carries at most {MAX_EVENTS} events; this one has {len(updates)}."
-        )
     event_time = _event_time(headers)
     received_at = now_iso()
     trace_context = traceparent()  # the worker's spans join this callback's trace across the queue
@@ -121,6 +125,11 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         ).to_json()
         for index, (event_id, update) in enumerate(zip(ids, updates, strict=True))
     ]
+    too_large = next((index for index, message in enumerate(messages) if len(message) > MAX_MESSAGE_BYTES), None)
+    if too_large is not None:
+        return error_reply(
+            413, "payloadTooLarge", f"Event {too_large} is too large for the queue ({MAX_MESSAGE_BYTES} bytes at most)."
+        )
     logger.info(
         "webhook %s accepted %d event(s) for provider %s",
         webhook_id,
@@ -138,4 +147,4 @@ def _is_json_media_type(media_type: str) -> bool:
 def _event_time(headers: Mapping[str, str]) -> str:
     """When the provider sent the callback (its signed webhook-timestamp): orders callbacks that arrive late."""
     stamp = float(headers["webhook-timestamp"])
-    return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+    return utc_iso(datetime.fromtimestamp(stamp, UTC))

@@ -35,6 +35,7 @@ from connector.graph import GraphFailure, GraphGateway
 from connector.merge import Stamp, combine, fold, graph_agrees, patch_body
 from connector.messages import (
     KIND,
+    MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,
     Envelope,
     MessageError,
@@ -42,6 +43,7 @@ from connector.messages import (
     is_envelope,
     now_iso,
     read_envelope,
+    utc_iso,
 )
 from connector.settings import Settings
 from connector.state import ActivityState, StateConflict, StateStore
@@ -152,7 +154,7 @@ class Worker:
             raise MessageError("the message is neither an envelope nor a bare event (a JSON object)")
         event = dict(data)
         registration_id = event.pop("registrationId", None)
-        inserted = (delivery.insertion_time or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+        inserted = utc_iso(delivery.insertion_time or datetime.now(UTC))
         return Envelope(
             id=delivery.message_id,
             registration_id=registration_id if isinstance(registration_id, str) else "",
@@ -444,9 +446,9 @@ class Worker:
             }
             await self._record_failure(update, reason, "failed")
             return self._dead_letter(envelope, delivery, reason)
-        again = replace(envelope, attempt=attempt, first_attempt_at=first.isoformat().replace("+00:00", "Z"))
+        again = replace(envelope, attempt=attempt, first_attempt_at=utc_iso(first))
         await self._requeue(again.to_json(), delay)  # before this message completes, so it cannot be lost
-        next_at = (now + timedelta(seconds=delay)).isoformat().replace("+00:00", "Z")
+        next_at = utc_iso(now + timedelta(seconds=delay))
         await self._record_failure(update, reason, "throttled", next_attempt_at=next_at)
         logger.warning(
             "message %s (webhook %s) throttled (%s), back on the queue in %d s (attempt %d, request-id %s)",
@@ -524,8 +526,11 @@ class Worker:
             "messageId": delivery.message_id,
         }
         logger.error("message %s dead-lettered: %s", delivery.message_id, problem)
-        body = {"schemaVersion": SCHEMA_VERSION, "kind": KIND, "raw": text, "deadLetter": reason}
-        return Outcome("deadLettered", dead_letter=json.dumps(body, ensure_ascii=False))
+        keep = MAX_MESSAGE_BYTES // 8  # room for the escaping of any character, and the reason
+        body = {"schemaVersion": SCHEMA_VERSION, "kind": KIND, "raw": text[:keep], "deadLetter": reason}
+        if len(text) > keep:
+            body["rawTruncated"] = True
+        return Outcome("deadLettered", dead_letter=json.dumps(body))
 
 
 class _TypeMismatch(Exception):
@@ -549,7 +554,7 @@ def _validation_reason(errors: list[FieldError]) -> dict[str, Any]:
         "status": 400,
         "code": "badRequest",
         "message": errors[0].message,
-        "details": [e.to_detail() for e in errors],
+        "details": [e.to_detail() for e in errors[:20]],
     }
 
 

@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.events import EventValidationError, FieldError
-from connector.messages import Envelope, now_iso
+from connector.messages import Envelope, now_iso, utc_iso
 from connector.settings import ProviderSettings, Settings
 from connector.telemetry import record, span, traceparent
 from connector.webhook import MAX_BODY_BYTES, Reply
 from connector.xapi.mapping import ProgressError, change_of, external_id
 from connector.xapi.records import StatementRecords
-from connector.xapi.statements import ParsedStatement, parse_statements
+from connector.xapi.statements import UUID, ParsedStatement, parse_statements
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +92,14 @@ async def _receive(
     body: bytes,
 ) -> Reply:
     provider = settings.provider(registration_id)
-    if provider is None:
-        return _error(404, "notFound", f"No provider with registrationId '{registration_id}' is configured.")
-    if not _authorized(provider, headers.get("authorization", "")):
-        logger.warning("xAPI request rejected (401) for provider %s", provider.registration_id)
+    # Anonymous at the platform: an unknown provider is a 401 too, so that nobody can probe for registrationIds.
+    if provider is None or not _authorized(provider, headers.get("authorization", "")):
+        logger.warning("xAPI request rejected (401) for registrationId %s", registration_id[:64])
         return _error(
             401,
             "unauthorized",
             "Send this provider's LRS key and secret with HTTP Basic authentication.",
-            **{"WWW-Authenticate": f'Basic realm="xAPI {provider.registration_id}"'},
+            **{"WWW-Authenticate": 'Basic realm="xAPI"'},
         )
     version = headers.get("x-experience-api-version", "").strip()
     if not _VERSION_HEADER.match(version):
@@ -113,12 +112,14 @@ async def _receive(
         return _error(415, "unsupportedMediaType", "Send statements as application/json (attachments are not taken).")
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return _bad([FieldError("body", "is invalid", "must be JSON: one statement or an array of statements")])
     statement_id = params.get("statementId")
     if method == "PUT":
         if not statement_id:
             return _bad([FieldError("statementId", "is required", "PUT names the statement: ?statementId=<uuid>")])
+        if not UUID.match(statement_id):
+            return _bad([FieldError("statementId", "is invalid", "must be a UUID")])
         if not isinstance(data, dict):
             return _bad([FieldError("body", "is invalid", "PUT takes one statement")])
         if "id" not in data:
@@ -172,7 +173,7 @@ async def _accept(
             registration_id=provider.registration_id,
             event=event,
             source="xapi",
-            event_time=change.time.isoformat().replace("+00:00", "Z"),
+            event_time=utc_iso(change.time),
             sequence=index,
             received_at=now_iso(),
             extra={"xapi": _xapi_context(statement), **context},

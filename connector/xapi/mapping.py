@@ -103,5 +103,6 @@ def external_id(parsed: ParsedStatement, mode: str) -> str:
     registration = statement.context.registration if statement.context else None
     if mode == "registration" and registration:
         return registration.lower()
-    digest = hashlib.sha256(f"{statement.actor.key}\n{statement.object.id}".encode()).hexdigest()
+    named = f"{statement.actor.key}\n{statement.object.id}".encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(named).hexdigest()
     return f"xapi-{digest[:40]}"

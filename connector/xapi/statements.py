@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from connector.events import FieldError
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VERSION = re.compile(r"^(1\.0(\.\d+)?|2\.0(\.\d+)?)$")
 #: Properties an LRS sets itself: not part of a statement's content when comparing two with the same id.
 LRS_PROPERTIES = ("stored", "authority", "version")
@@ -119,6 +119,14 @@ class Context(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     registration: str | None = None
+
+    @field_validator("registration")
+    @classmethod
+    def _registration_uuid(cls, value: str | None) -> str | None:
+        if value is not None and not UUID.match(value):
+            raise ValueError("must be a UUID (it names the course activity)")
+        return value.lower() if value else value
+
     extensions: dict[str, Any] | None = None
 
 
@@ -138,7 +146,7 @@ class Statement(BaseModel):
     @field_validator("id")
     @classmethod
     def _uuid(cls, value: str | None) -> str | None:
-        if value is not None and not _UUID.match(value):
+        if value is not None and not UUID.match(value):
             raise ValueError("must be a UUID")
         return value.lower() if value else value
 

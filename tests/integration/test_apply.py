@@ -202,3 +202,25 @@ async def test_a_message_that_is_not_json_is_dead_lettered_as_it_came(connector,
     letter = json.loads(run.poison)
     assert letter["deadLetter"]["code"] == "unreadableMessage"
     assert "not json" in letter["raw"]
+
+
+async def test_queue_messages_that_once_crashed_the_worker_are_dead_lettered_with_a_reason(connector):
+    envelope = json.loads(connector.post(REGISTRATION_ID, progress()).messages[0])
+    broken = [
+        "[" * 5000 + "]" * 5000,
+        json.dumps({**envelope, "sequence": "abc"}),
+        json.dumps({**envelope, "attempt": [1]}),
+        json.dumps({**envelope, "firstAttemptAt": 5}),
+    ]
+    for body in broken:
+        run = await connector.run(body)
+        assert run.error is None, body[:80]
+        assert json.loads(run.poison)["deadLetter"]["code"] == "unreadableMessage"
+
+
+async def test_a_dead_letter_with_a_lone_surrogate_can_still_be_written(connector):
+    bare = json.dumps({**progress("\ud800"), "registrationId": REGISTRATION_ID, "status": "nope"})
+    run = await connector.run(bare)
+    assert run.error is None
+    run.poison.encode("utf-8")  # writable to the queue
+    assert json.loads(run.poison)["deadLetter"]["code"] == "badRequest"

@@ -300,3 +300,33 @@ async def test_an_unknown_content_is_dead_lettered_with_the_reason(connector, gr
     await lrs("POST", body, registration=CREATING_PROVIDER)
     (run,) = await drain(connector)
     assert json.loads(run.poison)["deadLetter"]["code"] == "contentNotFound"
+
+
+async def test_an_unknown_provider_is_a_401_so_registration_ids_cannot_be_probed(connector):
+    reply = await lrs("POST", statement("launched"), registration="00000000-0000-0000-0000-000000000000")
+    assert reply.status == 401
+
+
+async def test_deeply_nested_json_is_a_400(connector):
+    reply = await call_http_async(
+        "xapi_statements",
+        "POST",
+        {"registrationId": REGISTRATION_ID},
+        body="[" * 990 + "]" * 990,
+        headers={"authorization": basic(), "x-experience-api-version": "1.0.3", "content-type": "application/json"},
+    )
+    assert reply.status == 400
+
+
+async def test_a_registration_that_is_not_a_uuid_is_named(connector):
+    reply = await lrs("POST", statement("launched", registration="x" * 1000))
+    assert reply.status == 400
+    assert reply.body["error"]["details"][0]["target"] == "context.registration"
+
+
+async def test_a_put_statement_id_that_is_not_a_uuid_is_named(connector):
+    body = statement("launched")
+    del body["id"]
+    reply = await lrs("PUT", body, params={"statementId": "x"})
+    assert reply.status == 400
+    assert reply.body["error"]["details"][0]["target"] == "statementId"

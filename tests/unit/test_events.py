@@ -226,7 +226,8 @@ def test_learning_provider_id_compares_without_regard_to_case():
 
 def test_an_activity_id_is_required():
     details = errors_of(event(externalcourseActivityId=_DROP))
-    assert details[0]["message"] == "Input field learningCourseActivityId or externalcourseActivityId is required"
+    assert details[0]["message"] == "Input field externalcourseActivityId is required"
+    assert "learningCourseActivityId" in details[0]["rule"]
 
 
 @pytest.mark.parametrize("field", ["externalcourseActivityId", "externalCourseActivityId"])

@@ -190,3 +190,49 @@ def test_an_empty_batch_is_400():
 
 def test_a_json_scalar_is_400():
     assert post('"hello"').status == 400
+
+
+# --- inputs that once raised instead of answering (found by review and fuzzing) ---
+
+
+def test_json_nested_too_deeply_is_400_not_500():
+    assert post("[" * 990 + "]" * 990).status == 400
+
+
+@pytest.mark.parametrize("due", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00"])
+def test_a_date_time_off_the_utc_clock_is_invalid(due):
+    result = post(json.dumps(event(dueDateTime=due, **{"@odata.type": "#microsoft.graph.learningAssignment"})))
+    assert result.status == 400
+    assert result.body["error"]["message"] == "Input field dueDateTime is invalid"
+
+
+def test_more_than_100_events_is_413_without_validating_them_all():
+    result = post("[" + ",".join(["{}"] * 5000) + "]")
+    assert result.status == 413
+    assert "100" in result.body["error"]["message"]
+
+
+def test_a_400_lists_at_most_100_details():
+    result = post(json.dumps([{"status": "x"}] * 100))
+    assert result.status == 400
+    assert len(result.body["error"]["details"]) == 100
+
+
+def test_notes_longer_than_4000_characters_are_invalid():
+    result = post(json.dumps(event(notes="x" * 4001, **{"@odata.type": "#microsoft.graph.learningAssignment"})))
+    assert result.body["error"]["message"] == "Input field notes is invalid"
+
+
+def test_an_unreadable_signature_entry_does_not_hide_a_valid_one():
+    body = json.dumps(event())
+    headers = signed_headers(body)
+    for bad in ("v1,invalid", "v1,bogus", "garbage", "v1,AAAA"):
+        headers_with_bad = {**headers, "webhook-signature": f"{bad}  {headers['webhook-signature']}"}
+        assert post(body, headers_with_bad).status == 202, bad
+
+
+def test_a_webhook_id_over_256_characters_is_refused():
+    body = json.dumps(event())
+    result = post(body, signed_headers(body, webhook_id="w" * 257))
+    assert result.status == 401
+    assert "webhook-id" in result.body["error"]["message"]

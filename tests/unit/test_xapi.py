@@ -162,7 +162,9 @@ def test_the_registration_names_the_activity_when_present():
 
 
 def test_the_derived_id_is_stable_per_learner_and_activity_and_names_no_one():
-    first = external_id(parse_one(statement("launched", registration="x")), "derived")
+    first = external_id(
+        parse_one(statement("launched", registration="6f1c2b5e-9a3d-4e7f-8b1a-2c3d4e5f6a7b")), "derived"
+    )
     second = external_id(parse_one(statement("completed")), "registration")
     other = external_id(parse_one(statement("completed", activity="https://lms.example.com/courses/2")), "derived")
     assert first == second != other
