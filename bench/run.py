@@ -92,7 +92,7 @@ def _git() -> str:
         except OSError:
             return ""
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    commit = git("rev-parse", "--short", "HEAD") or os.environ.get("BENCH_COMMIT", "unknown (not a git checkout)")
     dirty = git("status", "--porcelain", "--", "function_app.py", "host.json", "connector", "requirements.txt")
     return f"{commit}{' + uncommitted changes to the app' if dirty else ''}"
 
