@@ -136,7 +136,6 @@ class CourseActivityUpdate:
     activity_id: str | None
     external_id: str | None
     changes: Mapping[str, Any]
-    identity: Mapping[str, str]
     event: Mapping[str, Any]
     """The event as validated, in its JSON form: what goes on the queue."""
 
@@ -320,18 +319,12 @@ def _to_update(model: AssignmentEvent | SelfInitiatedEvent, registration_id: str
     present = {aliases[name] for name in model.model_fields_set}
     values = model.model_dump(by_alias=True, exclude_unset=True)
     changes = {name: _graph_value(name, values[name]) for name in CHANGEABLE[model.odata_type] if name in present}
-    identity = {
-        name: values[name]
-        for name in ("learnerUserId", "learningContentId", "assignerUserId", "assignmentType")
-        if name in present
-    }
     return CourseActivityUpdate(
         odata_type=model.odata_type,
         registration_id=registration_id,
         activity_id=model.learning_course_activity_id,
         external_id=external,
         changes=changes,
-        identity=identity,
         event=model.model_dump(mode="json", by_alias=True, exclude_unset=True),
     )
 

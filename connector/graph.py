@@ -194,7 +194,7 @@ class GraphGateway:
                 body = await self._adapter.send_primitive_async(info, response_type, self._errors)
             return body, _header(headers.response_headers, "request-id")
         except APIError as exc:
-            raise _failure_from_api_error(exc) from None
+            raise failure_from(exc) from None
         except httpx.TimeoutException as exc:
             raise GraphFailure(None, "timeout", f"Graph did not answer in time ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
@@ -248,11 +248,7 @@ _SNAKE = {
 
 
 def failure_from(exc: Any) -> GraphFailure:
-    """A GraphFailure from msgraph-sdk's APIError/ODataError, for callers that use `GraphGateway.client`."""
-    return _failure_from_api_error(exc)
-
-
-def _failure_from_api_error(exc: Any) -> GraphFailure:
+    """A GraphFailure from msgraph-sdk's APIError/ODataError (also for callers that use `GraphGateway.client`)."""
     status = exc.response_status_code
     headers = exc.response_headers or {}
     code, message, request_id = "unknownError", str(exc.message or exc), None

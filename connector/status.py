@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from connector.replies import Reply, error_reply
 from connector.settings import Settings
 from connector.state import StateStore
-from connector.webhook import Reply, error_reply
 
 
 async def activity_status(settings: Settings, store: StateStore, registration_id: str, activity_id: str) -> Reply:

@@ -61,10 +61,10 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     return True
 
 
-def record(outcome: str, count: int = 1, **attributes: str) -> None:
-    """Counts callbacks by outcome (and by registrationId when given)."""
+def record(outcome: str, count: int = 1) -> None:
+    """Counts callbacks (webhook events, xAPI requests, queue messages) by outcome."""
     _counts[outcome] += count
-    _callbacks.add(count, {"outcome": outcome, **attributes})
+    _callbacks.add(count, {"outcome": outcome})
 
 
 def graph_latency(milliseconds: float, method: str, status: int | None) -> None:

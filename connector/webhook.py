@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from connector.events import (
     EventValidationError,
@@ -21,36 +19,12 @@ from connector.events import (
     parse_event_json,
 )
 from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
+from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply
 from connector.settings import Settings
 from connector.signatures import SignatureError, verify
 from connector.telemetry import record, span, traceparent
 
 logger = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 1024 * 1024
-MAX_DETAILS = 100
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the HTTP function answers, and the queue messages it emits (only when accepting)."""
-
-    status: int
-    body: Any
-    messages: list[str] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error_reply(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        error["details"] = details
-    return Reply(status, {"error": error})
-
-
-def bad_request(errors: list[FieldError]) -> Reply:
-    """400 in the contract's shape: the first problem as the message, one detail per bad field (at most 100)."""
-    return error_reply(400, "badRequest", errors[0].message, [e.to_detail() for e in errors[:MAX_DETAILS]])
 
 
 def receive(settings: Settings, registration_id: str, headers: Mapping[str, str], body: bytes) -> Reply:

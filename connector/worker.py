@@ -94,13 +94,13 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        gateway: Callable[[], Awaitable[GraphGateway]],
+        gateway_factory: Callable[[], Awaitable[GraphGateway]],
         store: StateStore,
         requeue: Requeue,
         max_dequeue_count: int = 5,
     ) -> None:
         self._settings = settings
-        self._gateway = gateway
+        self._gateway = gateway_factory
         self._store = store
         self._requeue = requeue
         self._max_dequeue_count = max_dequeue_count

@@ -22,9 +22,9 @@ from typing import Any
 
 from connector.events import EventValidationError, FieldError
 from connector.messages import Envelope, now_iso, utc_iso
+from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply
 from connector.settings import ProviderSettings, Settings
 from connector.telemetry import record, span, traceparent
-from connector.webhook import MAX_BODY_BYTES, Reply
 from connector.xapi.mapping import ProgressError, change_of, external_id
 from connector.xapi.records import StatementRecords
 from connector.xapi.statements import UUID, ParsedStatement, parse_statements
@@ -36,15 +36,16 @@ _VERSION_HEADER = re.compile(r"^1\.0(\.\d+)?$")
 Enqueue = Callable[[str], Awaitable[None]]
 
 
-def _reply(status: int, body: Any, **headers: str) -> Reply:
-    return Reply(status, body, headers={"X-Experience-API-Version": VERSIONS[0], **headers})
+#: Every LRS answer says which xAPI version it speaks.
+_VERSION = {"X-Experience-API-Version": VERSIONS[0]}
 
 
-def _error(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None, **headers: str) -> Reply:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        error["details"] = details
-    return _reply(status, {"error": error}, **headers)
+def _reply(status: int, body: Any) -> Reply:
+    return Reply(status, body, headers=dict(_VERSION))
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> Reply:
+    return error_reply(status, code, message, headers={**_VERSION, **headers})
 
 
 def about() -> Reply:
@@ -219,6 +220,7 @@ def _authorized(provider: ProviderSettings, header: str) -> bool:
 
 
 def _bad(errors: list[FieldError]) -> Reply:
+    """400 naming the statement's index and the field, with the rule."""
     first = errors[0]
     where = f"Statement {first.index}: " if first.index is not None else ""
-    return _error(400, "badRequest", f"{where}{first.message} ({first.rule})", [e.to_detail() for e in errors])
+    return bad_request(errors, f"{where}{first.message} ({first.rule})", dict(_VERSION))

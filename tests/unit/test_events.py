@@ -190,7 +190,7 @@ def test_identity_fields_are_accepted_and_route_but_are_not_changes():
     )
     update = parse_event_json(json.dumps(body), REGISTRATION_ID)
     assert dict(update.changes) == {"status": "inProgress"}
-    assert update.identity["assignmentType"] == "recommended"
+    assert update.event["assignmentType"] == "recommended"  # kept on the queue, not sent
 
 
 @pytest.mark.parametrize(
