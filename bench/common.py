@@ -260,6 +260,23 @@ class MachineLoad:
         }
 
 
+def calibrate() -> float:
+    """CPU milliseconds of a fixed pure-Python workload (JSON, hashing, a loop), median of 5: the same code on a
+    slower (throttled, shared) CPU takes longer, so this tells runs made at different speeds apart."""
+    import hashlib
+
+    document = {"values": list(range(300)), "text": "x" * 2000, "nested": [{"k": i, "v": str(i)} for i in range(50)]}
+    samples = []
+    for _ in range(5):
+        started = time.process_time()
+        for i in range(150):
+            json.loads(json.dumps(document))
+            hashlib.sha256(document["text"].encode() * 20).digest()
+            sum(j * j for j in range(2000 + i))
+        samples.append((time.process_time() - started) * 1000)
+    return statistics.median(samples)
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

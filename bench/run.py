@@ -44,7 +44,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import ROOT, Infra, MachineLoad, run_child
+from bench.common import ROOT, Infra, MachineLoad, calibrate, run_child
 
 NAMES = ("sandbox", "cold", "warm", "webhook", "throughput", "freshness", "memory", "size")
 
@@ -77,6 +77,7 @@ FRESHNESS_P99_S = 5.0
 MEMORY_FLAT_MIB = 1.0  # growth from half the callbacks to all of them that still counts as flat
 SANDBOX_HEADROOM = 2.0
 AZURITE_BUSY = 0.5  # Azurite is single-threaded Node: past half a core its queueing adds latency to every call
+CALIBRATION_DRIFT = 1.25  # max/min of the speed checks above which the run is flagged
 BUSY_MACHINE_CORES = 0.25  # other processes' mean CPU above which a benchmark's figures are flagged
 
 
@@ -154,6 +155,7 @@ def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[s
         "selected": selected,
         "seconds": {},
         "otherLoad": {},
+        "calibrationMs": {"start": calibrate()},
     }
     if "sandbox" in selected:  # its own sandbox, before anything else loads the machine
         started, load = time.perf_counter(), MachineLoad()
@@ -178,6 +180,7 @@ def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[s
                         sandbox_pid=sandbox.pid,
                         azurite_pid=azurite.process.pid,
                     )
+                    results["calibrationMs"][name] = calibrate()
                     started, load = time.perf_counter(), MachineLoad([infra.azurite_pid, infra.sandbox_pid])
                     log(f"{name} ...")
                     if name == "cold":
@@ -191,6 +194,7 @@ def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[s
                     results["seconds"][name] = time.perf_counter() - started
                     results["otherLoad"][name] = load.stop()
     results["appFingerprintAtEnd"] = app_fingerprint()
+    results["calibrationMs"]["end"] = calibrate()
     if "size" in selected:
         started = time.perf_counter()
         log("size (pip install --target, cached) ...")
@@ -394,7 +398,7 @@ def notes(results: dict[str, Any]) -> list[str]:
             + "; ".join(
                 f"{k}: {c['graph']:.2f} Graph + {c['table']:.2f} table + {c['token']:.2f} token"
                 for k, c in counts.items()
-                if k.startswith("app")
+                if not k.startswith("raw ")
             )
             + f". Warm: {warm['rounds']} rounds of {warm['block']} callbacks per kind, range app known "
             f"{warm['cpuMs']['app known']['min']:.2f}-{warm['cpuMs']['app known']['max']:.2f} ms"
@@ -473,6 +477,17 @@ def notes(results: dict[str, Any]) -> list[str]:
             f"{results['machine']['appFingerprint']} → {results['appFingerprintAtEnd']}): benchmarks measured "
             "different code; re-run, or run from a snapshot (git archive HEAD) of the tree"
         )
+    speed = results.get("calibrationMs", {})
+    if speed:
+        out.append(
+            "CPU speed check (a fixed pure-Python workload, CPU ms, lower is faster; compare runs by it): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in speed.items())
+        )
+        if max(speed.values()) > CALIBRATION_DRIFT * min(speed.values()):
+            out.append(
+                f"WARNING: the CPU's speed varied by more than {CALIBRATION_DRIFT - 1:.0%} during the run "
+                "(throttling or a busy host): compare only figures measured side by side"
+            )
     busy = [k for k, v in other.items() if v["otherCores"] + v["stolenCores"] > BUSY_MACHINE_CORES]
     if busy:
         out.append(
