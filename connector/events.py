@@ -12,12 +12,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Required
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -26,6 +24,7 @@ from pydantic import (
     ValidationError,
 )
 from pydantic_core import ErrorDetails
+from typing_extensions import TypedDict
 
 ASSIGNMENT = "#microsoft.graph.learningAssignment"
 SELF_INITIATED = "#microsoft.graph.learningSelfInitiatedCourse"
@@ -137,7 +136,7 @@ class CourseActivityUpdate:
     external_id: str | None
     changes: Mapping[str, Any]
     event: Mapping[str, Any]
-    """The event as validated, in its JSON form: what goes on the queue."""
+    """The event as validated, under its JSON names (date-times parsed)."""
 
     @property
     def activity_key(self) -> str:
@@ -150,92 +149,89 @@ class CourseActivityUpdate:
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"\S")]
 
 
-def _representable(value: datetime) -> datetime:
-    """Also on the UTC clock: 0001-01-01T00:00:00+01:00 is not, and would fail comparisons later."""
-    try:
-        value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range") from None
-    return value
-
-
-_DateTimeOffset = Annotated[AwareDatetime, AfterValidator(_representable)]
+# Also on the UTC clock: 0001-01-01T00:00:00+01:00 is not, and would fail comparisons later. Checked in pydantic-core.
+_DateTimeOffset = Annotated[
+    AwareDatetime, Field(gt=datetime(1, 1, 2, tzinfo=UTC), lt=datetime(9999, 12, 30, tzinfo=UTC))
+]
 _Notes = Annotated[str, StringConstraints(max_length=MAX_NOTES_LENGTH)]
 
 
-class _DateTimeTimeZone(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    odata_type: str | None = Field(None, alias="@odata.type")
-    date_time: Annotated[
-        str,
-        StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?$"),
-    ] = Field(alias="dateTime")
-    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")] = Field(alias="timeZone")
+def _strict(name: str, fields: dict[str, Any]) -> Any:
+    """A strict TypedDict that forbids unknown keys. Dicts, not models: validated in Rust, out as JSON names."""
+    typed = TypedDict(name, fields, total=False)  # type: ignore[operator]
+    typed.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[attr-defined]
+    return typed
 
 
-class _ItemBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    odata_type: str | None = Field(None, alias="@odata.type")
-    content: _Notes
-    content_type: Literal["text", "html"] = Field(alias="contentType")
-
-
-class _EventBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    learning_course_activity_id: _Id = Field(None, alias="learningCourseActivityId")  # type: ignore[assignment]
-    externalcourse_activity_id: _Id = Field(None, alias="externalcourseActivityId")  # type: ignore[assignment]
-    external_course_activity_id: _Id = Field(None, alias="externalCourseActivityId")  # type: ignore[assignment]
-    learner_user_id: _Id = Field(None, alias="learnerUserId")  # type: ignore[assignment]
-    learning_content_id: _Id = Field(None, alias="learningContentId")  # type: ignore[assignment]
-    learning_provider_id: _Id = Field(None, alias="learningProviderId")  # type: ignore[assignment]
-    completed_date_time: _DateTimeOffset | None = Field(None, alias="completedDateTime")
-    completion_percentage: Annotated[int, Field(ge=0, le=100)] | None = Field(None, alias="completionPercentage")
-
-
-class AssignmentEvent(_EventBase):
-    odata_type: Literal["#microsoft.graph.learningAssignment"] = Field(alias="@odata.type")
-    status: Literal["notStarted", "inProgress", "completed"]
-    assigned_date_time: _DateTimeOffset | None = Field(None, alias="assignedDateTime")
-    due_date_time: _DateTimeOffset | _DateTimeTimeZone | None = Field(None, alias="dueDateTime")
-    notes: _Notes | _ItemBody | None = None
-    assigner_user_id: _Id = Field(None, alias="assignerUserId")  # type: ignore[assignment]
-    assignment_type: Literal["required", "recommended"] = Field(None, alias="assignmentType")  # type: ignore[assignment]
-
-
-class SelfInitiatedEvent(_EventBase):
-    odata_type: Literal["#microsoft.graph.learningSelfInitiatedCourse"] = Field(alias="@odata.type")
-    status: Literal["inProgress", "completed"]
-    started_date_time: _DateTimeOffset | None = Field(None, alias="startedDateTime")
-
-
-_Event = Annotated[AssignmentEvent | SelfInitiatedEvent, Discriminator("odata_type")]
+_DateTimeTimeZone = _strict(
+    "dateTimeTimeZone",
+    {
+        "@odata.type": str,
+        "dateTime": Required[
+            Annotated[
+                str,
+                StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?$"),
+            ]
+        ],
+        "timeZone": Required[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]],
+    },
+)
+_ItemBody = _strict(
+    "itemBody", {"@odata.type": str, "content": Required[_Notes], "contentType": Required[Literal["text", "html"]]}
+)
+_COMMON: dict[str, Any] = {
+    "learningCourseActivityId": _Id,
+    "externalcourseActivityId": _Id,
+    "externalCourseActivityId": _Id,
+    "learnerUserId": _Id,
+    "learningContentId": _Id,
+    "learningProviderId": _Id,
+    "completedDateTime": _DateTimeOffset | None,
+    "completionPercentage": Annotated[int, Field(ge=0, le=100)] | None,
+}
+AssignmentEvent = _strict(
+    "learningAssignment",
+    {
+        **_COMMON,
+        "@odata.type": Required[Literal["#microsoft.graph.learningAssignment"]],
+        "status": Required[Literal["notStarted", "inProgress", "completed"]],
+        "assignedDateTime": _DateTimeOffset | None,
+        "dueDateTime": _DateTimeOffset | _DateTimeTimeZone | None,
+        "notes": _Notes | _ItemBody | None,
+        "assignerUserId": _Id,
+        "assignmentType": Literal["required", "recommended"],
+    },
+)
+SelfInitiatedEvent = _strict(
+    "learningSelfInitiatedCourse",
+    {
+        **_COMMON,
+        "@odata.type": Required[Literal["#microsoft.graph.learningSelfInitiatedCourse"]],
+        "status": Required[Literal["inProgress", "completed"]],
+        "startedDateTime": _DateTimeOffset | None,
+    },
+)
+_Event = Annotated[AssignmentEvent | SelfInitiatedEvent, Discriminator("@odata.type")]
 _ONE = TypeAdapter(_Event)
 _MANY = TypeAdapter(Annotated[list[_Event], Field(max_length=MAX_EVENTS)])
-_ALIASES = {
-    model: {name: info.alias or name for name, info in model.model_fields.items()}
-    for model in (AssignmentEvent, SelfInitiatedEvent)
-}
 
 
 # --- Public entry points. ---
 
 
 def parse_event_json(data: bytes | str, registration_id: str) -> CourseActivityUpdate:
-    """Validates one event given as JSON text."""
-    return _parse(_ONE, data, registration_id, batch=False)[0]
+    """Validates one event given as JSON text, and works out the update it makes."""
+    return _to_update(validate_events_json(data, registration_id, batch=False)[0], registration_id)
 
 
 def parse_batch_json(data: bytes | str, registration_id: str) -> list[CourseActivityUpdate]:
-    """Validates a JSON array of events; errors name the event's index."""
-    return _parse(_MANY, data, registration_id, batch=True)
+    """Validates a JSON array of events, and works out their updates; errors name the event's index."""
+    return [_to_update(event, registration_id) for event in validate_events_json(data, registration_id, batch=True)]
 
 
-def _parse(
-    adapter: TypeAdapter[Any], data: bytes | str, registration_id: str, *, batch: bool
-) -> list[CourseActivityUpdate]:
+def validate_events_json(data: bytes | str, registration_id: str, *, batch: bool) -> list[dict[str, Any]]:
+    """Only validates (the webhook's fast path): the events as dicts of their JSON names, with parsed values."""
+    adapter = _MANY if batch else _ONE
     try:
         parsed = adapter.validate_json(data)
     except ValidationError as exc:
@@ -243,15 +239,15 @@ def _parse(
         if batch and details[0]["type"] == "too_long" and not details[0]["loc"]:
             raise TooManyEvents(f"A request carries at most {MAX_EVENTS} events.") from None
         raise EventValidationError(_all_errors(details, data, registration_id, batch=batch)) from None
-    models: list[AssignmentEvent | SelfInitiatedEvent] = parsed if batch else [parsed]
+    events: list[dict[str, Any]] = parsed if batch else [parsed]
     errors = [
         error
-        for index, model in enumerate(models)
-        for error in _cross_field_errors(model.model_dump(by_alias=True), registration_id, index if batch else None)
+        for index, event in enumerate(events)
+        for error in _cross_field_errors(event, registration_id, index if batch else None)
     ]
     if errors:
         raise EventValidationError(errors)
-    return [_to_update(model, registration_id) for model in models]
+    return events
 
 
 def _all_errors(
@@ -283,12 +279,18 @@ def _all_errors(
 
 
 def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int | None) -> list[FieldError]:
-    """The rules that span fields; `event` holds the JSON names."""
-    errors: list[FieldError] = []
+    """The rules that span fields; `event` holds the JSON names. Cheap when all is well: this runs per event."""
     provider = event.get("learningProviderId")
+    lower, upper = event.get("externalcourseActivityId"), event.get("externalCourseActivityId")
+    if (
+        (provider is None or (isinstance(provider, str) and provider.lower() == registration_id.lower()))
+        and (lower is None or upper is None or lower == upper)
+        and (lower is not None or upper is not None or event.get("learningCourseActivityId") is not None)
+    ):
+        return []
+    errors: list[FieldError] = []
     if isinstance(provider, str) and provider.lower() != registration_id.lower():
         errors.append(FieldError("learningProviderId", "is invalid", RULES["learningProviderId"], at))
-    lower, upper = event.get("externalcourseActivityId"), event.get("externalCourseActivityId")
     if isinstance(lower, str) and isinstance(upper, str) and lower != upper:
         errors.append(
             FieldError(
@@ -298,10 +300,7 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
                 at,
             )
         )
-    if all(
-        event.get(name) is None
-        for name in ("learningCourseActivityId", "externalcourseActivityId", "externalCourseActivityId")
-    ):
+    if lower is None and upper is None and event.get("learningCourseActivityId") is None:
         errors.append(
             FieldError(
                 "externalcourseActivityId",
@@ -313,19 +312,16 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
     return errors
 
 
-def _to_update(model: AssignmentEvent | SelfInitiatedEvent, registration_id: str) -> CourseActivityUpdate:
-    external = model.externalcourse_activity_id or model.external_course_activity_id
-    aliases = _ALIASES[type(model)]
-    present = {aliases[name] for name in model.model_fields_set}
-    values = model.model_dump(by_alias=True, exclude_unset=True)
-    changes = {name: _graph_value(name, values[name]) for name in CHANGEABLE[model.odata_type] if name in present}
+def _to_update(event: dict[str, Any], registration_id: str) -> CourseActivityUpdate:
+    odata_type = event["@odata.type"]
+    changes = {name: _graph_value(name, event[name]) for name in CHANGEABLE[odata_type] if name in event}
     return CourseActivityUpdate(
-        odata_type=model.odata_type,
+        odata_type=odata_type,
         registration_id=registration_id,
-        activity_id=model.learning_course_activity_id,
-        external_id=external,
+        activity_id=event.get("learningCourseActivityId"),
+        external_id=event.get("externalcourseActivityId") or event.get("externalCourseActivityId"),
         changes=changes,
-        event=model.model_dump(mode="json", by_alias=True, exclude_unset=True),
+        event=event,
     )
 
 

@@ -15,8 +15,7 @@ from connector.events import (
     EventValidationError,
     FieldError,
     TooManyEvents,
-    parse_batch_json,
-    parse_event_json,
+    validate_events_json,
 )
 from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
 from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply
@@ -63,11 +62,7 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         return bad_request([FieldError("body", "is invalid", "must be one event object or a JSON array of events")])
     is_batch = start == b"["
     try:
-        updates = (
-            parse_batch_json(body, provider.registration_id)
-            if is_batch
-            else [parse_event_json(body, provider.registration_id)]
-        )
+        events = validate_events_json(body, provider.registration_id, batch=is_batch)
     except TooManyEvents as exc:
         return error_reply(413, "payloadTooLarge", str(exc))
     except EventValidationError as exc:
@@ -79,17 +74,17 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
             extra={"registrationId": provider.registration_id, "webhookId": webhook_id},
         )
         return bad_request(exc.errors)
-    if not updates:
+    if not events:
         return bad_request([FieldError("body", "shouldn't be empty", "send at least one event")])
     event_time = _event_time(headers)
     received_at = now_iso()
     trace_context = traceparent()  # the worker's spans join this callback's trace across the queue
-    ids = [f"{webhook_id}:{index}" if is_batch else webhook_id for index in range(len(updates))]
+    ids = [f"{webhook_id}:{index}" if is_batch else webhook_id for index in range(len(events))]
     messages = [
         Envelope(
             id=event_id,
             registration_id=provider.registration_id,
-            event=update.event,  # type: ignore[arg-type]
+            event=event,
             source="webhook",
             webhook_id=webhook_id,
             event_time=event_time,
@@ -97,9 +92,17 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
             received_at=received_at,
             extra=trace_context,
         ).to_json()
-        for index, (event_id, update) in enumerate(zip(ids, updates, strict=True))
+        for index, (event_id, event) in enumerate(zip(ids, events, strict=True))
     ]
-    too_large = next((index for index, message in enumerate(messages) if len(message) > MAX_MESSAGE_BYTES), None)
+    too_large = next(
+        (
+            index
+            for index, message in enumerate(messages)
+            if len(message) * 4 > MAX_MESSAGE_BYTES  # cheap bound first
+            and len(message.encode()) > MAX_MESSAGE_BYTES
+        ),
+        None,
+    )
     if too_large is not None:
         return error_reply(
             413, "payloadTooLarge", f"Event {too_large} is too large for the queue ({MAX_MESSAGE_BYTES} bytes at most)."
