@@ -25,6 +25,8 @@ from connector import telemetry
 from connector.events import ASSIGNMENT, SELF_INITIATED
 
 if TYPE_CHECKING:
+    import ssl
+
     from azure.core.credentials_async import AsyncTokenCredential
     from kiota_abstractions.request_information import RequestInformation
     from msgraph.generated.models.learning_course_activity import LearningCourseActivity
@@ -67,7 +69,9 @@ class GraphFailure(Exception):
 class GraphGateway:
     """One Graph client (and its connection pool) per worker process; create it once and reuse it."""
 
-    def __init__(self, settings: Settings, credential: AsyncTokenCredential) -> None:
+    def __init__(
+        self, settings: Settings, credential: AsyncTokenCredential, verify: ssl.SSLContext | bool = True
+    ) -> None:
         from kiota_authentication_azure.azure_identity_authentication_provider import (
             AzureIdentityAuthenticationProvider,
         )
@@ -85,7 +89,9 @@ class GraphGateway:
         http = GraphClientFactory.create_with_custom_middleware(
             # Headers are inspected only for requests that ask (see _send): Graph's request-id goes in every log line.
             [GraphTelemetryHandler(), HeadersInspectionHandler(HeadersInspectionHandlerOption(False, False))],
-            client=httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=64)),
+            client=httpx.AsyncClient(
+                timeout=REQUEST_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=64), verify=verify
+            ),
         )
         self._http = http
         self._credential = credential

@@ -17,7 +17,7 @@ from connector.events import (
     TooManyEvents,
     validate_events_json,
 )
-from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
+from connector.messages import MAX_MESSAGE_BYTES, Envelope, batch_messages, now_iso, utc_iso
 from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply
 from connector.settings import Settings
 from connector.signatures import SignatureError, verify
@@ -80,20 +80,17 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
     received_at = now_iso()
     trace_context = traceparent()  # the worker's spans join this callback's trace across the queue
     ids = [f"{webhook_id}:{index}" if is_batch else webhook_id for index in range(len(events))]
-    messages = [
-        Envelope(
-            id=event_id,
-            registration_id=provider.registration_id,
-            event=event,
-            source="webhook",
-            webhook_id=webhook_id,
-            event_time=event_time,
-            sequence=index,
-            received_at=received_at,
-            extra=trace_context,
-        ).to_json()
-        for index, (event_id, event) in enumerate(zip(ids, events, strict=True))
-    ]
+    shared = Envelope(
+        id="",
+        registration_id=provider.registration_id,
+        event={},
+        source="webhook",
+        webhook_id=webhook_id,
+        event_time=event_time,
+        received_at=received_at,
+        extra=trace_context,
+    )
+    messages = batch_messages(shared, ids, events)
     too_large = next(
         (
             index
