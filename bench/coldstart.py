@@ -6,10 +6,19 @@ Variants, each a new ``python -m bench.coldstart <variant> '<params>'`` process,
 - ``app``: imports ``function_app``, indexes it, calls the webhook's user function with a signed
   ``func.HttpRequest`` and an output collector, then the queue function with each message it emitted (as the
   host would): state table, managed-identity token, lookup by external id, PATCH, state table.
-- ``raw``: the same callback by hand: HMAC check and ``json.loads``, a token from ``azure.identity``'s
-  ``ManagedIdentityCredential``, the lookup GET and the PATCH with ``httpx``.
-- ``raw+tables``: ``raw`` plus the same four table calls the app makes, with ``azure-data-tables``
-  (create table, read the row, insert it, update it after the PATCH).
+- ``raw``: the Graph calls by hand (context): HMAC check and ``json.loads``, a token from ``azure.identity``'s
+  ``ManagedIdentityCredential``, the lookup GET and the PATCH with ``httpx``;
+- ``raw+http`` ("raw httpx + azure.identity, every call", the issue's baseline, against which the target is
+  judged): ``raw`` plus the app's table calls as plain ``httpx`` requests on the same client, signed by hand with
+  Shared Key (bench/tables.py);
+- ``raw+tables`` (context): ``raw`` plus the same table calls with ``azure-data-tables``, on the transport the app
+  gives its storage clients (one aiohttp session, ``trust_env=False``, no cookie jar, no decompression; one TLS
+  context shared with httpx, as the app shares one).
+
+The table baselines make as many table calls as the app: one more app process (``count``, untimed, not among the
+samples) counts its table requests (create table, reads, writes), and each baseline makes that many, with rows
+shaped and sized like the app's. Afterwards every row they wrote is read back with azure-data-tables and compared,
+the hand-made calls' statuses are summed, and a request signed with a wrong key must get Azurite's 403.
 
 Wall time runs from the parent's ``Popen`` to the moment the sandbox logs the PATCH (its ``at``, same clock)
 and to the child's exit; peak RSS and CPU come from ``wait4``'s rusage of each child.
@@ -18,7 +27,6 @@ and to the child's exit; peak RSS and CPU come from ``wait4``'s rusage of each c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -28,21 +36,20 @@ from datetime import datetime
 from typing import Any
 
 from bench.common import (
-    GRAPH_SCOPE,
     REGISTRATION_ID,
     SECRET_BYTES,
     Infra,
     Out,
     event_body,
     graph_id,
-    patch_body,
     seed,
     signed_headers,
     summary,
 )
+from bench.tables import SdkTable, TableHttp, callback_by_hand, endpoint_port, storage_session, tls_context
 
-VARIANTS = ("app", "raw", "raw+tables")
-RAW_TABLE = "benchcoldraw"
+VARIANTS = ("app", "raw", "raw+tables", "raw+http")
+TABLES = {"raw+tables": "benchcoldsdk", "raw+http": "benchcoldhttp"}
 
 
 # --- the children --------------------------------------------------------------------------------------------
@@ -101,7 +108,7 @@ def _child_app(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _child_raw(params: dict[str, Any], *, tables: bool) -> dict[str, Any]:
+def _child_raw(params: dict[str, Any], *, tables: str | None) -> dict[str, Any]:
     import base64
     import hashlib
     import hmac
@@ -110,9 +117,6 @@ def _child_raw(params: dict[str, Any], *, tables: bool) -> dict[str, Any]:
     import httpx
     from azure.identity.aio import ManagedIdentityCredential
 
-    if tables:
-        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-        from azure.data.tables.aio import TableClient
     imported = time.perf_counter()
 
     headers, body = params["headers"], params["body"].encode()
@@ -122,35 +126,38 @@ def _child_raw(params: dict[str, Any], *, tables: bool) -> dict[str, Any]:
         raise RuntimeError("bad signature")
     ext = json.loads(body)["externalcourseActivityId"]
     accepted = time.perf_counter()
+    calls = params.get("tableCalls") or {"createTable": 1, "reads": 2, "writes": 1}
+    written: dict[str, dict[str, Any]] = {}
+    statuses: dict[str, int] = {}
 
     async def apply() -> float:
         credential = ManagedIdentityCredential()
         storage = os.environ["AzureWebJobsStorage"]  # noqa: SIM112 - the Functions host's own name
-        table = TableClient.from_connection_string(storage, RAW_TABLE) if tables else None
-        key = ("bench", f"ext:{ext}")
+        session: Any = None
+        table: Any = None
+        if tables == "sdk":  # one TLS context for Graph and the tables, as the app has
+            context = tls_context()
+            http = httpx.AsyncClient(base_url=os.environ["GRAPH_BASE_URL"], verify=context)
+            session = storage_session(context)
+            table = SdkTable(session, storage, TABLES["raw+tables"])
+        else:
+            http = httpx.AsyncClient(base_url=os.environ["GRAPH_BASE_URL"])
+            if tables == "http":
+                table = TableHttp(http, storage, TABLES["raw+http"])
         if table is not None:
-            with contextlib.suppress(ResourceExistsError):
+            for _ in range(calls["createTable"]):
                 await table.create_table()
-            with contextlib.suppress(ResourceNotFoundError):
-                await table.get_entity(*key)
-            await table.create_entity({"PartitionKey": key[0], "RowKey": key[1], "state": "pending"})
-        token = (await credential.get_token(GRAPH_SCOPE)).token
-        async with httpx.AsyncClient(
-            base_url=os.environ["GRAPH_BASE_URL"], headers={"Authorization": f"Bearer {token}"}
-        ) as client:
-            provider = f"/employeeExperience/learningProviders/{REGISTRATION_ID}"
-            found = await client.get(f"{provider}/learningCourseActivities(externalcourseActivityId='{ext}')")
-            found.raise_for_status()
-            patched = await client.patch(
-                f"{provider}/learningCourseActivities/{found.json()['id']}", json=patch_body(params["n"])
-            )
-            if patched.status_code != 204:
-                raise RuntimeError(f"PATCH answered {patched.status_code}")
-        if table is not None:
-            await table.update_entity({"PartitionKey": key[0], "RowKey": key[1], "state": "applied"})
+        await callback_by_hand(
+            http, credential, table, ext, params["n"], reads=calls["reads"], writes=calls["writes"], written=written
+        )
         done = time.perf_counter()
-        if table is not None:
+        await http.aclose()
+        if isinstance(table, SdkTable):
             await table.close()
+        if session is not None:
+            await session.close()
+        if isinstance(table, TableHttp):
+            statuses.update(table.statuses)
         await credential.close()
         return done
 
@@ -162,7 +169,33 @@ def _child_raw(params: dict[str, Any], *, tables: bool) -> dict[str, Any]:
         "applySeconds": applied - accepted,
         "modules": len(sys.modules),
         "modulesByApply": len(sys.modules) - modules_accepted,
+        "rows": written,
+        "tableStatuses": statuses,
     }
+
+
+def _child_count(params: dict[str, Any]) -> dict[str, Any]:
+    """The app's first callback once more, untimed, counting its table requests (aiohttp, the storage port):
+    creates of the table, reads (GET) and writes (the rest). The table baselines then make as many."""
+    from urllib.parse import urlsplit
+
+    import aiohttp
+
+    port = endpoint_port(os.environ["AzureWebJobsStorage"])  # noqa: SIM112 - the Functions host's own name
+    calls = {"createTable": 0, "reads": 0, "writes": 0}
+    original = aiohttp.ClientSession._request
+
+    async def counting(self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+        parts = urlsplit(str(url))
+        if parts.port == port:
+            kind = "createTable" if parts.path.endswith("/Tables") else "reads" if method.upper() == "GET" else "writes"
+            calls[kind] += 1
+        return await original(self, method, url, *args, **kwargs)
+
+    aiohttp.ClientSession._request = counting  # type: ignore[method-assign]
+    result = _child_app(params)
+    result["tableCalls"] = calls
+    return result
 
 
 # --- the parent ----------------------------------------------------------------------------------------------
@@ -223,7 +256,13 @@ def measure(infra: Infra, reps: int, profile: bool = False) -> dict[str, Any]:
     admin = infra.admin()
     stamp = int(time.time())
     names = {(v, r): f"cold-{v.replace('+', '')}-{r}-{stamp}" for v in VARIANTS for r in range(reps)}
-    seed(admin, [*names.values(), f"cold-profile-{stamp}"])
+    seed(admin, [*names.values(), f"cold-profile-{stamp}", f"cold-count-{stamp}"])
+    # One app process, untimed, counts its table calls; the table baselines make as many.
+    ext = f"cold-count-{stamp}"
+    body = event_body(ext, 0)
+    table_calls = _spawn(infra, "count", {"body": body.decode(), "headers": signed_headers(body, f"wh-{ext}"), "n": 0})[
+        "tableCalls"
+    ]
     samples: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     for rep in range(reps):
         order = VARIANTS[rep % len(VARIANTS) :] + VARIANTS[: rep % len(VARIANTS)]
@@ -231,6 +270,8 @@ def measure(infra: Infra, reps: int, profile: bool = False) -> dict[str, Any]:
             ext = names[(variant, rep)]
             body = event_body(ext, rep)
             params = {"body": body.decode(), "headers": signed_headers(body, f"wh-{ext}"), "n": rep}
+            if variant in TABLES:
+                params["tableCalls"] = table_calls
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             result = _spawn(infra, variant, params)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -269,10 +310,39 @@ def measure(infra: Infra, reps: int, profile: bool = False) -> dict[str, Any]:
                 "modulesByApply",
             )
         }
-    result: dict[str, Any] = {"reps": reps, "variants": figures}
+    result: dict[str, Any] = {"reps": reps, "variants": figures, "tableCalls": table_calls}
+    result["rawTables"] = asyncio.run(_check_tables(infra, samples))
     if profile_text:
         result["profile"] = profile_text
     return result
+
+
+async def _check_tables(infra: Infra, samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """What the table baselines' children wrote, read back with azure-data-tables and compared (raises on any
+    difference); the statuses the hand-made calls got; and Azurite refusing a wrong Shared Key signature."""
+    import httpx
+    from azure.data.tables.aio import TableClient
+
+    read_back: dict[str, int] = {}
+    for variant, table in TABLES.items():
+        async with TableClient.from_connection_string(infra.storage, table) as client:
+            read_back[variant] = 0
+            for run in samples[variant]:
+                for key, row in run["rows"].items():
+                    stored = dict(await client.get_entity(row["PartitionKey"], key))
+                    stored.pop("Timestamp", None)
+                    if stored != row:
+                        raise RuntimeError(f"{variant}: row {key} read back differs:\n{stored}\n{row}")
+                    read_back[variant] += 1
+            if read_back[variant] != len(samples[variant]):
+                raise RuntimeError(f"{variant}: {read_back[variant]} rows for {len(samples[variant])} callbacks")
+    statuses: dict[str, int] = {}
+    for run in samples["raw+http"]:
+        for status, count in run["tableStatuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    async with httpx.AsyncClient() as http:
+        signing = await TableHttp(http, infra.storage, TABLES["raw+http"]).signing_check()
+    return {"statuses": dict(sorted(statuses.items())), "signingCheck": signing, "readBack": read_back}
 
 
 def _profiled(params: dict[str, Any]) -> dict[str, Any]:
@@ -290,8 +360,10 @@ def main() -> None:
     variant, params = sys.argv[1], json.loads(sys.argv[2])
     if variant == "app":
         result = _profiled(params) if params.get("profile") else _child_app(params)
-    elif variant in ("raw", "raw+tables"):
-        result = _child_raw(params, tables=variant == "raw+tables")
+    elif variant == "count":
+        result = _child_count(params)
+    elif variant in ("raw", "raw+tables", "raw+http"):
+        result = _child_raw(params, tables={"raw+tables": "sdk", "raw+http": "http"}.get(variant))
     else:
         raise SystemExit(f"unknown variant {variant}")
     from bench.common import proc_status

@@ -4,52 +4,61 @@ hand-written client making the same requests.
 Two scenarios, because they make different requests:
 
 - ``new``: the first callback of an activity known by its external id: state row read (absent) and created,
-  lookup GET, PATCH, state row updated;
+  lookup GET, row keyed by the Graph id read (absent), PATCH, state row updated;
 - ``known``: a later callback of an activity already applied once: state row read and updated, PATCH (the Graph
   id is remembered), state row updated.
 
-Baselines, same process, same sockets: ``raw HTTP`` is one ``httpx.AsyncClient`` with a token from
-``azure.identity`` (cached by the credential) making the same Graph requests; ``raw HTTP + tables`` adds as many
-table calls as the app was counted making, with ``azure-data-tables`` (read, insert or update, update after the
-PATCH, and extra reads when the app makes more than three). Blocks of callbacks alternate between
-the app and the baselines, round after round; each figure is the median over rounds of one block's
-``time.process_time()`` divided by its callbacks (Azurite and the sandbox run in other processes, so their CPU
-is not counted). A first round, not timed, counts the requests the app makes per callback: Graph requests from
-the sandbox's own counters, table requests by wrapping aiohttp in this process.
+Baselines, same process, each one ``httpx.AsyncClient`` for Graph with a token from ``azure.identity`` (cached by
+the credential), making the same Graph requests as the app:
+
+- ``raw+http`` ("raw httpx, every call", the issue's baseline, against which the target is judged): the table
+  calls too are plain ``httpx`` requests on the same client, signed by hand with Shared Key (bench/tables.py):
+  as many as the app was counted making (read, insert or replace with If-Match, replace after the PATCH, and a
+  read of the Graph id's row when the app makes four);
+- ``raw+tables`` (context): the same table calls with ``azure-data-tables``, on the transport the app gives its
+  own storage clients (one shared aiohttp session, ``trust_env=False``, no cookie jar, no decompression);
+- ``raw`` (context): the Graph requests only.
+
+The baselines write rows shaped and sized like the app's (``bench.tables.state_entity``). Blocks of callbacks
+alternate between the app and the baselines, round after round; each figure is the median over rounds of one
+block's ``time.process_time()`` divided by its callbacks (Azurite and the sandbox run in other processes, so their
+CPU is not counted). A first round, not timed, counts the requests per callback of the app and of every baseline:
+Graph requests from the sandbox's own counters, table requests by wrapping aiohttp and httpx in this process. It
+also checks that the baselines' table calls did what they claim: every hand-made call's status is tallied (any
+but the expected 200/404 for reads, 204 for writes, raises), a request signed with a wrong key must be refused
+(403), and every row the baselines wrote in that round is read back with azure-data-tables and compared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
 from bench.common import (
-    GRAPH_SCOPE,
     REGISTRATION_ID,
     Infra,
     Out,
     Profile,
     app_functions,
     child_main,
-    event,
     event_body,
     graph_id,
     http_request,
     median,
-    patch_body,
     queue_message,
     seed,
     signed_headers,
 )
+from bench.tables import SdkTable, TableHttp, callback_by_hand, endpoint_port, storage_session, tls_context
 
-RAW_TABLE = "benchwarmraw"
+SDK_TABLE = "benchwarmsdk"
+HTTP_TABLE = "benchwarmhttp"
 SCENARIOS = ("new", "known")
-KINDS = ("app", "raw", "raw+tables")
+KINDS = ("app", "raw", "raw+tables", "raw+http")
 
 
 class _Callbacks:
@@ -72,103 +81,90 @@ class _Callbacks:
 
 
 class _Raw:
-    """What a hand-written worker would do for the same callback."""
+    """What a hand-written worker would do for the same callback: Graph with ``httpx``, and the table calls with
+    ``httpx`` too (``tables="http"``), with ``azure-data-tables`` on the app's transport (``"sdk"``), or none."""
 
-    def __init__(self, infra: Infra, *, tables: bool) -> None:
+    def __init__(self, infra: Infra, *, tables: str | None) -> None:
         import httpx
         from azure.identity.aio import ManagedIdentityCredential
 
         self._credential = ManagedIdentityCredential()
         self._http = httpx.AsyncClient(base_url=infra.graph_url)
+        self._session: Any = None
         self._table: Any = None
-        if tables:
-            from azure.data.tables.aio import TableClient
+        if tables == "sdk":
+            self._session = storage_session(tls_context())
+            self._table = SdkTable(self._session, infra.storage, SDK_TABLE)
+        elif tables == "http":
+            self._table = TableHttp(self._http, infra.storage, HTTP_TABLE)
+        self.written: dict[str, dict[str, Any]] | None = None  # set to a dict to keep the last row written per key
 
-            self._table = TableClient.from_connection_string(infra.storage, RAW_TABLE)
-        self._provider = f"/employeeExperience/learningProviders/{REGISTRATION_ID}/learningCourseActivities"
+    @property
+    def table(self) -> Any:
+        return self._table
 
     async def start(self) -> None:
         if self._table is not None:
-            from azure.core.exceptions import ResourceExistsError
-
-            with contextlib.suppress(ResourceExistsError):
-                await self._table.create_table()
+            await self._table.create_table()
 
     async def close(self) -> None:
         await self._http.aclose()
         await self._credential.close()
-        if self._table is not None:
+        if isinstance(self._table, SdkTable):
             await self._table.close()
+        if self._session is not None:
+            await self._session.close()
 
-    async def apply(self, ext: str, n: int, table_calls: int = 3) -> None:
-        """One callback: [read the row, write it,] lookup GET when the id is unknown, PATCH, [write the row].
-
-        With a table, ``table_calls`` matches the app's counted calls: 3 is read, write, write-after-PATCH;
-        more adds reads of the row before the PATCH; 2 drops the first write; 1 keeps only the read."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceNotFoundError
-
-        state: Any = None
-        meta: Any = None
-        key = {"PartitionKey": "bench", "RowKey": f"ext:{ext}"}
-        table = self._table
-        if table is not None:
-            with contextlib.suppress(ResourceNotFoundError):
-                state = await table.get_entity(key["PartitionKey"], key["RowKey"])
-            if table_calls >= 3:
-                row = {**key, "merged": json.dumps(event(ext, n)), "version": n, "status": "pending"}
-                if state is None:
-                    meta = await table.create_entity(row)
-                else:
-                    row["graphId"] = state["graphId"]
-                    meta = await table.update_entity(
-                        row, mode="replace", etag=state.metadata["etag"], match_condition=MatchConditions.IfNotModified
-                    )
-            for _ in range(table_calls - 3):
-                with contextlib.suppress(ResourceNotFoundError):
-                    await table.get_entity(key["PartitionKey"], key["RowKey"])
-        token = (await self._credential.get_token(GRAPH_SCOPE)).token
-        headers = {"Authorization": f"Bearer {token}"}
-        gid = state["graphId"] if state is not None else None
-        if gid is None and table is None and n > 0:
-            gid = graph_id(ext)  # without a table, "known" means the id is remembered in memory
-        if gid is None:
-            found = await self._http.get(f"{self._provider}(externalcourseActivityId='{ext}')", headers=headers)
-            found.raise_for_status()
-            gid = found.json()["id"]
-        body = patch_body(n)
-        patched = await self._http.patch(f"{self._provider}/{gid}", json=body, headers=headers)
-        if patched.status_code != 204:
-            raise RuntimeError(f"raw PATCH answered {patched.status_code}")
-        if table is not None and table_calls >= 2:
-            done = {**key, "merged": json.dumps(event(ext, n)), "applied": json.dumps(body), "version": n}
-            done.update(graphId=gid, status="applied")
-            etag = meta["etag"] if meta is not None else (state.metadata["etag"] if state is not None else None)
-            if etag is None:
-                await table.create_entity(done)
-            else:
-                await table.update_entity(
-                    done, mode="replace", etag=etag, match_condition=MatchConditions.IfNotModified
-                )
+    async def apply(self, ext: str, n: int, reads: int = 1, writes: int = 2) -> None:
+        """One callback, with as many table reads and writes as the app was counted making (bench/tables.py)."""
+        remembered = graph_id(ext) if self._table is None and n > 0 else None  # "known": the id kept in memory
+        await callback_by_hand(
+            self._http, self._credential, self._table, ext, n,
+            reads=reads, writes=writes, known=n > 0, remembered=remembered, written=self.written,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
-def _count_aiohttp(counter: Counter[str]) -> Any:
-    """Counts aiohttp requests (Azure Tables and the identity endpoint speak through it) by host:port."""
+def _count_requests(counter: Counter[str]) -> Any:
+    """Counts HTTP requests by method and host:port, made with aiohttp (the app's Azure Tables, the identity
+    endpoint) or with httpx (Graph, and the hand-made table calls)."""
     import aiohttp
+    import httpx
 
     original = aiohttp.ClientSession._request
+    original_send = httpx.AsyncClient.send
 
     async def counting(self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
         parts = urlsplit(str(url))
-        counter[f"{parts.hostname}:{parts.port}"] += 1
+        counter[f"{method.upper()} {parts.hostname}:{parts.port}"] += 1
         return await original(self, method, url, *args, **kwargs)
 
+    async def counting_send(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        counter[f"{request.method} {request.url.host}:{request.url.port}"] += 1
+        return await original_send(self, request, *args, **kwargs)
+
     aiohttp.ClientSession._request = counting  # type: ignore[method-assign]
+    httpx.AsyncClient.send = counting_send  # type: ignore[method-assign]
     try:
         yield counter
     finally:
         aiohttp.ClientSession._request = original  # type: ignore[method-assign]
+        httpx.AsyncClient.send = original_send  # type: ignore[method-assign]
+
+
+async def _round_trip(raw: _Raw, storage: str, table: str) -> int:
+    """Reads every row the hand-made calls wrote back with azure-data-tables (an independent reader) and
+    compares it with what was written; raises on any difference."""
+    from azure.data.tables.aio import TableClient
+
+    written = raw.written or {}
+    async with TableClient.from_connection_string(storage, table) as client:
+        for key, row in written.items():
+            stored = dict(await client.get_entity(REGISTRATION_ID, key))
+            stored.pop("Timestamp", None)
+            if stored != row:
+                raise RuntimeError(f"row {key} read back differs from what was written:\n{stored}\n{row}")
+    return len(written)
 
 
 async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
@@ -190,16 +186,19 @@ async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
     }
     seed(admin, [ext for group in ids.values() for ext in group])
 
-    raw = _Raw(infra, tables=False)
-    raw_tables = _Raw(infra, tables=True)
-    await raw_tables.start()
+    clients = {"raw": _Raw(infra, tables=None), "raw+tables": _Raw(infra, tables="sdk")}
+    clients["raw+http"] = _Raw(infra, tables="http")
+    for client in clients.values():
+        await client.start()
+    signing = await clients["raw+http"].table.signing_check()
 
     # The "known" activities get their first callback now, untimed.
     for r in range(total_rounds):
         for message in callbacks.messages(ids[("app", "known", r)], 0):
             await queue_fn(message, Out())
-        for ext in ids[("raw+tables", "known", r)]:
-            await raw_tables.apply(ext, 0)
+        for kind in ("raw+tables", "raw+http"):
+            for ext in ids[(kind, "known", r)]:
+                await clients[kind].apply(ext, 0)
     app_blocks = {
         (scenario, r): callbacks.messages(ids[("app", scenario, r)], 0 if scenario == "new" else 1)
         for scenario in SCENARIOS
@@ -208,44 +207,58 @@ async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
 
     cpu: dict[tuple[str, str], list[float]] = {(k, s): [] for k in KINDS for s in SCENARIOS}
     counts: dict[str, dict[str, float]] = {}
-    table_calls = dict.fromkeys(SCENARIOS, 3)  # set from the app's counted calls in round 0
+    table_calls = dict.fromkeys(SCENARIOS, (1, 2))  # (reads, writes), set from the app's counted calls in round 0
     profile_text = None
+    round_trips: dict[str, int] = {}
+    storage_port = f":{endpoint_port(infra.storage)}"
     for r in range(total_rounds):
+        for kind in ("raw+tables", "raw+http"):  # round 0 keeps what it writes, to be read back
+            clients[kind].written = {} if r == 0 else None
         for scenario in SCENARIOS:
             for kind in KINDS:
                 counting = r == 0
                 table_requests: Counter[str] = Counter()
                 stats_before = admin.stats() if counting else None
                 applied_before = telemetry.snapshot().get("applied", 0)
-                with _count_aiohttp(table_requests) if counting else contextlib.nullcontext():
+                with _count_requests(table_requests) if counting else contextlib.nullcontext():
                     started = time.process_time()
                     if kind == "app":
                         for message in app_blocks[(scenario, r)]:
                             await queue_fn(message, Out())
                     else:
-                        client = raw if kind == "raw" else raw_tables
+                        client = clients[kind]
                         n = 0 if scenario == "new" else 1
                         for ext in ids[(kind, scenario, r)]:
-                            await client.apply(ext, n, table_calls[scenario])
+                            await client.apply(ext, n, *table_calls[scenario])
                     spent = time.process_time() - started
                 if kind == "app" and telemetry.snapshot().get("applied", 0) - applied_before != block:
                     raise RuntimeError(f"not every callback was applied: {telemetry.snapshot()}")
                 if counting:
                     after = admin.stats()
-                    storage_port = str(urlsplit(_table_endpoint(infra.storage)).port)
+                    storage = {k.partition(" ")[0]: v for k, v in table_requests.items() if k.endswith(storage_port)}
+                    reads = storage.get("GET", 0) / block
                     counts[f"{kind} {scenario}"] = {
                         "graph": (after["requests"] - stats_before["requests"]) / block,
                         "token": (after["tokenRequests"] - stats_before["tokenRequests"]) / block,
-                        "table": sum(v for k, v in table_requests.items() if k.endswith(":" + storage_port)) / block,
+                        "table": sum(storage.values()) / block,
+                        "tableReads": reads,
+                        "tableWrites": sum(storage.values()) / block - reads,
                     }
-                    if kind == "app":  # the baseline makes as many table calls as the app was seen to make
-                        table_calls[scenario] = max(1, round(counts[f"app {scenario}"]["table"]))
+                    if kind == "app":  # the baselines make as many table calls as the app was seen to make
+                        app_counts = counts[f"app {scenario}"]
+                        table_calls[scenario] = (max(1, round(app_counts["tableReads"])),
+                                                 round(app_counts["tableWrites"]))  # fmt: skip
                 else:
                     cpu[(kind, scenario)].append(spent / block)
+        if r == 0:
+            round_trips = {
+                "raw+tables": await _round_trip(clients["raw+tables"], infra.storage, SDK_TABLE),
+                "raw+http": await _round_trip(clients["raw+http"], infra.storage, HTTP_TABLE),
+            }
     if params.get("profile"):
         profile_text = await _profile(queue_fn, callbacks, admin, block, stamp)
-    await raw.close()
-    await raw_tables.close()
+    for client in clients.values():
+        await client.close()
     await bootstrap.close()
     admin.close()
     result: dict[str, Any] = {
@@ -260,6 +273,11 @@ async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
             for (kind, scenario), values in cpu.items()
         },
         "requestsPerCallback": counts,
+        "rawTables": {
+            "statuses": dict(sorted(clients["raw+http"].table.statuses.items())),
+            "signingCheck": signing,
+            "readBack": round_trips,
+        },
     }
     if profile_text:
         result["profile"] = profile_text
@@ -283,11 +301,6 @@ async def _profile(queue_fn: Any, callbacks: _Callbacks, admin: Any, block: int,
     return f"{len(messages)} known-activity callbacks, {spent * 1000 / len(messages):.1f} ms CPU each (profiled)\n" + (
         profile.text()
     )
-
-
-def _table_endpoint(connection_string: str) -> str:
-    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
-    return parts.get("TableEndpoint", "http://127.0.0.1:10002")
 
 
 def run(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
