@@ -13,9 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 ROWS = (
     "| cold start | process start to PATCH",
+    "(raw httpx + azure.identity, every call) |",
+    "(raw httpx + azure.identity + azure-data-tables for the same table calls) |",
+    "(raw httpx + azure.identity, Graph only) |",
     "| cold start | peak RSS",
     "| warm CPU per callback | known activity",
     "| warm CPU per callback | new activity",
+    "(raw httpx, every call) |",
+    "(raw httpx + azure-data-tables for the same table calls) |",
+    "(raw httpx, Graph only) |",
+    "hand-signed httpx table calls (Shared Key) answered",
     "| webhook | batch of 100",
     "| webhook | one event",
     "| throughput | new activities",
@@ -65,3 +72,13 @@ def test_quick_run_prints_every_row(quick_run, row):
 def test_every_target_row_has_a_verdict(quick_run):
     targets = [line for line in quick_run.stdout.splitlines() if line.startswith("| ") and "≤" in line]
     assert all(line.rstrip(" |").endswith(("met", "**missed**")) for line in targets), targets
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_cold_and_warm_are_judged_against_raw_httpx_making_every_call(quick_run):
+    rows = [line for line in quick_run.stdout.splitlines() if line.startswith(("| cold start | process", "| warm"))]
+    judged = [line for line in rows if "≤" in line]
+    assert judged, rows
+    assert all("every call)" in line for line in judged), rows
+    assert all(line.rstrip(" |").endswith("context | —") for line in rows if line not in judged), rows
