@@ -248,17 +248,18 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
         for name in ("applied", "duplicate", "unchanged", "throttled", "retried"):
             setattr(report, name, counts.get(name, 0))
         seen: set[str] = set()
+        from connector.state import event_hash
         from connector.storage import table_client
 
         async with table_client(settings, TABLE_NAME) as table:
             async for row in table.list_entities():
-                seen.update(json.loads(row.get("seen") or "[]"))
+                seen.update(json.loads(row.get("seen") or "[]"))  # hashes of the event ids folded in
         if report.dead_lettered - report.replayed > 0:
             async with queue_client(settings, POISON_QUEUE_NAME) as poison:
                 for message in await poison.peek_messages(max_messages=32):
-                    seen.add(json.loads(message.content).get("id", ""))
+                    seen.add(event_hash(json.loads(message.content).get("id", "")))
         left = await _count(queue_client(settings, QUEUE_NAME))
-        report.lost = len({c.webhook_id for c in callbacks} - seen) + left
+        report.lost = len({event_hash(c.webhook_id) for c in callbacks} - seen) + left
         expected = expected_states(callbacks)
         actual = {a["externalcourseActivityId"]: a for a in admin.activities(REGISTRATION_ID)}
         report.mismatched = sum(

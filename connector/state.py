@@ -66,10 +66,10 @@ class ActivityState:
         return self.applied_version >= self.version
 
     def has_seen(self, event_id: str) -> bool:
-        return _event_hash(event_id) in self.seen
+        return event_hash(event_id) in self.seen
 
     def with_seen(self, event_id: str) -> ActivityState:
-        hashed = _event_hash(event_id)
+        hashed = event_hash(event_id)
         seen = (*[s for s in self.seen if s != hashed], hashed)[-SEEN_LIMIT:]
         recent = (*[r for r in self.recent if r != event_id], event_id[:256])[-RECENT_LIMIT:]
         return replace(self, seen=seen, recent=recent)
@@ -104,7 +104,8 @@ def row_key(activity_key: str) -> str:
     return hashlib.sha256(activity_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _event_hash(event_id: str) -> str:
+def event_hash(event_id: str) -> str:
+    """How a row remembers an event id it has seen."""
     return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 

@@ -11,7 +11,6 @@ Outcomes, by design:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -185,9 +184,16 @@ class Worker:
     # --- merging and applying ---
 
     async def _process(self, envelope: Envelope, update: CourseActivityUpdate) -> Outcome:
-        state, new_event = await self._fold(envelope, update)
-        if state.up_to_date:
-            if not new_event and not state.unsure:
+        for _ in range(_CONTENTION_LIMIT):
+            state = await self._load(update)
+            if state.odata_type and update.odata_type and state.odata_type != update.odata_type:
+                raise _TypeMismatch(state.odata_type)
+            folded = self._fold(state, update, envelope)
+            if not folded.up_to_date:
+                break
+            # A row is unsure after a PATCH whose fate is unknown (timeout, dropped connection, 5xx): read Graph back.
+            # An attempt that died without a word saved nothing, so its retry is a new event here, not a repeat.
+            if state.has_seen(envelope.id) and not state.unsure:
                 logger.info(
                     "message %s (webhook %s): duplicate, nothing sent",
                     envelope.id,
@@ -195,44 +201,37 @@ class Worker:
                     extra=_dimensions(envelope),
                 )
                 return Outcome("duplicate")
-            if await self._graph_agrees(state, update):
-                if state.unsure:
-                    with contextlib.suppress(StateConflict):  # the next reader checks Graph again: harmless
-                        await self._store.save(replace(state, unsure=False, status="applied"))
-                logger.info(
-                    "message %s (webhook %s): changes nothing, no PATCH",
-                    envelope.id,
-                    envelope.webhook_id,
-                    extra=_dimensions(envelope),
-                )
-                return Outcome("unchanged")
-        return await self._apply(state, update, envelope)
-
-    async def _fold(self, envelope: Envelope, update: CourseActivityUpdate) -> tuple[ActivityState, bool]:
-        """Merges the event into the row (ETag-guarded); says whether the event was new to the row."""
-        stamp = Stamp(envelope.event_time, envelope.sequence, envelope.id)
-        for _ in range(_CONTENTION_LIMIT):
-            state = await self._load(update)
-            if state.odata_type and update.odata_type and state.odata_type != update.odata_type:
-                raise _TypeMismatch(state.odata_type)
-            if state.has_seen(envelope.id):
-                return state, False
-            merged = fold(state.merged, update.changes, stamp)
-            changed = merged.values != state.merged.values  # a newer stamp on the same value is no change
-            folded = replace(
-                state.with_seen(envelope.id),
-                merged=merged,
-                version=state.version + 1 if changed else state.version,
-                odata_type=state.odata_type or update.odata_type,
-                external_id=state.external_id or update.external_id,
-                graph_id=state.graph_id or update.activity_id,
-                status="pending" if changed else state.status,
-            )
-            try:
-                return await self._store.save(folded), True
+            if not await self._graph_agrees(folded, update):
+                break
+            try:  # remember the event (and that Graph was read back), then done
+                await self._store.save(replace(folded, unsure=False, status="applied") if state.unsure else folded)
             except StateConflict:
-                continue
-        raise GraphFailure(None, "stateContention", "too many concurrent writers on this activity's state")
+                continue  # someone wrote meanwhile: look again
+            logger.info(
+                "message %s (webhook %s): changes nothing, no PATCH",
+                envelope.id,
+                envelope.webhook_id,
+                extra=_dimensions(envelope),
+            )
+            return Outcome("unchanged")
+        return await self._apply(folded, update, envelope)
+
+    @staticmethod
+    def _fold(state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> ActivityState:
+        """The row with the event merged in (not saved); unchanged if the row has seen the event."""
+        if state.has_seen(envelope.id):
+            return state
+        merged = fold(state.merged, update.changes, Stamp(envelope.event_time, envelope.sequence, envelope.id))
+        changed = merged.values != state.merged.values  # a newer stamp on the same value is no change
+        return replace(
+            state.with_seen(envelope.id),
+            merged=merged,
+            version=state.version + 1 if changed else state.version,
+            odata_type=state.odata_type or update.odata_type,
+            external_id=state.external_id or update.external_id,
+            graph_id=state.graph_id or update.activity_id,
+            status="pending" if changed else state.status,
+        )
 
     async def _load(self, update: CourseActivityUpdate) -> ActivityState:
         """The activity's row. A callback that names it by Graph id alone uses the row of its external id when one
@@ -243,7 +242,9 @@ class Worker:
                 return found
         return await self._store.load(update.registration_id, update.activity_key)
 
-    async def _absorb(self, state: ActivityState, graph_id: str) -> ActivityState:
+    async def _absorb(
+        self, state: ActivityState, graph_id: str, update: CourseActivityUpdate, envelope: Envelope
+    ) -> ActivityState:
         """Once an external id's Graph id is known, folds in the row that callbacks naming the Graph id made."""
         if not state.key.startswith("ext:"):
             return state
@@ -264,7 +265,7 @@ class Worker:
                 await self._store.delete(other)
                 return state
             except StateConflict:
-                state = await self._store.load(state.registration_id, state.key)
+                state = self._fold(await self._store.load(state.registration_id, state.key), update, envelope)
         return state
 
     async def _graph_agrees(self, state: ActivityState, update: CourseActivityUpdate) -> bool:
@@ -282,19 +283,19 @@ class Worker:
         return graph_agrees(state.merged.values, current)
 
     async def _apply(self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> Outcome:
+        """PATCHes the merged state, then records it with the ETag read; a writer who got in between may have merged
+        newer callbacks, so then the merge is redone and, if Graph has not had it, sent again."""
         gateway = await self._gateway()
         graph_id, odata_type = state.graph_id or update.activity_id, state.odata_type or update.odata_type
         if graph_id is None or odata_type is None:
             graph_id, odata_type = await self._resolve(gateway, state, update, envelope)
-            state = await self._absorb(state, graph_id)
+            state = await self._absorb(state, graph_id, update, envelope)
         event_changes: dict[str, Any] = dict(update.changes)
         request_id: str | None = None
         for _ in range(_RESEND_LIMIT):
             changeable = CHANGEABLE[odata_type]  # e.g. an xAPI startedDateTime does not go to an assignment
             body = {k: v for k, v in patch_body(state.merged, event_changes).items() if k in changeable}
-            sent_version = state.version
             request_id = await gateway.update_activity(update.registration_id, graph_id, odata_type, body)
-            state = await self._record_applied(state, graph_id, odata_type, body, sent_version, request_id)
             logger.info(
                 "message %s (webhook %s) applied to %s %s (request-id %s)",
                 envelope.id,
@@ -304,7 +305,8 @@ class Worker:
                 request_id,
                 extra=_dimensions(envelope, request_id),
             )
-            if state.version <= sent_version:
+            state, settled = await self._record_applied(state, update, envelope, graph_id, odata_type, body, request_id)
+            if settled:
                 break
             event_changes = {}  # newer callbacks were merged meanwhile: send the state again
         return Outcome("applied", request_id=request_id)
@@ -372,22 +374,24 @@ class Worker:
     async def _record_applied(
         self,
         state: ActivityState,
+        update: CourseActivityUpdate,
+        envelope: Envelope,
         graph_id: str,
         odata_type: str,
         body: dict[str, Any],
-        sent_version: int,
         request_id: str | None,
-    ) -> ActivityState:
+    ) -> tuple[ActivityState, bool]:
+        """Saves the row as applied; says False (with the row merged anew) when its merge now holds values the PATCH
+        did not carry."""
+        sent = state.merged.values
         for _ in range(_CONTENTION_LIMIT):
-            newer = sent_version >= state.applied_version
-            applied_version = max(state.applied_version, sent_version)
             done = replace(
                 state,
                 graph_id=graph_id,
                 odata_type=odata_type,
-                applied=body if newer else state.applied,
-                applied_version=applied_version,
-                status="applied" if applied_version >= state.version else "pending",
+                applied=body,
+                applied_version=state.version,
+                status="applied",
                 last_applied_at=now_iso(),
                 last_request_id=request_id,
                 last_error=None,
@@ -396,10 +400,12 @@ class Worker:
                 next_attempt_at=None,
             )
             try:
-                return await self._store.save(done)
+                return await self._store.save(done), True
             except StateConflict:
-                state = await self._store.load(state.registration_id, state.key)
-        return state
+                state = self._fold(await self._load(update), update, envelope)
+                if state.merged.values != sent:
+                    return state, False
+        return state, True
 
     # --- failures ---
 
@@ -413,7 +419,7 @@ class Worker:
         if failure.status in THROTTLED_STATUSES:
             return await self._throttled(envelope, update, delivery, failure)
         final = delivery.dequeue_count >= self._max_dequeue_count
-        await self._record_failure(update, reason, "failed" if final else "retrying")
+        await self._record_failure(update, reason, "failed" if final else "retrying", pending=envelope)
         logger.warning(
             "message %s (webhook %s) failed transiently (attempt %d of %d): %s (request-id %s)",
             envelope.id,
@@ -449,7 +455,7 @@ class Worker:
         again = replace(envelope, attempt=attempt, first_attempt_at=utc_iso(first))
         await self._requeue(again.to_json(), delay)  # before this message completes, so it cannot be lost
         next_at = utc_iso(now + timedelta(seconds=delay))
-        await self._record_failure(update, reason, "throttled", next_attempt_at=next_at)
+        await self._record_failure(update, reason, "throttled", next_attempt_at=next_at, pending=envelope)
         logger.warning(
             "message %s (webhook %s) throttled (%s), back on the queue in %d s (attempt %d, request-id %s)",
             envelope.id,
@@ -463,17 +469,25 @@ class Worker:
         return Outcome("throttled", request_id=failure.request_id)
 
     async def _record_failure(
-        self, update: CourseActivityUpdate, reason: dict[str, Any], status: str, next_attempt_at: str | None = None
+        self,
+        update: CourseActivityUpdate,
+        reason: dict[str, Any],
+        status: str,
+        next_attempt_at: str | None = None,
+        pending: Envelope | None = None,
     ) -> None:
         """Best effort: the message's own fate (retry, requeue, dead letter) does not depend on this write.
 
         A timeout, a dropped connection or a 5xx leaves it open whether Graph applied the PATCH, perhaps late and
-        after a newer one: the row is marked unsure, and the next repeat reads Graph before it calls itself done."""
+        after a newer one: the row is marked unsure, and the next repeat reads Graph before it calls itself done.
+        A `pending` event (one that will be tried again) is merged in, so the status shows what is waiting."""
         code = reason.get("status")
         unsure = code is None or (isinstance(code, int) and code >= 500)
         try:
             for _ in range(_CONTENTION_LIMIT):
                 state = await self._load(update)
+                if pending is not None:
+                    state = self._fold(state, update, pending)
                 now = now_iso()
                 failed = replace(
                     state,
