@@ -16,7 +16,7 @@ Benchmarks (``--only`` takes these names, comma-separated):
 - ``webhook``: CPU per event for signature, validation and messages, one event and a batch of 100, vs bare
   HMAC + ``json.loads`` (bench/webhookcost.py);
 - ``throughput``: callbacks applied per second by one runner process, sandbox latency 50 ms, vs the
-  latency-bound limit and the CPU-bound rate of warm's raw httpx + azure-data-tables baseline
+  latency-bound limit and the CPU-bound rate of warm's raw baseline (raw httpx making every call)
   (bench/throughput.py; needs ``warm``'s figures, and runs a short ``warm`` when it is not selected);
 - ``freshness``: 202 to PATCH, p50/p99, through the runner process with host.json's polling, at a trickle and
   under load (bench/freshness.py);
@@ -372,13 +372,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def throughput_limits(through: dict[str, Any], warm: dict[str, Any], scenario: str) -> dict[str, float]:
     """latency-bound = (batchSize + newBatchThreshold) / (Graph requests per callback x latency);
-    CPU-bound = 1 / (the raw httpx + azure-data-tables baseline's CPU seconds per callback, same requests and
-    table calls)."""
+    CPU-bound = 1 / (the raw baseline's CPU seconds per callback: raw httpx making every call the app makes, as for
+    the warm target)."""
     figures = through["scenarios"][scenario]
     concurrency = through["batchSize"] + through["newBatchThreshold"]
     requests = figures["graphRequestsPerCallback"]
     latency_bound = concurrency / (requests * through["latencyMs"] / 1000)
-    raw_ms = warm["cpuMs"][f"raw+tables {scenario}"]["median"]
+    raw_ms = warm["cpuMs"][f"raw+http {scenario}"]["median"]
     return {"latencyBound": latency_bound, "cpuBound": 1000 / raw_ms, "concurrency": concurrency, "requests": requests}
 
 
@@ -474,7 +474,7 @@ def notes(results: dict[str, Any]) -> list[str]:
                 f"throughput {scenario}: latency-bound = (batchSize {through['batchSize']} + newBatchThreshold "
                 f"{through['newBatchThreshold']}) / ({limits['requests']:.2f} Graph requests x "
                 f"{through['latencyMs'] / 1000:.3f} s) = {limits['latencyBound']:.0f}/s; CPU-bound = 1 / "
-                f"{1000 / limits['cpuBound']:.2f} ms (raw + tables) = {limits['cpuBound']:.0f}/s (raw httpx only: "
+                f"{1000 / limits['cpuBound']:.2f} ms (raw httpx, every call) = {limits['cpuBound']:.0f}/s (Graph calls only: "
                 f"{1000 / warm['cpuMs'][f'raw {scenario}']['median']:.0f}/s). Measured {f['perSecond']:.0f}/s "
                 f"(range {f['perSecondMin']:.0f}-{f['perSecondMax']:.0f}); worker CPU {f['workerCpuMsPerCallback']:.1f}"
                 f" ms per callback incl. the runner's polling and deletes, {f['workerCpuBusy']:.0%} of a core; mean "
