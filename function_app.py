@@ -59,15 +59,11 @@ async def xapi_statements(req: func.HttpRequest) -> func.HttpResponse:
         reply = lrs.only_receives()
     else:
         headers = {name.lower(): value for name, value in req.headers.items()}
+        request = lrs.LrsRequest(
+            req.route_params["registrationId"], req.method, headers, dict(req.params), req.get_body()
+        )
         reply = await lrs.receive_statements(
-            bootstrap.settings(),
-            bootstrap.statement_records(),
-            bootstrap.enqueue,
-            req.route_params["registrationId"],
-            req.method,
-            headers,
-            dict(req.params),
-            req.get_body(),
+            bootstrap.settings(), bootstrap.statement_records(), bootstrap.enqueue, request
         )
     return _json(reply.status, reply.body, reply.headers)
 

@@ -148,15 +148,7 @@ class CourseActivityUpdate:
 
 # Blank ids ("  ") are caught by _cross_field_errors: one Python check per event is cheaper than a regex per id.
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
-_ID_FIELDS = (
-    "learningCourseActivityId",
-    "externalcourseActivityId",
-    "externalCourseActivityId",
-    "learnerUserId",
-    "learningContentId",
-    "learningProviderId",
-    "assignerUserId",
-)
+_ID_FIELDS = tuple(name for name in IDENTITY[ASSIGNMENT] if name != "assignmentType")
 
 
 # Also on the UTC clock: 0001-01-01T00:00:00+01:00 is not, and would fail comparisons later. Checked in pydantic-core.
@@ -292,14 +284,14 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
     """The rules that span fields; `event` holds the JSON names. Cheap when all is well: this runs per event."""
     provider = event.get("learningProviderId")
     lower, upper = event.get("externalcourseActivityId"), event.get("externalCourseActivityId")
-    blank = [name for name in _ID_FIELDS if isinstance(event.get(name), str) and not event[name].strip()]
     if (
-        not blank
-        and (provider is None or (isinstance(provider, str) and provider.lower() == registration_id.lower()))
+        (provider is None or (isinstance(provider, str) and provider.lower() == registration_id.lower()))
         and (lower is None or upper is None or lower == upper)
         and (lower is not None or upper is not None or event.get("learningCourseActivityId") is not None)
+        and not any(isinstance(value, str) and value.isspace() for value in map(event.get, _ID_FIELDS))
     ):
         return []
+    blank = [name for name in _ID_FIELDS if isinstance(event.get(name), str) and event[name].isspace()]
     errors = [FieldError(name, "shouldn't be empty", _ID_RULE, at) for name in blank]
     if isinstance(provider, str) and provider.strip() and provider.lower() != registration_id.lower():
         errors.append(FieldError("learningProviderId", "is invalid", RULES["learningProviderId"], at))

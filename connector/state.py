@@ -10,7 +10,6 @@ provider ids have no such limit. The readable activity key is kept as a property
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -20,9 +19,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from connector.merge import MergedState
+from connector.storage import TableOnDemand
 
 if TYPE_CHECKING:
-    from azure.data.tables.aio import TableClient
+    pass
 
 TABLE_NAME = "courseactivitystate"
 SEEN_LIMIT = 500
@@ -109,24 +109,10 @@ def event_hash(event_id: str) -> str:
     return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
-class StateStore:
-    def __init__(self, client: TableClient) -> None:
-        self._client = client
-        self._ready = False
-
-    async def _table(self) -> TableClient:
-        if not self._ready:
-            with contextlib.suppress(ResourceExistsError):
-                await self._client.create_table()
-            self._ready = True
-        return self._client
-
-    async def close(self) -> None:
-        await self._client.close()
-
+class StateStore(TableOnDemand):
     async def load(self, registration_id: str, activity_key: str) -> ActivityState:
         """The row, or a new (unsaved) state when there is none."""
-        table = await self._table()
+        table = await self.table()
         try:
             entity = await table.get_entity(registration_id.lower(), row_key(activity_key))
         except ResourceNotFoundError:
@@ -135,7 +121,7 @@ class StateStore:
 
     async def find(self, registration_id: str, activity_id: str) -> ActivityState | None:
         """By external id, or by Graph id (as given, or as resolved for an external id)."""
-        table = await self._table()
+        table = await self.table()
         try:
             return _from_entity(await table.get_entity(registration_id.lower(), row_key(f"ext:{activity_id}")))
         except ResourceNotFoundError:
@@ -143,7 +129,7 @@ class StateStore:
 
     async def find_by_graph_id(self, registration_id: str, graph_id: str) -> ActivityState | None:
         """The row of the activity with this Graph id: the one keyed by its external id when there is one."""
-        table = await self._table()
+        table = await self.table()
         query = "PartitionKey eq @pk and graphId eq @id"
         found = [
             _from_entity(entity)
@@ -154,7 +140,7 @@ class StateStore:
 
     async def delete(self, state: ActivityState) -> None:
         """Removes a row nobody changed since it was read; raises StateConflict otherwise."""
-        table = await self._table()
+        table = await self.table()
         try:
             await table.delete_entity(
                 state.registration_id.lower(),
@@ -167,7 +153,7 @@ class StateStore:
 
     async def cached(self, kind: str, key: str) -> str | None:
         """A remembered lookup (a learner's or a content's Graph id); keys are hashed, as they may name people."""
-        table = await self._table()
+        table = await self.table()
         try:
             entity = await table.get_entity(f"cache-{kind}", _hashed(key))
         except ResourceNotFoundError:
@@ -175,12 +161,12 @@ class StateStore:
         return str(entity["value"])
 
     async def cache(self, kind: str, key: str, value: str) -> None:
-        table = await self._table()
+        table = await self.table()
         await table.upsert_entity({"PartitionKey": f"cache-{kind}", "RowKey": _hashed(key), "value": value})
 
     async def save(self, state: ActivityState) -> ActivityState:
         """Writes the row if nobody changed it since it was read; raises StateConflict otherwise."""
-        table = await self._table()
+        table = await self.table()
         entity = _to_entity(state)
         try:
             if state.etag is None:

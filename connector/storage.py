@@ -6,7 +6,10 @@ keys) or identity-based `AzureWebJobsStorage__*` settings with the app's managed
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ResourceExistsError
 
 from connector.identity import create_credential
 
@@ -40,3 +43,21 @@ def table_client(settings: Settings, table_name: str, **options: Any) -> TableCl
     assert storage.table_service_uri is not None
     credential = create_credential(settings, storage.client_id)
     return TableClient(storage.table_service_uri, table_name, credential=credential, **options)
+
+
+class TableOnDemand:
+    """A table client whose table is created on first use: the deployment creates it in Azure, Azurite starts empty."""
+
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+        self._ready = False
+
+    async def table(self) -> TableClient:
+        if not self._ready:
+            with contextlib.suppress(ResourceExistsError):
+                await self._client.create_table()
+            self._ready = True
+        return self._client
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,34 +65,36 @@ def only_receives() -> Reply:
     )
 
 
+@dataclass(frozen=True)
+class LrsRequest:
+    """What the statements function hands over: headers with lower-case names, the query, the raw body."""
+
+    registration_id: str
+    method: str
+    headers: Mapping[str, str]
+    params: Mapping[str, str]
+    body: bytes
+
+
 async def receive_statements(
-    settings: Settings,
-    records: StatementRecords,
-    enqueue: Enqueue,
-    registration_id: str,
-    method: str,
-    headers: Mapping[str, str],
-    params: Mapping[str, str],
-    body: bytes,
+    settings: Settings, records: StatementRecords, enqueue: Enqueue, request: LrsRequest
 ) -> Reply:
     """POST or PUT …/xapi/statements."""
-    with span("receive xAPI statements", **{"connector.registration_id": registration_id}) as current:
-        reply = await _receive(settings, records, enqueue, registration_id, method, headers, params, body)
+    with span("receive xAPI statements", **{"connector.registration_id": request.registration_id}) as current:
+        reply = await _receive(settings, records, enqueue, request)
         current.set_attribute("http.response.status_code", reply.status)
     record("accepted" if reply.status in (200, 204) else "rejected")
     return reply
 
 
-async def _receive(
-    settings: Settings,
-    records: StatementRecords,
-    enqueue: Enqueue,
-    registration_id: str,
-    method: str,
-    headers: Mapping[str, str],
-    params: Mapping[str, str],
-    body: bytes,
-) -> Reply:
+async def _receive(settings: Settings, records: StatementRecords, enqueue: Enqueue, request: LrsRequest) -> Reply:
+    registration_id, method, headers, params, body = (
+        request.registration_id,
+        request.method,
+        request.headers,
+        request.params,
+        request.body,
+    )
     provider = settings.provider(registration_id)
     # Anonymous at the platform: an unknown provider is a 401 too, so that nobody can probe for registrationIds.
     if provider is None or not _authorized(provider, headers.get("authorization", "")):

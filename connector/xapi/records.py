@@ -9,31 +9,19 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceExistsError
 
+from connector.storage import TableOnDemand
+
 if TYPE_CHECKING:
-    from azure.data.tables.aio import TableClient
+    pass
 
 TABLE_NAME = "xapistatements"
 _QUERY_CHUNK = 15  # ids per query: keeps the filter well under the service's length limit
 
 
-class StatementRecords:
-    def __init__(self, client: TableClient) -> None:
-        self._client = client
-        self._ready = False
-
-    async def _table(self) -> TableClient:
-        if not self._ready:
-            with contextlib.suppress(ResourceExistsError):
-                await self._client.create_table()
-            self._ready = True
-        return self._client
-
-    async def close(self) -> None:
-        await self._client.close()
-
+class StatementRecords(TableOnDemand):
     async def hashes(self, registration_id: str, ids: Iterable[str]) -> dict[str, str]:
         """The content hash of each of these ids that was sent before."""
-        table = await self._table()
+        table = await self.table()
         wanted = list(dict.fromkeys(ids))
         found: dict[str, str] = {}
         for start in range(0, len(wanted), _QUERY_CHUNK):
@@ -47,7 +35,7 @@ class StatementRecords:
 
     async def add(self, registration_id: str, statements: Iterable[tuple[str, str]]) -> None:
         """Records (id, hash) pairs; a row another request wrote meanwhile is left as it is."""
-        table = await self._table()
+        table = await self.table()
         for statement_id, content_hash in statements:
             with contextlib.suppress(ResourceExistsError):
                 await table.create_entity(
