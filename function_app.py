@@ -12,7 +12,6 @@ from connector import bootstrap, status, telemetry, webhook
 from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
 from connector.settings import STORAGE_SETTING
 from connector.worker import Delivery
-from connector.xapi import lrs
 
 bootstrap.settings()  # a bad setting stops the app at start-up, naming the setting
 telemetry.configure()  # Application Insights, when APPLICATIONINSIGHTS_CONNECTION_STRING is set
@@ -55,6 +54,8 @@ async def course_activity_status(req: func.HttpRequest) -> func.HttpResponse:
 async def xapi_statements(req: func.HttpRequest) -> func.HttpResponse:
     """The LRS statements resource (write-only). Anonymous for the platform: LRS clients cannot add a ?code=;
     each request authenticates with the provider's HTTP Basic credentials instead."""
+    from connector.xapi import lrs  # on first use: most apps take no xAPI, and its schemas cost start-up time
+
     if req.method == "GET":
         reply = lrs.only_receives()
     else:
@@ -72,6 +73,8 @@ async def xapi_statements(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="providers/{registrationId}/xapi/about", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def xapi_about(req: func.HttpRequest) -> func.HttpResponse:
     """The LRS about resource: which xAPI versions this endpoint speaks."""
+    from connector.xapi import lrs
+
     reply = lrs.about()
     return _json(reply.status, reply.body, reply.headers)
 
