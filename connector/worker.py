@@ -2,8 +2,9 @@
 
 Outcomes, by design:
 - a repeated event (same id) or one that changes nothing sends no PATCH;
-- concurrent workers on one activity merge through ETags, and whoever finds newer callbacks merged after its PATCH
-  sends again, so the last PATCH Graph receives carries the whole merged state;
+- a worker PATCHes its merge, then writes the row only if nobody wrote it since it was read (ETag); one that finds
+  a newer write redoes the merge and sends again if Graph has not had it, so the last PATCH Graph receives carries
+  the whole merged state (two table calls per applied callback: a read and a write);
 - throttling (429/503) puts the message back on the queue with Graph's delay instead of burning dequeues, within
   THROTTLE_WINDOW; other transient failures raise RetryLater so the host retries (then moves it to the poison queue);
 - permanent failures and invalid events return a dead letter for the poison queue, with the reason.
