@@ -226,11 +226,6 @@ def parse_event_json(data: bytes | str, registration_id: str) -> CourseActivityU
     return _to_update(validate_events_json(data, registration_id, batch=False)[0], registration_id)
 
 
-def parse_batch_json(data: bytes | str, registration_id: str) -> list[CourseActivityUpdate]:
-    """Validates a JSON array of events, and works out their updates; errors name the event's index."""
-    return [_to_update(event, registration_id) for event in validate_events_json(data, registration_id, batch=True)]
-
-
 def validate_events_json(data: bytes | str, registration_id: str, *, batch: bool) -> list[dict[str, Any]]:
     """Only validates (the webhook's fast path): the events as dicts of their JSON names, with parsed values."""
     adapter = _MANY if batch else _ONE

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connector.events import EventValidationError, parse_batch_json, parse_event_json
+from connector.events import EventValidationError, parse_event_json, validate_events_json
 from tests.support.examples import (
     EXAMPLE_1_ASSIGNMENT,
     EXAMPLE_1_PATCH,
@@ -259,7 +259,7 @@ def test_every_bad_field_gets_its_own_detail():
 def test_a_batch_names_the_index_of_each_bad_event():
     batch = [event(), event(status="nope"), "not an object", event(completionPercentage=-5)]
     with pytest.raises(EventValidationError) as caught:
-        parse_batch_json(json.dumps(batch), REGISTRATION_ID)
+        validate_events_json(json.dumps(batch), REGISTRATION_ID, batch=True)
     found = [(e.index, e.field, e.problem) for e in caught.value.errors]
     assert found == [
         (1, "status", "is invalid"),
@@ -270,7 +270,8 @@ def test_a_batch_names_the_index_of_each_bad_event():
 
 def test_a_valid_batch_keeps_order():
     batch = [event(externalcourseActivityId=f"ext-{i}") for i in range(3)]
-    assert [u.external_id for u in parse_batch_json(json.dumps(batch), REGISTRATION_ID)] == ["ext-0", "ext-1", "ext-2"]
+    events = validate_events_json(json.dumps(batch), REGISTRATION_ID, batch=True)
+    assert [e["externalcourseActivityId"] for e in events] == ["ext-0", "ext-1", "ext-2"]
 
 
 def test_malformed_json_names_the_body():
