@@ -99,8 +99,9 @@ def _replay(args: argparse.Namespace) -> int:
             )
         )
     except AzureError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: cannot reach the storage account in AzureWebJobsStorage: {first}", file=sys.stderr)
+        from connector.check import first_line
+
+        print(f"error: cannot reach the storage account in AzureWebJobsStorage: {first_line(exc)}", file=sys.stderr)
         return 1
     verb = "would move" if args.dry_run else "moved"
     print(

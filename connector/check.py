@@ -67,7 +67,7 @@ async def _check_storage(settings: Settings) -> list[Finding]:
     except ResourceNotFoundError:
         findings.append(Finding("ok", f"storage: reachable; queue {QUEUE_NAME} is created by the first callback"))
     except AzureError as exc:
-        return [Finding("fail", f"storage: cannot read queue {QUEUE_NAME}: {_first_line(exc)}", fix)]
+        return [Finding("fail", f"storage: cannot read queue {QUEUE_NAME}: {first_line(exc)}", fix)]
     try:
         async with table_client(settings, TABLE_NAME, retry_total=0) as table:
             async for _ in table.list_entities(results_per_page=1):
@@ -76,7 +76,7 @@ async def _check_storage(settings: Settings) -> list[Finding]:
     except ResourceNotFoundError:
         findings.append(Finding("ok", f"storage: table {TABLE_NAME} is created by the first update"))
     except AzureError as exc:
-        findings.append(Finding("fail", f"storage: cannot read table {TABLE_NAME}: {_first_line(exc)}", fix))
+        findings.append(Finding("fail", f"storage: cannot read table {TABLE_NAME}: {first_line(exc)}", fix))
     return findings
 
 
@@ -95,7 +95,7 @@ async def _check_graph(settings: Settings) -> list[Finding]:
         return [
             Finding(
                 "fail",
-                f"graph: no token for {settings.graph_scope} from {who}: {_first_line(exc)}",
+                f"graph: no token for {settings.graph_scope} from {who}: {first_line(exc)}",
                 "in Azure, check AZURE_CLIENT_ID names the app's user-assigned identity; locally, run `az login`",
             )
         ]
@@ -152,6 +152,7 @@ def _provider_failure(registration_id: str, failure: GraphFailure) -> Finding:
     return Finding("fail", seen, "retry; if it persists, look the request id up with Microsoft support")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, for one-line operator messages."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

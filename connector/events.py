@@ -47,25 +47,17 @@ STATUSES: Mapping[str, tuple[str, ...]] = {
     SELF_INITIATED: ("inProgress", "completed"),
 }
 #: Identity fields route the update (which activity, whose) and are never sent in the PATCH.
+_COMMON_IDENTITY = (
+    "learningCourseActivityId",
+    "externalcourseActivityId",
+    "externalCourseActivityId",
+    "learnerUserId",
+    "learningContentId",
+    "learningProviderId",
+)
 IDENTITY: Mapping[str, tuple[str, ...]] = {
-    ASSIGNMENT: (
-        "learningCourseActivityId",
-        "externalcourseActivityId",
-        "externalCourseActivityId",
-        "learnerUserId",
-        "learningContentId",
-        "learningProviderId",
-        "assignerUserId",
-        "assignmentType",
-    ),
-    SELF_INITIATED: (
-        "learningCourseActivityId",
-        "externalcourseActivityId",
-        "externalCourseActivityId",
-        "learnerUserId",
-        "learningContentId",
-        "learningProviderId",
-    ),
+    ASSIGNMENT: (*_COMMON_IDENTITY, "assignerUserId", "assignmentType"),
+    SELF_INITIATED: _COMMON_IDENTITY,
 }
 MAX_ID_LENGTH = 400
 MAX_NOTES_LENGTH = 4000

@@ -195,26 +195,14 @@ class Worker:
             # A row is unsure after a PATCH whose fate is unknown (timeout, dropped connection, 5xx): read Graph back.
             # An attempt that died without a word saved nothing, so its retry is a new event here, not a repeat.
             if state.has_seen(envelope.id) and not state.unsure:
-                logger.info(
-                    "message %s (webhook %s): duplicate, nothing sent",
-                    envelope.id,
-                    envelope.webhook_id,
-                    extra=_dimensions(envelope),
-                )
-                return Outcome("duplicate")
+                return _skipped(envelope, "duplicate", "duplicate, nothing sent")
             if not await self._graph_agrees(folded, update):
                 break
             try:  # remember the event (and that Graph was read back), then done
                 await self._store.save(replace(folded, unsure=False, status="applied") if state.unsure else folded)
             except StateConflict:
                 continue  # someone wrote meanwhile: look again
-            logger.info(
-                "message %s (webhook %s): changes nothing, no PATCH",
-                envelope.id,
-                envelope.webhook_id,
-                extra=_dimensions(envelope),
-            )
-            return Outcome("unchanged")
+            return _skipped(envelope, "unchanged", "changes nothing, no PATCH")
         return await self._apply(folded, update, envelope)
 
     @staticmethod
@@ -556,6 +544,11 @@ class _TypeMismatch(Exception):
             "is invalid",
             f"this activity is a {TYPE_NAMES.get(stored, stored)}; earlier callbacks said so",
         )
+
+
+def _skipped(envelope: Envelope, status: str, why: str) -> Outcome:
+    logger.info("message %s (webhook %s): %s", envelope.id, envelope.webhook_id, why, extra=_dimensions(envelope))
+    return Outcome(status)
 
 
 def _dimensions(envelope: Envelope, request_id: str | None = None) -> dict[str, Any]:

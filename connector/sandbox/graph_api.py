@@ -265,41 +265,25 @@ def _service_principals(state: SandboxState, method: str, segments: list[str], b
         key, rest = app_id, segments[1:]
         sp = store.service_principal_by_app_id(app_id)
     context = f"{state.graph_url}/$metadata#servicePrincipals"
-    if not rest:
-        if method != "GET":
-            raise method_not_allowed()
-        if token.roles.isdisjoint(APP_READ_ROLES):
-            raise directory_forbidden()
-        if sp is None:
-            raise directory_not_found(key)
-        return 200, _with_context(f"{context}/$entity", sp)
-    if rest == ["appRoleAssignments"]:  # the roles granted to this principal
-        if method != "GET":
-            raise method_not_allowed()
-        if token.roles.isdisjoint(APP_READ_ROLES):
-            raise directory_forbidden()
-        if sp is None:
-            raise directory_not_found(key)
-        return 200, {
-            "@odata.context": f"{context}('{sp['id']}')/appRoleAssignments",
-            "value": store.assignments_of(sp["id"]),
-        }
-    if len(rest) != 1 or rest[0] != "appRoleAssignedTo":
+    if rest and (len(rest) != 1 or rest[0] not in ("appRoleAssignments", "appRoleAssignedTo")):
         raise _segment_not_found(rest[0])
-    if method == "GET":
-        if token.roles.isdisjoint(APP_READ_ROLES):
+    if method == "POST" and rest == ["appRoleAssignedTo"]:
+        if token.roles.isdisjoint(APP_ROLE_GRANT_ROLES):
             raise directory_forbidden()
         if sp is None:
             raise directory_not_found(key)
-        return 200, {
-            "@odata.context": f"{context}('{sp['id']}')/appRoleAssignedTo",
-            "value": list(store.app_role_assignments.get(sp["id"], [])),
-        }
-    if method != "POST":
+        assignment = store.grant_app_role(sp, None if body is INVALID_BODY else body)
+        return 201, _with_context(f"{context}('{sp['id']}')/appRoleAssignedTo/$entity", assignment)
+    if method != "GET":
         raise method_not_allowed()
-    if token.roles.isdisjoint(APP_ROLE_GRANT_ROLES):
+    if token.roles.isdisjoint(APP_READ_ROLES):
         raise directory_forbidden()
     if sp is None:
         raise directory_not_found(key)
-    assignment = store.grant_app_role(sp, None if body is INVALID_BODY else body)
-    return 201, _with_context(f"{context}('{sp['id']}')/appRoleAssignedTo/$entity", assignment)
+    if not rest:
+        return 200, _with_context(f"{context}/$entity", sp)
+    if rest[0] == "appRoleAssignments":  # the roles granted to this principal
+        listed = store.assignments_of(sp["id"])
+    else:  # the roles granted on this resource
+        listed = list(store.app_role_assignments.get(sp["id"], []))
+    return 200, {"@odata.context": f"{context}('{sp['id']}')/{rest[0]}", "value": listed}

@@ -63,8 +63,8 @@ class Connector:
         try:
             await indexed()["apply_course_activity_update"].get_user_function()(message, poison)
         except Exception as exc:
-            return QueueRun(poison.value, exc)
-        return QueueRun(poison.value, None)
+            return QueueRun(poison.get(), exc)
+        return QueueRun(poison.get(), None)
 
     async def deliver(self, registration_id: str, body: Any, **sign: Any) -> list[QueueRun]:
         """A provider's callback through the webhook function, then each message through the queue function."""

@@ -9,6 +9,8 @@ from typing import Any
 
 import azure.functions as func
 
+from devtools.runner import OutBinding
+
 
 @cache
 def indexed() -> dict[str, Any]:
@@ -18,19 +20,6 @@ def indexed() -> dict[str, Any]:
     from devtools.runner import index_functions
 
     return {f.get_function_name(): f for f in index_functions(function_app.app)}
-
-
-class OutBinding(func.Out):
-    """What the host gives an output binding: it remembers what the function set."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def set(self, val: Any) -> None:
-        self.value = val
-
-    def get(self) -> Any:
-        return self.value
 
 
 @dataclass
@@ -93,4 +82,4 @@ def _http_call(response: func.HttpResponse, out: OutBinding) -> HttpCall:
     if response.mimetype:
         headers.setdefault("content-type", response.mimetype)  # the host turns mimetype into Content-Type
     raw = response.get_body()
-    return HttpCall(response.status_code, json.loads(raw) if raw else None, list(out.value or []), headers)
+    return HttpCall(response.status_code, json.loads(raw) if raw else None, list(out.get() or []), headers)
