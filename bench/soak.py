@@ -253,11 +253,12 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
 
         async with table_client(settings, TABLE_NAME) as table:
             async for row in table.list_entities():
-                seen.update(json.loads(row.get("seen") or "[]"))  # hashes of the event ids folded in
+                # hashes of the event ids folded in, each "<id hash>:<content hash>"
+                seen.update(entry.partition(":")[0] for entry in json.loads(row.get("seen") or "[]"))
         if report.dead_lettered - report.replayed > 0:
             async with queue_client(settings, POISON_QUEUE_NAME) as poison:
                 for message in await poison.peek_messages(max_messages=32):
-                    seen.add(event_hash(json.loads(message.content).get("id", "")))
+                    seen.add(event_hash(json.loads(message.content).get("eventId", "")))
         left = await _count(queue_client(settings, QUEUE_NAME))
         report.lost = len({event_hash(c.webhook_id) for c in callbacks} - seen) + left
         expected = expected_states(callbacks)

@@ -60,6 +60,16 @@ def queue_options() -> dict[str, Any]:
         return {}
 
 
+def timespan_seconds(value: str) -> float:
+    """host.json's [d.]hh:mm:ss[.fff] timespans in seconds (0 when unreadable: the host's default retry delay)."""
+    days, _, clock = value.rpartition(".") if value.count(":") == 2 and "." in value.split(":")[0] else ("", "", value)
+    try:
+        hours, minutes, seconds = clock.split(":")
+        return float(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return 0.0
+
+
 def _current() -> _Parts:
     return _parts.setdefault(id(asyncio.get_running_loop()), _Parts())
 
@@ -141,8 +151,14 @@ def worker() -> Worker:
     if parts.worker is None:
         from connector.worker import Worker
 
+        options = queue_options()
         parts.worker = Worker(
-            settings(), graph_gateway, state_store(), enqueue, int(queue_options().get("maxDequeueCount", 5))
+            settings(),
+            graph_gateway,
+            state_store(),
+            enqueue,
+            int(options.get("maxDequeueCount", 5)),
+            timespan_seconds(str(options.get("visibilityTimeout", "00:00:00"))),
         )
     return parts.worker
 

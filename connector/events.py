@@ -8,6 +8,7 @@ with the rule that was broken, one per field.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Required
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     ConfigDict,
     Discriminator,
@@ -135,6 +137,14 @@ class CourseActivityUpdate:
         """Names the activity within its provider: the Graph id when given, else the external id."""
         return f"id:{self.activity_id}" if self.activity_id else f"ext:{self.external_id}"
 
+    @property
+    def fingerprint(self) -> str:
+        """What the event says, hashed: tells a sender's retry (same id, same content) from an id reused for other
+        content. Built from the normalised values, so a queue round trip that rewrites a date's text changes nothing."""
+        values = sorted((name, _normal(name, value)) for name, value in self.changes.items())
+        said = [self.odata_type, self.activity_id, self.external_id, values]
+        return hashlib.sha256(json.dumps(said, separators=(",", ":")).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
 
 # --- The models: one per type, strict, no unknown properties. ---
 
@@ -157,6 +167,12 @@ def _strict(name: str, fields: dict[str, Any]) -> Any:
     return typed
 
 
+def _real_date_time(text: str) -> str:
+    """The pattern admits 2022-13-45T99:99; the calendar does not."""
+    datetime.fromisoformat(text)  # raises ValueError, which pydantic reports as the field's error
+    return text
+
+
 _DateTimeTimeZone = _strict(
     "dateTimeTimeZone",
     {
@@ -165,6 +181,7 @@ _DateTimeTimeZone = _strict(
             Annotated[
                 str,
                 StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?$"),
+                AfterValidator(_real_date_time),
             ]
         ],
         "timeZone": Required[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]],
@@ -336,6 +353,28 @@ def _graph_value(name: str, value: Any) -> Any:
 def format_graph_date_time(value: datetime) -> str:
     """A dateTimeTimeZone's dateTime: UTC wall time with Graph's seven fractional digits."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0"
+
+
+def _normal(name: str, value: Any) -> Any:
+    """One form per value, whatever text it came in: the Functions host may rewrite a queued date's text
+    (`…:31.000000Z` as `…:31Z`, an offset as UTC)."""
+    if value is None:
+        return None
+    if name == "dueDateTime":
+        return {"dateTime": _wall_time(value["dateTime"]), "timeZone": value["timeZone"].lower()}
+    if name.endswith("DateTime"):
+        return datetime.fromisoformat(value).astimezone(UTC).isoformat()
+    return value
+
+
+def _wall_time(text: str) -> str:
+    """A dateTimeTimeZone's dateTime with seven fractional digits; one with an offset as that instant in UTC."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is not None:
+        return format_graph_date_time(moment) + "Z"
+    minutes, _, fraction = text.partition(".")
+    seconds = minutes if minutes.count(":") == 2 else f"{minutes}:00"
+    return f"{seconds}.{fraction:0<7}"
 
 
 # --- Turning pydantic's errors into Graph's wording. ---

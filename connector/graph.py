@@ -126,12 +126,22 @@ class GraphGateway:
         body, _ = await self._send(self._provider(registration_id).to_get_request_information(), "bytes")
         return json.loads(body) if body else {}
 
-    async def get_activity(self, activity_id: str) -> dict[str, Any]:
-        """GET /employeeExperience/learningCourseActivities/{id}: the activity's JSON."""
-        builder = self.client.employee_experience.learning_course_activities.by_learning_course_activity_id(activity_id)
-        info = builder.to_get_request_information()
-        info.url = self.activity_url(None, activity_id)
-        body, _ = await self._send(info, "bytes")
+    async def get_activity(self, registration_id: str, activity_id: str) -> dict[str, Any]:
+        """GET …/learningProviders/{registrationId}/learningCourseActivities/{id}: the activity's JSON, found only
+        among this provider's activities. Should Graph not serve that URL (400 or 405; it documents only the
+        tenant-wide one), the tenant-wide GET, with its learningProviderId for the caller to check."""
+        activities = self._provider(registration_id).learning_course_activities
+        info = activities.by_learning_course_activity_id(activity_id).to_get_request_information()
+        info.url = self.activity_url(registration_id, activity_id)
+        try:
+            body, _ = await self._send(info, "bytes")
+        except GraphFailure as failure:
+            if failure.status not in (400, 405):
+                raise
+            tenant_wide = self.client.employee_experience.learning_course_activities
+            info = tenant_wide.by_learning_course_activity_id(activity_id).to_get_request_information()
+            info.url = self.activity_url(None, activity_id)
+            body, _ = await self._send(info, "bytes")
         return json.loads(body) if body else {}
 
     async def find_users(self, odata_filter: str, *, advanced: bool = False) -> list[dict[str, Any]]:

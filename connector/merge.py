@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+from connector.messages import parse_instant, utc_iso
 
 STATUS_RANK = {"notStarted": 0, "inProgress": 1, "completed": 2}
 FORWARD_ONLY = ("status", "completionPercentage", "startedDateTime", "completedDateTime")
@@ -25,18 +27,23 @@ LATEST_WINS = ("assignedDateTime", "dueDateTime", "notes")
 
 @dataclass(frozen=True, order=True)
 class Stamp:
-    """When an event happened, as far as ordering goes: provider time, then batch position, then id."""
+    """When an event happened, as far as ordering goes: provider time (an instant, never compared as text: a queue
+    round trip may rewrite `…:31.000000Z` as `…:31Z`), then batch position, then id."""
 
-    time: str
+    time: datetime
     sequence: int = 0
     event_id: str = ""
 
     def to_json(self) -> list[Any]:
-        return [self.time, self.sequence, self.event_id]
+        return [utc_iso(self.time), self.sequence, self.event_id]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> Stamp:
-        return cls(str(data[0]), int(data[1]), str(data[2]))
+        return cls(parse_instant(str(data[0])), int(data[1]), str(data[2]))
+
+
+#: Orders below every real stamp (a state merged before stamps were kept).
+EARLIEST = Stamp(datetime.min.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ def combine(first: MergedState, second: MergedState) -> MergedState:
     values, stamps = dict(first.values), dict(first.stamps)
     for name, value in second.values.items():
         if name in LATEST_WINS:
-            stamp = second.stamps.get(name, Stamp(""))
+            stamp = second.stamps.get(name, EARLIEST)
             if name not in stamps or stamp > stamps[name]:
                 values[name], stamps[name] = value, stamp
         elif name == "status":

@@ -1,7 +1,10 @@
 """The queue message: a versioned JSON envelope around one event, and the bare events trusted systems may send.
 
-Version 1: {"schemaVersion": 1, "kind": "courseActivityUpdate", "id", "registrationId", "source", "webhookId",
+Version 2: {"schemaVersion": 2, "kind": "courseActivityUpdate", "eventId", "registrationId", "source", "webhookId",
 "eventTime", "sequence", "receivedAt", "event", optional "attempt", "firstAttemptAt", "deadLetter"}.
+Version 1 (still read) named the event id "id". The Functions host copies a JSON message's top-level properties into
+the trigger metadata, ignoring case, so a top-level `id` replaced the storage message id: no message this app writes
+has a top-level property named like a metadata field (RESERVED_NAMES).
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: The queue trigger's metadata fields (compared without regard to case): never a message's top-level property.
+RESERVED_NAMES = frozenset(
+    {"id", "queuetrigger", "dequeuecount", "expirationtime", "insertiontime", "nextvisibletime", "popreceipt", "sys"}
+)
 KIND = "courseActivityUpdate"
 QUEUE_NAME = "course-activity-updates"
 POISON_QUEUE_NAME = f"{QUEUE_NAME}-poison"
@@ -51,7 +59,7 @@ class Envelope:
         try:
             return _joined(to_json(self._shared()), self.id, self.sequence, to_json(self.event))
         except PydanticSerializationError:
-            data = {**self._shared(), "id": self.id, "sequence": self.sequence, "event": self.event}
+            data = {**self._shared(), "eventId": self.id, "sequence": self.sequence, "event": self.event}
             return json.dumps(data, separators=(",", ":"))
 
     def _shared(self) -> dict[str, Any]:
@@ -71,7 +79,7 @@ class Envelope:
             data["firstAttemptAt"] = self.first_attempt_at
         if self.dead_letter is not None:
             data["deadLetter"] = self.dead_letter
-        data.update(self.extra)
+        data.update({k: v for k, v in self.extra.items() if k.lower() not in RESERVED_NAMES})
         return data
 
     def with_dead_letter(self, reason: dict[str, Any]) -> Envelope:
@@ -90,13 +98,20 @@ def batch_messages(shared: Envelope, ids: Sequence[str], events: Sequence[Mappin
 
 def _joined(head: bytes, event_id: str, sequence: int, event: bytes) -> str:
     return b"".join(
-        (head[:-1], b',"id":', to_json(event_id), b',"sequence":', b"%d" % sequence, b',"event":', event, b"}")
+        (head[:-1], b',"eventId":', to_json(event_id), b',"sequence":', b"%d" % sequence, b',"event":', event, b"}")
     ).decode()
 
 
 def utc_iso(moment: datetime) -> str:
-    """One fixed format (UTC, microseconds, Z), so that times compare correctly as text (merge stamps)."""
+    """One fixed format for the times the app writes (UTC, microseconds, Z)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 time with an offset (a missing one is UTC); raises ValueError for anything else. Times read
+    back from a queue are compared as instants: the host may rewrite `…:31.000000Z` as `…:31Z`."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def now_iso() -> str:
@@ -126,6 +141,7 @@ _KNOWN = {
     "schemaVersion",
     "kind",
     "id",
+    "eventId",
     "registrationId",
     "source",
     "webhookId",
@@ -142,11 +158,16 @@ _KNOWN = {
 def read_envelope(data: dict[str, Any]) -> Envelope:
     """Reads a versioned envelope; raises MessageError when it is not one this version understands."""
     version = data.get("schemaVersion")
-    if version != SCHEMA_VERSION or data.get("kind") != KIND:
+    if version not in READABLE_VERSIONS or isinstance(version, bool) or data.get("kind") != KIND:
         raise MessageError(f"unsupported message schemaVersion {version!r} or kind {data.get('kind')!r}")
-    for name in ("id", "registrationId", "eventTime", "receivedAt"):
+    id_name = "eventId" if version == 2 else "id"
+    for name in (id_name, "registrationId", "eventTime", "receivedAt"):
         if not isinstance(data.get(name), str) or not data[name]:
             raise MessageError(f"the envelope's {name} is missing or not a string")
+    try:
+        parse_instant(data["eventTime"])
+    except ValueError:
+        raise MessageError("the envelope's eventTime is not an ISO 8601 date-time") from None
     if not isinstance(data.get("event"), dict):
         raise MessageError("the envelope's event is missing or not a JSON object")
     for name in ("sequence", "attempt"):
@@ -158,7 +179,7 @@ def read_envelope(data: dict[str, Any]) -> Envelope:
     if data.get("deadLetter") is not None and not isinstance(data["deadLetter"], dict):
         raise MessageError("the envelope's deadLetter is not a JSON object")
     return Envelope(
-        id=data["id"],
+        id=data[id_name],
         registration_id=data["registrationId"],
         event=data["event"],
         source=str(data.get("source") or "queue"),

@@ -90,7 +90,7 @@ async def replay(
                 await updates.send_message(_fresh(data))  # first the copy, then the delete: never lost
                 await poison.delete_message(message.id, message.pop_receipt)
                 result.moved += 1
-                result.moved_ids.append(str(data.get("id") or message.id))
+                result.moved_ids.append(str(data.get("eventId") or data.get("id") or message.id))
         for message_id, receipt in held:  # visible again at once for the next reader
             await poison.update_message(message_id, receipt, visibility_timeout=0)
     return result

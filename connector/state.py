@@ -13,16 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from connector.merge import MergedState
 from connector.storage import TableOnDemand
-
-if TYPE_CHECKING:
-    pass
 
 TABLE_NAME = "courseactivitystate"
 SEEN_LIMIT = 500
@@ -45,13 +42,16 @@ class ActivityState:
     applied: dict[str, Any] = field(default_factory=dict)
     applied_version: int = 0
     seen: tuple[str, ...] = ()
-    """Hashes of the event ids folded in (the last SEEN_LIMIT): repeats are recognised without a Graph call."""
+    """The event ids folded in (the last SEEN_LIMIT), hashed, each with a hash of its content after a colon: a
+    repeat is recognised without a Graph call, and an id reused for other content is told from a retry."""
     recent: tuple[str, ...] = ()
     """The last few event ids as given, for people reading the status."""
     unsure: bool = False
     """An attempt failed after its PATCH may have reached Graph (perhaps late, after a newer one): until Graph is read
     back and agrees, a repeat is checked against Graph instead of being taken for a duplicate."""
     status: str = "pending"
+    failed_values: dict[str, Any] | None = None
+    """What the newest update would have sent when it failed for good (not merged: replay brings it back)."""
     last_error: dict[str, Any] | None = None
     first_attempt_at: str | None = None
     last_attempt_at: str | None = None
@@ -66,17 +66,28 @@ class ActivityState:
         return self.applied_version >= self.version
 
     def has_seen(self, event_id: str) -> bool:
-        return event_hash(event_id) in self.seen
+        return self.seen_content(event_id) is not None
 
-    def with_seen(self, event_id: str) -> ActivityState:
+    def seen_content(self, event_id: str) -> str | None:
+        """The content hash an event id was folded in with ("" when it was kept without one); None if unseen."""
         hashed = event_hash(event_id)
-        seen = (*[s for s in self.seen if s != hashed], hashed)[-SEEN_LIMIT:]
+        for entry in self.seen:
+            key, _, content = entry.partition(":")
+            if key == hashed:
+                return content
+        return None
+
+    def with_seen(self, event_id: str, content: str = "") -> ActivityState:
+        hashed = event_hash(event_id)
+        entry = f"{hashed}:{content}" if content else hashed
+        seen = (*[s for s in self.seen if s.partition(":")[0] != hashed], entry)[-SEEN_LIMIT:]
         recent = (*[r for r in self.recent if r != event_id], event_id[:256])[-RECENT_LIMIT:]
         return replace(self, seen=seen, recent=recent)
 
     def with_seen_of(self, other: ActivityState) -> ActivityState:
         """Also remembers the events another row of the same activity had seen."""
-        seen = tuple(dict.fromkeys((*other.seen, *self.seen)))[-SEEN_LIMIT:]
+        entries = {entry.partition(":")[0]: entry for entry in (*other.seen, *self.seen)}
+        seen = tuple(entries.values())[-SEEN_LIMIT:]
         recent = tuple(dict.fromkeys((*other.recent, *self.recent)))[-RECENT_LIMIT:]
         return replace(self, seen=seen, recent=recent)
 
@@ -89,7 +100,7 @@ class ActivityState:
             "@odata.type": self.odata_type,
             "state": self.status,
             "applied": self.applied,
-            "pending": None if self.up_to_date else self.merged.values,
+            "pending": self.pending_values(),
             "lastAppliedAt": self.last_applied_at,
             "lastRequestId": self.last_request_id,
             "lastError": self.last_error,
@@ -98,6 +109,13 @@ class ActivityState:
             "nextAttemptAt": self.next_attempt_at,
             "recentEventIds": list(self.recent),
         }
+
+
+    def pending_values(self) -> dict[str, Any] | None:
+        """The values that have not reached Graph: those of a failed update, or the merge not yet sent."""
+        if self.status == "failed" and self.failed_values is not None:
+            return self.failed_values
+        return None if self.up_to_date else dict(self.merged.values)
 
 
 def row_key(activity_key: str) -> str:
@@ -204,6 +222,7 @@ def _to_entity(state: ActivityState) -> dict[str, Any]:
         "graphId": state.graph_id,
         "externalId": state.external_id,
         "lastError": json.dumps(state.last_error) if state.last_error else None,
+        "failedValues": json.dumps(state.failed_values) if state.failed_values is not None else None,
         "firstAttemptAt": state.first_attempt_at,
         "lastAttemptAt": state.last_attempt_at,
         "nextAttemptAt": state.next_attempt_at,
@@ -230,6 +249,7 @@ def _from_entity(entity: Any) -> ActivityState:
         unsure=bool(entity.get("unsure")),
         status=entity.get("status") or "pending",
         last_error=json.loads(entity["lastError"]) if entity.get("lastError") else None,
+        failed_values=json.loads(entity["failedValues"]) if entity.get("failedValues") else None,
         first_attempt_at=entity.get("firstAttemptAt"),
         last_attempt_at=entity.get("lastAttemptAt"),
         next_attempt_at=entity.get("nextAttemptAt"),

@@ -42,6 +42,7 @@ from connector.messages import (
     decode_body,
     is_envelope,
     now_iso,
+    parse_instant,
     read_envelope,
     utc_iso,
 )
@@ -98,12 +99,15 @@ class Worker:
         store: StateStore,
         requeue: Requeue,
         max_dequeue_count: int = 5,
+        retry_delay_seconds: float = 30.0,
     ) -> None:
         self._settings = settings
         self._gateway = gateway_factory
         self._store = store
         self._requeue = requeue
         self._max_dequeue_count = max_dequeue_count
+        self._retry_delay = timedelta(seconds=retry_delay_seconds)
+        """host.json's visibilityTimeout: when the host tries a failed message again."""
 
     async def handle(self, delivery: Delivery) -> Outcome:
         try:
@@ -122,10 +126,14 @@ class Worker:
         with span("apply course activity update", SpanKind.CONSUMER, parent_from(envelope.extra), **attributes) as now:
             try:
                 outcome = await self._handle(envelope, delivery)
-            except RetryLater:
+            except RetryLater as retry:
                 record("retried")
                 now.set_attribute("connector.outcome", "retried")
-                raise
+                failure = retry.failure
+            else:
+                failure = None
+            if failure is not None:  # raised afresh: the host logs the cause, not a chain of tracebacks
+                raise RetryLater(failure) from None
             now.set_attribute("connector.outcome", outcome.status)
             if outcome.request_id:
                 now.set_attribute("connector.graph_request_id", outcome.request_id)
@@ -139,10 +147,15 @@ class Worker:
             return self._dead_letter(envelope, delivery, _validation_reason(exc.errors))
         try:
             return await self._process(envelope, update)
-        except _TypeMismatch as exc:
-            return self._dead_letter(envelope, delivery, _validation_reason([exc.error]))
-        except GraphFailure as failure:
+        except _Refused as refused:
+            failure = None
+            reason = refused.reason
+        except GraphFailure as caught:
+            failure = caught
+        if failure is not None:  # outside the except block: no chained traceback in the logs
             return await self._failed(envelope, update, delivery, failure)
+        await self._record_failure(update, reason, "failed", failing=envelope)
+        return self._dead_letter(envelope, delivery, reason)
 
     # --- reading and validating ---
 
@@ -188,7 +201,8 @@ class Worker:
         for _ in range(_CONTENTION_LIMIT):
             state = await self._load(update)
             if state.odata_type and update.odata_type and state.odata_type != update.odata_type:
-                raise _TypeMismatch(state.odata_type)
+                raise _type_mismatch(state.odata_type)
+            _check_not_reused(state, update, envelope)
             folded = self._fold(state, update, envelope)
             if not folded.up_to_date:
                 break
@@ -210,15 +224,15 @@ class Worker:
         """The row with the event merged in (not saved); unchanged if the row has seen the event."""
         if state.has_seen(envelope.id):
             return state
-        merged = fold(state.merged, update.changes, Stamp(envelope.event_time, envelope.sequence, envelope.id))
+        stamp = Stamp(parse_instant(envelope.event_time), envelope.sequence, envelope.id)
+        merged = fold(state.merged, update.changes, stamp)
         changed = merged.values != state.merged.values  # a newer stamp on the same value is no change
         return replace(
-            state.with_seen(envelope.id),
+            state.with_seen(envelope.id, update.fingerprint),
             merged=merged,
             version=state.version + 1 if changed else state.version,
             odata_type=state.odata_type or update.odata_type,
             external_id=state.external_id or update.external_id,
-            graph_id=state.graph_id or update.activity_id,
             status="pending" if changed else state.status,
         )
 
@@ -261,11 +275,7 @@ class Worker:
         """Checks Graph before skipping: the state's memory of what Graph holds may be stale (edited elsewhere)."""
         gateway = await self._gateway()
         try:
-            if state.graph_id:
-                current = await gateway.get_activity(state.graph_id)
-            else:
-                assert update.external_id is not None
-                current = await gateway.find_activity(update.registration_id, update.external_id)
+            current = await _look_up(gateway, state, update)
         except GraphFailure as failure:
             logger.info("could not read the activity back (%s); sending the update instead", failure)
             return False
@@ -275,8 +285,8 @@ class Worker:
         """PATCHes the merged state, then records it with the ETag read; a writer who got in between may have merged
         newer callbacks, so then the merge is redone and, if Graph has not had it, sent again."""
         gateway = await self._gateway()
-        graph_id, odata_type = state.graph_id or update.activity_id, state.odata_type or update.odata_type
-        if graph_id is None or odata_type is None:
+        graph_id, odata_type = state.graph_id, state.odata_type or update.odata_type
+        if graph_id is None or odata_type is None:  # a Graph id from the event is looked up too: is it this provider's?
             graph_id, odata_type = await self._resolve(gateway, state, update, envelope)
             state = await self._absorb(state, graph_id, update, envelope)
         event_changes: dict[str, Any] = dict(update.changes)
@@ -286,9 +296,9 @@ class Worker:
             body = {k: v for k, v in patch_body(state.merged, event_changes).items() if k in changeable}
             request_id = await gateway.update_activity(update.registration_id, graph_id, odata_type, body)
             logger.info(
-                "message %s (webhook %s) applied to %s %s (request-id %s)",
+                "message %s (%s) applied to %s %s (request-id %s)",
                 envelope.id,
-                envelope.webhook_id,
+                _origin(envelope),
                 update.registration_id,
                 graph_id,
                 request_id,
@@ -303,24 +313,27 @@ class Worker:
     async def _resolve(
         self, gateway: GraphGateway, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
     ) -> tuple[str, str]:
-        """The activity's Graph id and type, looked up once (then kept in its state); created if it is missing and
-        the provider asks for that."""
+        """The activity's Graph id and type, looked up once through the provider's own URL (then kept in its state):
+        a Graph id an event names must belong to this provider. Created if it is missing and the provider asks."""
         try:
-            if update.external_id is not None:
-                found = await gateway.find_activity(update.registration_id, update.external_id)
-            else:
-                assert update.activity_id is not None
-                found = await gateway.get_activity(update.activity_id)
+            found = await _look_up(gateway, state, update)
         except GraphFailure as failure:
             provider = self._settings.provider(update.registration_id)
-            if failure.status != 404 or envelope.source != "xapi" or provider is None or not provider.create_missing:
+            if failure.status != 404:
+                raise
+            if update.external_id is None:
+                raise _not_owned(update) from None
+            if envelope.source != "xapi" or provider is None or not provider.create_missing:
                 raise
             found = await self._create(gateway, state, update, envelope)
         graph_id, odata_type = found.get("id"), found.get("@odata.type") or update.odata_type
         if not isinstance(graph_id, str) or not graph_id or odata_type not in CHANGEABLE:
             raise GraphFailure(200, "invalidResponse", "Graph's answer for the activity has no id or known @odata.type")
+        owner = found.get("learningProviderId")
+        if isinstance(owner, str) and owner.lower() != update.registration_id.lower():
+            raise _not_owned(update)
         if update.odata_type and odata_type != update.odata_type:
-            raise _TypeMismatch(odata_type)
+            raise _type_mismatch(odata_type)
         return graph_id, odata_type
 
     async def _create(
@@ -370,9 +383,10 @@ class Worker:
         body: dict[str, Any],
         request_id: str | None,
     ) -> tuple[ActivityState, bool]:
-        """Saves the row as applied; says False (with the row merged anew) when its merge now holds values the PATCH
-        did not carry."""
-        sent = state.merged.values
+        """Saves the row as applied; says False (with the row merged anew) when Graph may not hold the merge: its
+        merge now holds values this PATCH did not carry, or the worker that wrote meanwhile sent other values, and
+        its PATCH may have reached Graph after this one."""
+        sent, applied_before = state.merged.values, state.applied
         for _ in range(_CONTENTION_LIMIT):
             done = replace(
                 state,
@@ -381,6 +395,7 @@ class Worker:
                 applied=body,
                 applied_version=state.version,
                 status="applied",
+                failed_values=None,
                 last_applied_at=now_iso(),
                 last_request_id=request_id,
                 last_error=None,
@@ -392,7 +407,8 @@ class Worker:
                 return await self._store.save(done), True
             except StateConflict:
                 state = self._fold(await self._load(update), update, envelope)
-                if state.merged.values != sent:
+                other_sent = state.applied if state.applied not in (applied_before, body) else None
+                if state.merged.values != sent or other_sent is not None:
                     return state, False
         return state, True
 
@@ -403,16 +419,19 @@ class Worker:
     ) -> Outcome:
         reason = failure.reason()
         if not failure.transient:
-            await self._record_failure(update, reason, "failed")
+            await self._record_failure(update, reason, "failed", failing=envelope)
             return self._dead_letter(envelope, delivery, reason)
         if failure.status in THROTTLED_STATUSES:
             return await self._throttled(envelope, update, delivery, failure)
         final = delivery.dequeue_count >= self._max_dequeue_count
-        await self._record_failure(update, reason, "failed" if final else "retrying", pending=envelope)
+        next_at = None if final else utc_iso(datetime.now(UTC) + self._retry_delay)
+        await self._record_failure(
+            update, reason, "failed" if final else "retrying", next_attempt_at=next_at, pending=envelope
+        )
         logger.warning(
-            "message %s (webhook %s) failed transiently (attempt %d of %d): %s (request-id %s)",
+            "message %s (%s) failed transiently (attempt %d of %d): %s (request-id %s)",
             envelope.id,
-            envelope.webhook_id,
+            _origin(envelope),
             delivery.dequeue_count,
             self._max_dequeue_count,
             failure,
@@ -439,16 +458,16 @@ class Worker:
                 "message": f"{reason['message']} (still throttled after {attempt} attempts over "
                 f"{THROTTLE_WINDOW}; replay it once the cause is fixed)",
             }
-            await self._record_failure(update, reason, "failed")
+            await self._record_failure(update, reason, "failed", failing=envelope)
             return self._dead_letter(envelope, delivery, reason)
         again = replace(envelope, attempt=attempt, first_attempt_at=utc_iso(first))
         await self._requeue(again.to_json(), delay)  # before this message completes, so it cannot be lost
         next_at = utc_iso(now + timedelta(seconds=delay))
         await self._record_failure(update, reason, "throttled", next_attempt_at=next_at, pending=envelope)
         logger.warning(
-            "message %s (webhook %s) throttled (%s), back on the queue in %d s (attempt %d, request-id %s)",
+            "message %s (%s) throttled (%s), back on the queue in %d s (attempt %d, request-id %s)",
             envelope.id,
-            envelope.webhook_id,
+            _origin(envelope),
             failure.status,
             delay,
             attempt,
@@ -464,12 +483,15 @@ class Worker:
         status: str,
         next_attempt_at: str | None = None,
         pending: Envelope | None = None,
+        failing: Envelope | None = None,
     ) -> None:
         """Best effort: the message's own fate (retry, requeue, dead letter) does not depend on this write.
 
         A timeout, a dropped connection or a 5xx leaves it open whether Graph applied the PATCH, perhaps late and
         after a newer one: the row is marked unsure, and the next repeat reads Graph before it calls itself done.
-        A `pending` event (one that will be tried again) is merged in, so the status shows what is waiting."""
+        A `pending` event (one that will be tried again) is merged in, so the status shows what is waiting. A
+        `failing` one (dead-lettered) is not: the row says `failed`, with the values that did not reach Graph, until
+        a later update applies; replaying the dead letter brings them back."""
         code = reason.get("status")
         unsure = code is None or (isinstance(code, int) and code >= 500)
         try:
@@ -477,10 +499,13 @@ class Worker:
                 state = await self._load(update)
                 if pending is not None:
                     state = self._fold(state, update, pending)
+                if failing is not None:
+                    state = replace(state, failed_values=_values_with(state, update, failing))
                 now = now_iso()
+                keep_status = failing is None and state.up_to_date and state.etag
                 failed = replace(
                     state,
-                    status=state.status if state.up_to_date and state.etag else status,
+                    status=state.status if keep_status else status,
                     unsure=state.unsure or unsure,
                     last_error={**reason, "at": now},
                     first_attempt_at=state.first_attempt_at or now,
@@ -505,9 +530,9 @@ class Worker:
             "messageId": delivery.message_id,
         }
         logger.error(
-            "message %s (webhook %s) dead-lettered: %s %s %s (request-id %s)",
+            "message %s (%s) dead-lettered: %s %s %s (request-id %s)",
             envelope.id,
-            envelope.webhook_id,
+            _origin(envelope),
             reason.get("status"),
             reason.get("code"),
             reason.get("message"),
@@ -536,18 +561,66 @@ class Worker:
         return Outcome("deadLettered", dead_letter=json.dumps(body))
 
 
-class _TypeMismatch(Exception):
-    def __init__(self, stored: str) -> None:
-        super().__init__(stored)
-        self.error = FieldError(
-            "@odata.type",
-            "is invalid",
-            f"this activity is a {TYPE_NAMES.get(stored, stored)}; earlier callbacks said so",
+class _Refused(Exception):
+    """The update cannot be applied as it stands: it is dead-lettered with this reason (never retried)."""
+
+    def __init__(self, reason: dict[str, Any]) -> None:
+        super().__init__(reason["message"])
+        self.reason = reason
+
+
+def _type_mismatch(stored: str) -> _Refused:
+    error = FieldError(
+        "@odata.type", "is invalid", f"this activity is a {TYPE_NAMES.get(stored, stored)}; earlier callbacks said so"
+    )
+    return _Refused(_validation_reason([error]))
+
+
+def _not_owned(update: CourseActivityUpdate) -> _Refused:
+    return _Refused(
+        {
+            "source": "graph",
+            "status": 404,
+            "code": "activityNotFound",
+            "message": f"provider {update.registration_id} has no activity {update.activity_id} in Graph (the id is "
+            "unknown, or belongs to another provider)",
+        }
+    )
+
+
+def _check_not_reused(state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> None:
+    """An event id the row has seen with other content: the sender reused an id, which is never a retry."""
+    content = state.seen_content(envelope.id)
+    if content and content != update.fingerprint:
+        what = f"webhook-id {envelope.webhook_id}" if envelope.webhook_id else f"event id {envelope.id}"
+        raise _Refused(
+            {
+                "source": "validation",
+                "status": 409,
+                "code": "eventIdReused",
+                "message": f"{what} was received before with other content; a sender retries with the same content "
+                "and sends new content under a new id",
+            }
         )
 
 
+def _values_with(state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> dict[str, Any]:
+    """The values a PATCH with this event would have carried (the row's merge with it folded in)."""
+    stamp = Stamp(parse_instant(envelope.event_time), envelope.sequence, envelope.id)
+    return patch_body(fold(state.merged, update.changes, stamp), update.changes)
+
+
+def _origin(envelope: Envelope) -> str:
+    """Where a message came from, for log lines: the webhook id, the xAPI statement id, or the queue."""
+    if envelope.webhook_id:
+        return f"webhook {envelope.webhook_id}"
+    if envelope.source == "xapi":
+        return f"statement {envelope.id}"
+    return f"{envelope.source} message"
+
+
 def _skipped(envelope: Envelope, status: str, why: str) -> Outcome:
-    logger.info("message %s (webhook %s): %s", envelope.id, envelope.webhook_id, why, extra=_dimensions(envelope))
+    logger.info("message %s (%s): %s", envelope.id, _origin(envelope), why, extra=_dimensions(envelope))
     return Outcome(status)
 
 
@@ -570,6 +643,16 @@ def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        return parse_instant(value)
     except ValueError:
         return None
+
+
+async def _look_up(gateway: GraphGateway, state: ActivityState, update: CourseActivityUpdate) -> dict[str, Any]:
+    """The activity as Graph holds it, read through the provider's own URLs: by the Graph id once it is known or
+    when the event gives one, else by the external id."""
+    graph_id = state.graph_id or update.activity_id
+    if graph_id is not None:
+        return await gateway.get_activity(update.registration_id, graph_id)
+    assert update.external_id is not None
+    return await gateway.find_activity(update.registration_id, update.external_id)

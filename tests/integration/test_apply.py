@@ -77,7 +77,24 @@ async def test_example_2_is_patched_exactly(connector, graph):
     assert (activity["completionPercentage"], activity["startedDateTime"][:19]) == (30, "2021-05-11T22:57:17")
 
 
-async def test_the_graph_id_needs_no_lookup(connector, graph):
+async def test_a_graph_id_is_checked_once_through_the_providers_own_url(connector, graph):
+    body = {
+        "@odata.type": "#microsoft.graph.learningAssignment",
+        "learningCourseActivityId": ASSIGNMENT_ID,
+        "status": "inProgress",
+        "completionPercentage": 40,
+    }
+    (run,) = await connector.deliver(REGISTRATION_ID, body)
+    assert run.error is None
+    url = f"/employeeExperience/learningProviders/{REGISTRATION_ID}/learningCourseActivities/{ASSIGNMENT_ID}"
+    assert [(r["method"], r["path"]) for r in graph.requests()] == [("GET", url), ("PATCH", url)]
+    graph.clear_requests()
+    (run,) = await connector.deliver(REGISTRATION_ID, {**body, "completionPercentage": 60})
+    assert run.error is None
+    assert [(r["method"], r["path"]) for r in graph.requests()] == [("PATCH", url)]
+
+
+async def test_the_graph_id_from_the_event_is_sent_as_the_reference_says(connector, graph):
     body = {
         "@odata.type": "#microsoft.graph.learningAssignment",
         "learningCourseActivityId": ASSIGNMENT_ID,
@@ -87,7 +104,6 @@ async def test_the_graph_id_needs_no_lookup(connector, graph):
     }
     (run,) = await connector.deliver(REGISTRATION_ID, body)
     assert run.error is None
-    assert graph.requests(method="GET") == []
     assert connector.patches()[0]["body"] == {
         "@odata.type": "#microsoft.graph.learningAssignment",
         "status": "completed",

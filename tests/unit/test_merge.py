@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import reduce
 
 from hypothesis import given, settings
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from connector.merge import MergedState, Stamp, fold, patch_body
 
-TIMES = [f"2026-11-26T10:00:0{i}Z" for i in range(5)]
+TIMES = [datetime(2026, 11, 26, 10, 0, i, tzinfo=UTC) for i in range(5)]
 DATES = [f"2026-01-0{i}T00:00:00+00:00" for i in range(1, 6)]
 
 events = st.builds(
@@ -58,9 +59,10 @@ def test_an_old_progress_event_after_completion_changes_nothing():
     completed = fold(
         MergedState(),
         {"status": "completed", "completionPercentage": 100, "completedDateTime": "2026-01-05T00:00:00+00:00"},
-        Stamp("2026-11-26T10:00:05Z"),
+        Stamp(TIMES[4]),
     )
-    late = fold(completed, {"status": "inProgress", "completionPercentage": 40, "completedDateTime": None}, Stamp("t0"))
+    late_progress = {"status": "inProgress", "completionPercentage": 40, "completedDateTime": None}
+    late = fold(completed, late_progress, Stamp(TIMES[0]))
     assert late == completed
     assert late.values == {
         "status": "completed",
@@ -111,6 +113,16 @@ def test_patch_body_sends_the_whole_merged_state_plus_the_events_own_nulls():
 def test_merged_state_round_trips_through_json():
     state = fold(MergedState(), {"status": "inProgress", "notes": None}, Stamp(TIMES[0], 2, "e"))
     assert MergedState.from_json(state.to_json()) == state
+
+
+def test_stamps_compare_as_instants_whatever_text_they_were_written_in():
+    """The Functions host rewrites `…:31.000000Z` as `…:31Z` in queued JSON; the order must not change."""
+    written = Stamp.from_json(["2026-11-26T10:00:31.000000Z", 0, "a"])
+    rewritten = Stamp.from_json(["2026-11-26T10:00:31Z", 0, "a"])
+    offset = Stamp.from_json(["2026-11-26T11:00:31+01:00", 0, "a"])
+    assert written == rewritten == offset
+    assert Stamp.from_json(["2026-11-26T10:00:31Z", 0, "b"]) > written
+    assert Stamp.from_json(["2026-11-26T10:00:30.999999Z", 9, "z"]) < rewritten
 
 
 @settings(max_examples=200, deadline=None)

@@ -32,9 +32,9 @@ def test_a_signed_reference_example_is_accepted_as_one_versioned_message(example
     assert (result.status, result.body) == (202, {"accepted": 1, "ids": ["msg_example"]})
     assert result.headers["content-type"] == "application/json"
     (message,) = [json.loads(m) for m in result.messages]
-    assert message["schemaVersion"] == 1
+    assert message["schemaVersion"] == 2
     assert message["kind"] == "courseActivityUpdate"
-    assert (message["id"], message["webhookId"], message["registrationId"]) == (
+    assert (message["eventId"], message["webhookId"], message["registrationId"]) == (
         "msg_example",
         "msg_example",
         REGISTRATION_ID,
