@@ -41,6 +41,7 @@ class _Parts:
     records: StatementRecords | None = None
     queue: QueueClient | None = None
     worker: Worker | None = None
+    closer: asyncio.Task[None] | None = None
 
 
 _parts: dict[int, _Parts] = {}
@@ -71,7 +72,21 @@ def timespan_seconds(value: str) -> float:
 
 
 def _current() -> _Parts:
-    return _parts.setdefault(id(asyncio.get_running_loop()), _Parts())
+    loop_id = id(asyncio.get_running_loop())
+    parts = _parts.get(loop_id)
+    if parts is None:
+        parts = _parts[loop_id] = _Parts()
+        parts.closer = asyncio.create_task(_close_when_the_loop_ends(), name="connector: close clients at loop end")
+    return parts
+
+
+async def _close_when_the_loop_ends() -> None:
+    """Closes this loop's clients when the loop shuts down (asyncio.run cancels every task then, and waits): the
+    Functions worker offers no shutdown hook, and a session left open is logged as unclosed at exit."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await close()
 
 
 @cache
@@ -168,6 +183,8 @@ async def close() -> None:
     parts = _parts.pop(id(asyncio.get_running_loop()), None)
     if parts is None:
         return
+    if parts.closer is not None and parts.closer is not asyncio.current_task():
+        parts.closer.cancel()
     if parts.gateway is not None:
         await parts.gateway.close()
     if parts.store is not None:

@@ -32,6 +32,8 @@ class RunningApp:
         self.url = url
         self.azurite = azurite
         self.output: list[str] = []
+        self.reader: threading.Thread | None = None
+        """Reads the app's log (stderr) into `output` until the process ends."""
 
     def queue(self, name: str) -> QueueClient:
         return QueueClient.from_connection_string(self.azurite.connection_string, name)
@@ -80,7 +82,8 @@ def app(azurite, sandbox, tmp_path_factory) -> Iterator[RunningApp]:
     if not ready:
         raise RuntimeError(f"runner did not start: {process.stderr.read() if process.stderr else ''}")
     running = RunningApp(process, json.loads(ready)["http"], azurite)
-    threading.Thread(target=lambda: running.output.extend(process.stderr), daemon=True).start()  # type: ignore[arg-type]
+    running.reader = threading.Thread(target=lambda: running.output.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
+    running.reader.start()
     yield running
     process.terminate()
     process.wait(30)
