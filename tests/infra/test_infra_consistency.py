@@ -644,7 +644,8 @@ def test_azure_yaml_requires_the_azd_release_that_passes_json_into_object_parame
 
 
 def test_azure_yaml_deploys_this_folder_as_a_python_function_app(azd):
-    assert azd["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}
+    api = azd["services"]["api"]
+    assert (list(azd["services"]), api["project"], api["language"], api["host"]) == (["api"], ".", "python", "function")
 
 
 @pytest.mark.parametrize(
