@@ -156,7 +156,7 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
               action: 'Allow'
             }
           ]
-          ipRules: map(allowedIpRanges, range => { value: range, action: 'Allow' })
+          ipRules: map(allowedIpRanges, address => { value: address, action: 'Allow' })
         }
     blobServices: {
       containers: [

@@ -47,7 +47,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
               id: allowedSubnetId
             }
           ]
-          ipRules: map(allowedIpRanges, range => { value: range })
+          ipRules: map(allowedIpRanges, address => { value: address })
         }
   }
 }

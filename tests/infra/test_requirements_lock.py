@@ -19,6 +19,8 @@ from tests.infra.bicep_text import BicepFile, parse_yaml_subset, property_value
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK_TEXT = (ROOT / "requirements.lock").read_text()
+# The Python version the template deploys, e.g. 3.11.
+RUNTIME = property_value(BicepFile.read(ROOT / "infra" / "main.bicep").declarations["api"], "runtimeVersion").strip("'")
 
 
 def _requirements(path: Path) -> dict[str, Requirement]:
@@ -71,8 +73,7 @@ def test_every_locked_package_has_hashes():
 
 
 def test_the_lock_is_resolved_for_the_runtime_the_template_deploys():
-    runtime = property_value(BicepFile.read(ROOT / "infra" / "main.bicep").declarations["api"], "runtimeVersion")
-    assert f"--python-version {runtime.strip(chr(39))} " in (ROOT / "scripts" / "lock").read_text()
+    assert f"--python-version {RUNTIME} " in (ROOT / "scripts" / "lock").read_text()
 
 
 def test_the_environment_has_exactly_the_locked_versions():
@@ -104,7 +105,6 @@ def test_azd_deploys_the_folder_as_built_without_a_remote_build(api_service):
 
 @pytest.mark.parametrize("platform", ["posix", "windows"])
 def test_the_package_step_installs_the_lock_with_hash_checking_for_the_runtime(api_service, platform):
-    runtime = property_value(BicepFile.read(ROOT / "infra" / "main.bicep").declarations["api"], "runtimeVersion")
     run = api_service["hooks"]["prepackage"][platform]["run"]
     install = next(line for line in run.splitlines() if "pip install" in line)
     wanted = [
@@ -112,7 +112,7 @@ def test_the_package_step_installs_the_lock_with_hash_checking_for_the_runtime(a
         "--no-deps",
         "--only-binary=:all:",
         "--platform manylinux2014_x86_64",
-        f"--python-version {runtime.strip(chr(39))}",
+        f"--python-version {RUNTIME}",
         "--implementation cp",
         "--target .python_packages/lib/site-packages",
         "-r requirements.lock",
