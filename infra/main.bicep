@@ -40,16 +40,18 @@ param principalId string = ''
 @description('The kind of principal principalId is (azd fills it in).')
 param principalType string = 'User'
 
-@description('Give principalId Storage Queue Data Contributor on the account, so that the operator can run `python -m connector replay` against Azure. Off by default: least privilege.')
+@description('Give principalId Storage Queue Data Contributor on the two queues, so that the operator can run `python -m connector replay` against Azure. Off by default: least privilege.')
 param operatorQueueAccess bool = false
 
 // Each instance runs at most 24 updates at once (host.json: batchSize 16 + newBatchThreshold 8), so at most
-// 24 x maximumInstanceCount PATCHes are in flight against Graph. This is the knob that bounds the Graph request rate
-// (and so Graph throttling); raise it only if the queue backs up while Graph is not throttling.
+// 24 x maximumInstanceCount PATCHes are in flight against Graph (960 at the default). This is the knob that bounds the
+// Graph request rate (and so Graph throttling). 40 by default because it is the lowest maximum every region accepts:
+// the Flex Consumption documentation and Microsoft's Flex Bicep samples give 40 as the lowest allowed value, newer
+// documentation 1; a region that still applies 40 rejects anything lower at deployment.
 @minValue(1)
 @maxValue(1000)
-@description('Most instances the app scales out to. It bounds the Graph request rate: at most 24 updates in flight per instance.')
-param maximumInstanceCount int = 10
+@description('Most instances the app scales out to (40: the lowest maximum every region accepts). It bounds the Graph request rate: at most 24 updates in flight per instance.')
+param maximumInstanceCount int = 40
 
 @allowed([
   512
@@ -70,6 +72,15 @@ param connectorProviders object = {}
 
 @description('Graph base URL, e.g. https://graph.microsoft.us/v1.0 for a national cloud. Empty: GRAPH_BASE_URL is not written and the app uses https://graph.microsoft.com/v1.0.')
 param graphBaseUrl string = ''
+
+// Optional network rules, off by default. Without them storage and Key Vault accept requests from any network, each of
+// which still needs Microsoft Entra ID and an Azure role (no keys exist). With a subnet, the app joins it (Flex
+// Consumption virtual network integration) and both deny every other network but allowedIpRanges.
+@description('Resource id of a subnet for the app (delegated to Microsoft.App/environments, with the Microsoft.Storage and Microsoft.KeyVault service endpoints). Set: storage and Key Vault accept only this subnet and allowedIpRanges. Empty (default): no network rules.')
+param appSubnetId string = ''
+
+@description('Public IPv4 addresses or CIDR ranges (e.g. the operator\'s, for replay and check) that storage and Key Vault still accept when appSubnetId is set.')
+param allowedIpRanges array = []
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -131,10 +142,22 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
     allowSharedKeyAccess: false // no account keys: every client, the host included, uses Microsoft Entra ID
     dnsEndpointType: 'Standard'
     publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      defaultAction: 'Allow'
-      bypass: 'AzureServices'
-    }
+    networkAcls: empty(appSubnetId)
+      ? {
+          defaultAction: 'Allow'
+          bypass: 'AzureServices'
+        }
+      : {
+          defaultAction: 'Deny'
+          bypass: 'AzureServices'
+          virtualNetworkRules: [
+            {
+              id: appSubnetId
+              action: 'Allow'
+            }
+          ]
+          ipRules: map(allowedIpRanges, address => { value: address, action: 'Allow' })
+        }
     blobServices: {
       containers: [
         {
@@ -190,6 +213,8 @@ module keyVault 'app/keyvault.bicep' = {
     location: location
     tags: tags
     connectorProvidersJson: string(connectorProviders)
+    allowedSubnetId: appSubnetId
+    allowedIpRanges: allowedIpRanges
   }
 }
 
@@ -200,6 +225,9 @@ module rbac 'app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     appInsightsName: monitoring.outputs.name
     keyVaultName: keyVault.outputs.name
+    connectorProvidersSecretName: keyVault.outputs.connectorProvidersSecretName
+    queueNames: storageData.outputs.queueNames
+    tableNames: storageData.outputs.tableNames
     managedIdentityPrincipalId: apiUserAssignedIdentity.outputs.principalId
     operatorPrincipalId: operatorQueueAccess ? principalId : ''
     operatorPrincipalType: principalType
@@ -225,9 +253,10 @@ module api 'app/api.bicep' = {
     identityClientId: apiUserAssignedIdentity.outputs.clientId
     connectorProvidersSecretUri: keyVault.outputs.connectorProvidersSecretUri
     graphBaseUrl: graphBaseUrl
+    virtualNetworkSubnetId: appSubnetId
   }
   // The roles exist before the app first starts, so that host storage and the Key Vault reference resolve at once
-  // (role propagation can still lag by a few minutes; see docs/deploy-draft.md, Troubleshooting).
+  // (role propagation can still lag by a few minutes; see the README, Troubleshooting).
   dependsOn: [
     rbac
     storageData

@@ -11,13 +11,15 @@ param serviceName string = 'api'
 param storageAccountName string
 param deploymentStorageContainerName string
 param instanceMemoryMB int = 2048
-param maximumInstanceCount int = 10
+param maximumInstanceCount int
 param identityId string
 param identityClientId string
 @description('Versionless URI of the Key Vault secret holding CONNECTOR_PROVIDERS.')
 param connectorProvidersSecretUri string
 @description('GRAPH_BASE_URL; empty: not written (the app then uses https://graph.microsoft.com/v1.0).')
 param graphBaseUrl string = ''
+@description('Subnet for virtual network integration; empty: none.')
+param virtualNetworkSubnetId string = ''
 
 resource stg 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -33,9 +35,12 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 // from functionAppConfig.runtime and rejects them), and any connection string or key.
 var appSettings = union(
   {
-    // Host storage, the queue bindings and the connector's own queue and table clients, identity-based. The host
-    // and the code (connector/settings.py) derive the blob, queue and table endpoints from __accountName.
-    AzureWebJobsStorage__accountName: stg.name
+    // Host storage, the queue bindings and the connector's own queue and table clients (connector/settings.py),
+    // identity-based. The endpoints as the account reports them, as in the Flex Consumption quickstart: they are right
+    // in every cloud, where __accountName makes the host assume global Azure's endpoint suffix.
+    AzureWebJobsStorage__blobServiceUri: stg.properties.primaryEndpoints.blob
+    AzureWebJobsStorage__queueServiceUri: stg.properties.primaryEndpoints.queue
+    AzureWebJobsStorage__tableServiceUri: stg.properties.primaryEndpoints.table
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
     // The user-assigned identity azure.identity uses for Microsoft Graph (connector/identity.py).
@@ -91,9 +96,25 @@ module api 'br/public:avm/res/web/site:0.15.1' = {
         version: runtimeVersion
       }
     }
+    // Given in full: this object replaces the module's default siteConfig (minTlsVersion 1.2, ftpsState FtpsOnly).
     siteConfig: {
-      alwaysOn: false // as the quickstart; other siteConfig properties are left at the platform's defaults
+      alwaysOn: false // Flex Consumption has no always-on
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled' // no FTP at all: azd deploys through the Flex deployment API with Entra ID
     }
+    // No basic (user name and password) publishing credentials for FTP or the SCM site: deployments authenticate
+    // with Microsoft Entra ID.
+    basicPublishingCredentialsPolicies: [
+      {
+        name: 'ftp'
+        allow: false
+      }
+      {
+        name: 'scm'
+        allow: false
+      }
+    ]
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     appSettingsKeyValuePairs: appSettings
   }
 }

@@ -8,6 +8,11 @@ param tags object = {}
 @description('The CONNECTOR_PROVIDERS JSON text.')
 param connectorProvidersJson string
 
+@description('Network rules: the vault accepts only this subnet (and allowedIpRanges); empty: any network.')
+param allowedSubnetId string = ''
+@description('Public addresses or CIDR ranges the vault still accepts when allowedSubnetId is set.')
+param allowedIpRanges array = []
+
 var secretName = 'connector-providers'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
@@ -22,10 +27,28 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     }
     enableRbacAuthorization: true // Azure RBAC role assignments, no access policies
     enableSoftDelete: true
-    softDeleteRetentionInDays: 7 // the minimum: `azd down --purge` can then free the name quickly
-    // Purge protection is left off: once on it can never be turned off, and it blocks `azd down --purge`.
-    // Public endpoint: the Flex app here has no virtual network. Access is still Entra ID + RBAC only.
+    softDeleteRetentionInDays: 7 // the minimum: a deleted vault and its secrets are gone for good after 7 days
+    // A deleted vault or secret cannot be purged before its retention ends, by anyone: the webhook secrets cannot be
+    // destroyed early by mistake or by an attacker. It can never be turned off again; `azd down --purge` then leaves
+    // the vault soft-deleted for those 7 days (see the README, Deploy).
+    enablePurgeProtection: true
+    // Access always needs Entra ID and an Azure role; the network rules are optional (main.bicep appSubnetId).
     publicNetworkAccess: 'Enabled'
+    networkAcls: empty(allowedSubnetId)
+      ? {
+          defaultAction: 'Allow'
+          bypass: 'AzureServices'
+        }
+      : {
+          defaultAction: 'Deny'
+          bypass: 'AzureServices'
+          virtualNetworkRules: [
+            {
+              id: allowedSubnetId
+            }
+          ]
+          ipRules: map(allowedIpRanges, address => { value: address })
+        }
   }
 }
 
@@ -42,5 +65,6 @@ resource connectorProvidersSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01'
 }
 
 output name string = vault.name
+output connectorProvidersSecretName string = connectorProvidersSecret.name
 // Versionless URI: the app follows the latest version of the secret.
 output connectorProvidersSecretUri string = connectorProvidersSecret.properties.secretUri

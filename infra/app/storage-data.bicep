@@ -31,3 +31,7 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
     name: tableName
   }
 ]
+
+// The names, once the queues and tables exist: rbac.bicep scopes the identity's roles to them.
+output queueNames array = [for (queueName, index) in queueNames: queues[index].name]
+output tableNames array = [for (tableName, index) in tableNames: tables[index].name]

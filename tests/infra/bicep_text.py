@@ -115,6 +115,7 @@ class Declaration:
     end: int
     text: str  # the original text of the body, braces included
     masked: str
+    loop: str | None = None  # the collection a `[for x in <collection>: {...}]` declaration iterates
 
 
 @dataclass
@@ -130,7 +131,9 @@ class BicepFile:
         masked = mask(text)
         found = cls(path, text, masked)
         pattern = re.compile(
-            r"^(resource|module)\s+(\w+)\s+'([^']*)'\s*(existing\s*)?=\s*(?:if\s*\(.*?\)\s*)?\{", re.MULTILINE
+            r"^(resource|module)\s+(\w+)\s+'([^']*)'\s*(existing\s*)?=\s*"
+            r"(?:\[\s*for\s+(?:\w+|\(\w+,\s*\w+\))\s+in\s+(\w+)\s*:\s*)?(?:if\s*\(.*?\)\s*)?\{",
+            re.MULTILINE,
         )
         for match in pattern.finditer(masked):
             target = text[match.start(3) : match.end(3)]
@@ -145,6 +148,7 @@ class BicepFile:
                 end,
                 text[open_at:end],
                 masked[open_at:end],
+                match.group(5),
             )
         return found
 

@@ -19,7 +19,14 @@ import pytest
 from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
 from connector.settings import STORAGE_SETTING
 from connector.state import TABLE_NAME
-from tests.infra.bicep_text import BicepFile, module_params, object_keys, parse_yaml_subset, property_value
+from tests.infra.bicep_text import (
+    BicepFile,
+    matching,
+    module_params,
+    object_keys,
+    parse_yaml_subset,
+    property_value,
+)
 from tests.infra.code_settings import settings_read
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,17 +99,18 @@ def _optional_in_readme() -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\| `([^`]+)` \| no \|", section, re.MULTILINE)}
 
 
+STORAGE_SERVICE_URIS = {f"{STORAGE_SETTING}__{s}ServiceUri" for s in ("blob", "queue", "table")}
+
+
 def _satisfied_by_template(name: str) -> str | None:
     """Why the template covers a setting the code reads, or None."""
     if name in APP_SETTINGS:
         return "written by infra/app/api.bicep"
-    identity_storage = {f"{STORAGE_SETTING}__{s}" for s in ("accountName", "credential", "clientId")}
+    identity_storage = STORAGE_SERVICE_URIS | {f"{STORAGE_SETTING}__{s}" for s in ("credential", "clientId")}
     if name == STORAGE_SETTING and identity_storage <= APP_SETTINGS.keys():
-        return "identity-based form: AzureWebJobsStorage__accountName + __credential + __clientId"
-    if name in {f"{STORAGE_SETTING}__queueServiceUri", f"{STORAGE_SETTING}__tableServiceUri"} and (
-        f"{STORAGE_SETTING}__accountName" in APP_SETTINGS
-    ):
-        return "the code derives the service URIs from AzureWebJobsStorage__accountName"
+        return "identity-based form: AzureWebJobsStorage__*ServiceUri + __credential + __clientId"
+    if name == f"{STORAGE_SETTING}__accountName" and APP_SETTINGS.keys() >= STORAGE_SERVICE_URIS:
+        return "the alternative to the service URIs the template writes"
     if name in PLATFORM_PROVIDED:
         return PLATFORM_PROVIDED[name]
     if name in _optional_in_readme():
@@ -166,6 +174,24 @@ def test_no_storage_connection_string_is_written():
     assert STORAGE_SETTING not in APP_SETTINGS
 
 
+def test_host_storage_uses_the_accounts_own_service_endpoints():
+    # The per-service URIs, as the Flex quickstart writes them: right in every cloud and for the scale controller,
+    # where __accountName makes the host assume global Azure's endpoints.
+    uris = {name: APP_SETTINGS.get(name) for name in STORAGE_SERVICE_URIS}
+    assert (uris, f"{STORAGE_SETTING}__accountName" in APP_SETTINGS) == (
+        {
+            f"{STORAGE_SETTING}__blobServiceUri": "stg.properties.primaryEndpoints.blob",
+            f"{STORAGE_SETTING}__queueServiceUri": "stg.properties.primaryEndpoints.queue",
+            f"{STORAGE_SETTING}__tableServiceUri": "stg.properties.primaryEndpoints.table",
+        },
+        False,
+    )
+
+
+def test_the_code_reads_the_queue_and_table_uris_the_template_writes():
+    assert {f"{STORAGE_SETTING}__queueServiceUri", f"{STORAGE_SETTING}__tableServiceUri"} <= CODE_READS.keys()
+
+
 def test_azure_client_id_is_the_identity_client_id():
     assert APP_SETTINGS["AZURE_CLIENT_ID"] == "identityClientId"
 
@@ -190,6 +216,10 @@ def test_key_vault_references_resolve_with_the_user_assigned_identity():
 
 def test_key_vault_uses_rbac_authorization():
     assert property_value(KEYVAULT.declarations["vault"], "enableRbacAuthorization") == "true"
+
+
+def test_key_vault_has_purge_protection():
+    assert property_value(KEYVAULT.declarations["vault"], "enablePurgeProtection") == "true"
 
 
 def test_the_secret_reference_is_versionless_so_rotation_is_picked_up():
@@ -262,20 +292,22 @@ CODE_TABLES = _code_constants("TABLE_NAME") | {TABLE_NAME}
 CODE_QUEUES = _code_constants("QUEUE_NAME") | {QUEUE_NAME, POISON_QUEUE_NAME}
 
 
-def _role_assignments() -> list[tuple[str, str, str]]:
-    """(scope resource type, role name, principal expression) for every role assignment in rbac.bicep."""
+def _role_assignments() -> list[tuple[str, str, str, str | None]]:
+    """(scope resource type, role name, principal expression, the collection a looped scope iterates) for every role
+    assignment in rbac.bicep."""
     role_vars = RBAC.string_vars()
     found = []
     for declaration in RBAC.declarations.values():
         if not declaration.target.startswith("Microsoft.Authorization/roleAssignments@"):
             continue
-        scope = RBAC.declarations[property_value(declaration, "scope")]
+        scope = RBAC.declarations[property_value(declaration, "scope").split("[")[0]]
         role = re.search(r"roleDefinitions',\s*(\w+)\)", property_value(declaration, "roleDefinitionId")).group(1)
         found.append(
             (
                 scope.target.split("@")[0],
                 BUILT_IN_ROLES.get(role_vars[role], role_vars[role]),
                 property_value(declaration, "principalId"),
+                scope.loop,
             )
         )
     return found
@@ -313,39 +345,71 @@ def test_queues_and_tables_are_created_in_the_account_the_roles_cover():
     ) == (True, "storage.outputs.name", "storage.outputs.name")
 
 
+QUEUE = "Microsoft.Storage/storageAccounts/queueServices/queues"
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
+SECRET = "Microsoft.KeyVault/vaults/secrets"
+IDENTITY = "managedIdentityPrincipalId"
+
+
 @pytest.mark.parametrize(
-    ("scope", "role"),
+    ("scope", "role", "each_of"),
     [
-        (ACCOUNT, "Storage Blob Data Owner"),
-        (ACCOUNT, "Storage Queue Data Contributor"),
-        (ACCOUNT, "Storage Table Data Contributor"),
-        ("Microsoft.Insights/components", "Monitoring Metrics Publisher"),
-        ("Microsoft.KeyVault/vaults", "Key Vault Secrets User"),
+        (ACCOUNT, "Storage Blob Data Owner", None),
+        (QUEUE, "Storage Queue Data Contributor", "queueNames"),
+        (TABLE, "Storage Table Data Contributor", "tableNames"),
+        ("Microsoft.Insights/components", "Monitoring Metrics Publisher", None),
+        (SECRET, "Key Vault Secrets User", None),
     ],
 )
-def test_the_identity_has_the_role_it_needs(scope, role):
-    assert (scope, role, "managedIdentityPrincipalId") in ROLE_ASSIGNMENTS
+def test_the_identity_has_the_role_it_needs_on_the_narrowest_scope(scope, role, each_of):
+    # Queue, table and secret roles on the queues, tables and secret themselves, not the account or the vault.
+    assert (scope, role, IDENTITY, each_of) in ROLE_ASSIGNMENTS
 
 
 def test_the_identity_has_no_other_role():
-    assert len([a for a in ROLE_ASSIGNMENTS if a[2] == "managedIdentityPrincipalId"]) == 5
+    assert len([a for a in ROLE_ASSIGNMENTS if a[2] == IDENTITY]) == 5
 
 
 def test_the_operator_gets_queue_access_only_and_only_when_asked():
-    operator = [a for a in ROLE_ASSIGNMENTS if a[2] != "managedIdentityPrincipalId"]
+    operator = [a for a in ROLE_ASSIGNMENTS if a[2] != IDENTITY]
     assert (operator, property_value(MAIN.declarations["rbac"], "operatorPrincipalId")) == (
-        [(ACCOUNT, "Storage Queue Data Contributor", "operatorPrincipalId")],
+        [(QUEUE, "Storage Queue Data Contributor", "operatorPrincipalId", "queueNames")],
         "operatorQueueAccess ? principalId : ''",
     )
 
 
 def test_role_assignment_scopes_are_the_deployed_resources():
-    scopes = {d.symbol: property_value(d, "name") for d in RBAC.declarations.values() if d.existing}
+    scopes = {d.symbol: (property_value(d, "name"), d.loop) for d in RBAC.declarations.values() if d.existing}
     assert scopes == {
-        "storageAccount": "storageAccountName",
-        "applicationInsights": "appInsightsName",
-        "vault": "keyVaultName",
+        "storageAccount": ("storageAccountName", None),
+        "queueService": ("'default'", None),
+        "queues": ("queueName", "queueNames"),
+        "tableService": ("'default'", None),
+        "tables": ("tableName", "tableNames"),
+        "vault": ("keyVaultName", None),
+        "connectorProvidersSecret": ("connectorProvidersSecretName", None),
+        "applicationInsights": ("appInsightsName", None),
     }
+
+
+@pytest.mark.parametrize("names", ["queueNames", "tableNames"])
+def test_the_roles_cover_the_queues_and_tables_the_template_creates(names):
+    # main.bicep's list -> storage-data.bicep, which creates them and outputs their names -> rbac.bicep's roles.
+    created = STORAGE_DATA.declarations["queues" if names == "queueNames" else "tables"]
+    assert (
+        property_value(MAIN.declarations["storageData"], names),
+        created.loop,
+        STORAGE_DATA.outputs()[names].split(" in ")[1].split(":")[0],
+        property_value(MAIN.declarations["rbac"], names),
+    ) == (names, names, names, f"storageData.outputs.{names}")
+
+
+def test_the_secret_role_is_on_the_secret_the_app_reads():
+    assert (
+        property_value(MAIN.declarations["rbac"], "connectorProvidersSecretName"),
+        KEYVAULT.outputs()["connectorProvidersSecretName"],
+        property_value(API.declarations["api"], "keyVaultAccessIdentityResourceId"),
+    ) == ("keyVault.outputs.connectorProvidersSecretName", "connectorProvidersSecret.name", "identityId")
 
 
 @pytest.mark.parametrize("path", sorted(INFRA.rglob("*.bicep")), ids=lambda p: p.name)
@@ -417,6 +481,55 @@ def test_the_per_instance_concurrency_quoted_in_the_template_is_host_json():
     assert quoted == {queues["batchSize"] + queues["newBatchThreshold"]}
 
 
+def test_the_default_maximum_instance_count_is_one_every_region_accepts():
+    # 40: the lowest maximum the Flex Consumption documentation and Microsoft's Flex Bicep samples allow (newer
+    # documentation says 1; regions that still apply 40 reject lower values). One default: api.bicep requires it.
+    line, _ = MAIN.param_line("maximumInstanceCount")
+    assert (line, API.params()["maximumInstanceCount"]) == ("param maximumInstanceCount int = 40", True)
+
+
+def test_the_readme_gives_the_default_scale_limit_and_the_graph_pace_it_implies():
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    per_instance = queues["batchSize"] + queues["newBatchThreshold"]
+    default = int(re.search(r"^param maximumInstanceCount int = (\d+)", MAIN.text, re.MULTILINE).group(1))
+    row = next(line for line in DEPLOY_DOC.splitlines() if line.startswith("| `MAXIMUM_INSTANCE_COUNT` |"))
+    pace = f"{per_instance} \N{MULTIPLICATION SIGN} {default} = {per_instance * default}"
+    assert (row.split("|")[3].split()[0], pace in DEPLOY_DOC) == (str(default), True)
+
+
+def _publishing_credential_policies() -> dict[str, str]:
+    api = API.declarations["api"]
+    start = re.search(r"\n\s*basicPublishingCredentialsPolicies\s*:\s*\[", api.masked)
+    assert start is not None, "api.bicep passes no basicPublishingCredentialsPolicies"
+    block = api.text[start.end() : matching(api.masked, start.end() - 1)]
+    return dict(re.findall(r"name:\s*'(\w+)'\s*allow:\s*(\w+)", block))
+
+
+def test_basic_publishing_credentials_are_disabled_for_ftp_and_scm():
+    assert _publishing_credential_policies() == {"ftp": "false", "scm": "false"}
+
+
+def test_site_config_keeps_tls_1_2_and_turns_ftp_off():
+    # siteConfig replaces the AVM module's default object, so its safer values must be restated.
+    api = API.declarations["api"]
+    assert (property_value(api, "siteConfig.minTlsVersion"), property_value(api, "siteConfig.ftpsState")) == (
+        "'1.2'",
+        "'Disabled'",
+    )
+
+
+def test_network_rules_are_off_by_default_and_cover_storage_and_key_vault_together():
+    line, _ = MAIN.param_line("appSubnetId")
+    allow_unless = r"networkAcls:\s*empty\((\w+)\)\s*\?\s*\{\s*defaultAction:\s*'Allow'"
+    assert (
+        line,
+        re.search(allow_unless, MAIN.declarations["storage"].text).group(1),
+        property_value(MAIN.declarations["keyVault"], "allowedSubnetId"),
+        re.search(allow_unless, KEYVAULT.declarations["vault"].text).group(1),
+        property_value(MAIN.declarations["api"], "virtualNetworkSubnetId"),
+    ) == ("param appSubnetId string = ''", "appSubnetId", "appSubnetId", "allowedSubnetId", "appSubnetId")
+
+
 @pytest.mark.parametrize(
     "path", [*sorted(INFRA.rglob("*.bicep")), INFRA / "main.parameters.json", ROOT / "azure.yaml"], ids=lambda p: p.name
 )
@@ -456,6 +569,17 @@ LOCAL_MODULE_OUTPUTS_USED = sorted(
 @pytest.mark.parametrize(("symbol", "output"), LOCAL_MODULE_OUTPUTS_USED)
 def test_outputs_used_from_local_modules_exist(symbol, output):
     assert output in BicepFile.read(INFRA / LOCAL_MODULES[symbol].target).outputs()
+
+
+def test_every_file_the_template_mentions_exists():
+    mentioned, missing = [], []
+    for path in [*INFRA.rglob("*.bicep"), ROOT / "azure.yaml"]:
+        text = re.sub(r"https?://\S+", "", path.read_text())
+        for name in re.findall(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.(?:md|py|json|bicep|txt|lock))\b", text):
+            mentioned.append(name)
+            if not any((base / name).exists() for base in (ROOT, INFRA, path.parent)):
+                missing.append(f"{path.name}: {name}")
+    assert (bool(mentioned), missing) == (True, [])
 
 
 @pytest.mark.parametrize(
@@ -509,8 +633,20 @@ def test_azure_yaml_is_well_formed():
     assert parse_yaml_subset(AZURE_YAML)["name"]
 
 
+def test_azure_yaml_requires_the_azd_release_that_passes_json_into_object_parameters(azd):
+    # azd 1.23.4 (azure-dev #6694) substitutes a JSON environment value into an object parameter (connectorProviders);
+    # older releases fail with "error unmarshalling Bicep template parameters".
+    prerequisites = DEPLOY_DOC.split("### Prerequisites", 1)[1].split("\n### ", 1)[0]
+    assert (azd["requiredVersions"]["azd"], "1.23.4" in prerequisites, "not verified" in prerequisites) == (
+        ">= 1.23.4",
+        True,
+        False,
+    )
+
+
 def test_azure_yaml_deploys_this_folder_as_a_python_function_app(azd):
-    assert azd["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}
+    api = azd["services"]["api"]
+    assert (list(azd["services"]), api["project"], api["language"], api["host"]) == (["api"], ".", "python", "function")
 
 
 @pytest.mark.parametrize(
