@@ -134,19 +134,21 @@ def state_store() -> StateStore:
     parts = _current()
     if parts.store is None:
         from connector.state import TABLE_NAME, StateStore
-        from connector.storage import table_client
+        from connector.storage import may_create_tables, table_client
 
-        parts.store = StateStore(table_client(settings(), TABLE_NAME, **_storage_options()))
+        client = table_client(settings(), TABLE_NAME, **_storage_options())
+        parts.store = StateStore(client, create=may_create_tables(settings()))
     return parts.store
 
 
 def statement_records() -> StatementRecords:
     parts = _current()
     if parts.records is None:
-        from connector.storage import table_client
+        from connector.storage import may_create_tables, table_client
         from connector.xapi.records import TABLE_NAME, StatementRecords
 
-        parts.records = StatementRecords(table_client(settings(), TABLE_NAME, **_storage_options()))
+        client = table_client(settings(), TABLE_NAME, **_storage_options())
+        parts.records = StatementRecords(client, create=may_create_tables(settings()))
     return parts.records
 
 

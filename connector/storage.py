@@ -34,6 +34,11 @@ def queue_client(settings: Settings, queue_name: str, **options: Any) -> QueueCl
     return QueueClient(storage.queue_service_uri, queue_name, credential=credential, **options)
 
 
+def may_create_tables(settings: Settings) -> bool:
+    """Whether the connector creates its tables itself: only with a connection string (see TableOnDemand)."""
+    return settings.require_storage().connection_string is not None
+
+
 def table_client(settings: Settings, table_name: str, **options: Any) -> TableClient:
     from azure.data.tables.aio import TableClient
 
@@ -46,11 +51,13 @@ def table_client(settings: Settings, table_name: str, **options: Any) -> TableCl
 
 
 class TableOnDemand:
-    """A table client whose table is created on first use: the deployment creates it in Azure, Azurite starts empty."""
+    """A table client whose table is created on first use where the connector may create tables (a connection
+    string: Azurite, or account keys). With identity-based storage the deployment creates the tables, and the app's
+    roles are scoped to them: creating a table needs a role on the whole account, so it is not attempted."""
 
-    def __init__(self, client: TableClient) -> None:
+    def __init__(self, client: TableClient, *, create: bool = True) -> None:
         self._client = client
-        self._ready = False
+        self._ready = not create
 
     async def table(self) -> TableClient:
         if not self._ready:
