@@ -6,14 +6,20 @@
 - `completedDateTime`: taken only from events that complete the activity (the earliest such value).
 - `assignedDateTime`, `dueDateTime`, `notes`: the value of the newest event that sets them (by the provider's
   webhook-timestamp, then position in its batch, then event id), explicit null included.
+- A removal (the activity withdrawn) is a tombstone stamped like any event: the activity's state is the merge of the
+  events newer than the newest removal, and it exists while there is one.
 
-Each rule is commutative, associative and idempotent, so any order and any number of deliveries of the same set of
-callbacks give the same state. An explicit null is kept only where nothing else has set the field.
+One rule table (RULES) says how each field merges; folding an event and combining two states both go through it, so
+they cannot disagree. Each field keeps, besides its value, the few candidates that could still become its value once
+a late removal drops older events (for `completionPercentage`: the highest value among the events newer than each
+point in time). Every rule is commutative, associative and idempotent, so any order and any number of deliveries of
+the same callbacks, removals included, give the same state. An explicit null is kept only where nothing else has set
+the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +27,6 @@ from typing import Any
 from connector.messages import parse_instant, utc_iso
 
 STATUS_RANK = {"notStarted": 0, "inProgress": 1, "completed": 2}
-FORWARD_ONLY = ("status", "completionPercentage", "startedDateTime", "completedDateTime")
-LATEST_WINS = ("assignedDateTime", "dueDateTime", "notes")
 
 
 @dataclass(frozen=True, order=True)
@@ -42,78 +46,161 @@ class Stamp:
         return cls(parse_instant(str(data[0])), int(data[1]), str(data[2]))
 
 
-#: Orders below every real stamp (a state merged before stamps were kept).
+#: Orders below every real stamp (a value kept before stamps were).
 EARLIEST = Stamp(datetime.min.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True)
-class MergedState:
-    """The fold of every callback seen for one activity: values, and for latest-wins fields their stamps."""
+class _Rule:
+    """How one field merges. `rank` orders values (higher wins; None, an explicit null, lowest of all); a latest-wins
+    field ranks every value alike, so the newest stamp wins. `completing_only`: taken only from completing events."""
 
-    values: Mapping[str, Any] = field(default_factory=dict)
-    stamps: Mapping[str, Stamp] = field(default_factory=dict)
+    rank: Callable[[Any], Any]
+    latest_wins: bool = False
+    completing_only: bool = False
+
+
+def _instant_rank(value: Any) -> Any:
+    return -parse_instant(value).timestamp()  # the earliest ranks highest
+
+
+RULES: Mapping[str, _Rule] = {
+    "status": _Rule(rank=STATUS_RANK.__getitem__),
+    "completionPercentage": _Rule(rank=int),
+    "startedDateTime": _Rule(rank=_instant_rank),
+    "completedDateTime": _Rule(rank=_instant_rank, completing_only=True),
+    "assignedDateTime": _Rule(rank=lambda _: 0, latest_wins=True),
+    "dueDateTime": _Rule(rank=lambda _: 0, latest_wins=True),
+    "notes": _Rule(rank=lambda _: 0, latest_wins=True),
+}
+FORWARD_ONLY = tuple(name for name, rule in RULES.items() if not rule.latest_wins)
+LATEST_WINS = tuple(name for name, rule in RULES.items() if rule.latest_wins)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A value one event gave a field, with that event's stamp."""
+
+    stamp: Stamp
+    value: Any
+
+
+def _key(rule: _Rule, candidate: Candidate) -> tuple[Any, ...]:
+    """How good a candidate is: by the rule's rank (a null below all), ties broken by any fixed order of values."""
+    rank = (0,) if candidate.value is None else (1, rule.rank(candidate.value))
+    return (*rank, repr(candidate.value))
+
+
+def _add(rule: _Rule, kept: tuple[Candidate, ...], new: Candidate) -> tuple[Candidate, ...]:
+    """The candidates that no other beats on both counts (newer and at least as good): whichever events later turn out
+    to be before a removal, the field's value is the best of those after it. Kept oldest first; the first is the
+    value. A latest-wins field ranks all values alike, so only its newest candidate stays."""
+    key = _key(rule, new)
+
+    def beats(one: Candidate, other: Candidate, one_key: tuple[Any, ...]) -> bool:
+        other_key = _key(rule, other)
+        if rule.latest_wins:
+            return (one.stamp, one_key) >= (other.stamp, other_key)
+        return one.stamp >= other.stamp and one_key >= other_key
+
+    if any(beats(old, new, _key(rule, old)) for old in kept):
+        return kept
+    return tuple(sorted((*(old for old in kept if not beats(new, old, key)), new), key=lambda c: c.stamp))
+
+
+@dataclass(frozen=True)
+class MergedState:
+    """The merge of every callback seen for one activity: per field the candidates that can still be its value, the
+    newest removal, and the newest event after it (the activity exists while there is one)."""
+
+    candidates: Mapping[str, tuple[Candidate, ...]] = field(default_factory=dict)
+    removed: Stamp | None = None
+    latest: Stamp | None = None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return {name: kept[0].value for name, kept in self.candidates.items() if kept}
+
+    @property
+    def exists(self) -> bool:
+        """Whether an event newer than the newest removal was seen (a removed activity comes back only so)."""
+        return self.latest is not None
 
     def to_json(self) -> dict[str, Any]:
-        return {"values": dict(self.values), "stamps": {k: s.to_json() for k, s in self.stamps.items()}}
+        data: dict[str, Any] = {
+            "candidates": {
+                name: [[c.stamp.to_json(), c.value] for c in kept] for name, kept in self.candidates.items()
+            },
+        }
+        if self.removed is not None:
+            data["removed"] = self.removed.to_json()
+        if self.latest is not None:
+            data["latest"] = self.latest.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> MergedState:
         if not data:
             return cls()
-        return cls(dict(data.get("values", {})), {k: Stamp.from_json(v) for k, v in data.get("stamps", {}).items()})
+        if "candidates" not in data:
+            return cls._from_version_1(data)
+        candidates = {
+            name: tuple(Candidate(Stamp.from_json(stamp), value) for stamp, value in kept)
+            for name, kept in data["candidates"].items()
+        }
+        removed, latest = data.get("removed"), data.get("latest")
+        return cls(
+            candidates,
+            Stamp.from_json(removed) if removed else None,
+            Stamp.from_json(latest) if latest else None,
+        )
+
+    @classmethod
+    def _from_version_1(cls, data: Mapping[str, Any]) -> MergedState:
+        """A row written before candidates were kept: its values, stamped as they were (latest-wins fields) or as
+        older than any event (the rest)."""
+        stamps = {name: Stamp.from_json(stamp) for name, stamp in data.get("stamps", {}).items()}
+        candidates = {
+            name: (Candidate(stamps.get(name, EARLIEST), value),) for name, value in data.get("values", {}).items()
+        }
+        return cls(candidates, None, max(stamps.values(), default=EARLIEST) if candidates else None)
 
 
 def fold(state: MergedState, changes: Mapping[str, Any], stamp: Stamp) -> MergedState:
-    """Merges one event's changeable properties into the state."""
-    values = dict(state.values)
-    stamps = dict(state.stamps)
+    """Merges one event's changeable properties into the state; an event older than the newest removal belongs to
+    the activity's earlier life and changes nothing."""
+    if state.removed is not None and stamp < state.removed:
+        return state
     completing = changes.get("status") == "completed"
+    candidates = dict(state.candidates)
     for name, value in changes.items():
-        if name in LATEST_WINS:
-            if name not in stamps or stamp > stamps[name]:
-                values[name], stamps[name] = value, stamp
-            elif stamp == stamps[name] and _key(value) > _key(values[name]):
-                values[name] = value  # the same stamp twice with other values: any fixed choice will do
-        elif name == "status":
-            if name not in values or STATUS_RANK[value] > STATUS_RANK[values[name]]:
-                values[name] = value
-        elif name == "completionPercentage":
-            values[name] = _pick(values, name, value, max)
-        elif name == "startedDateTime" or (name == "completedDateTime" and completing):
-            values[name] = _pick(values, name, value, min)
-    return MergedState(values, stamps)
+        rule = RULES[name]
+        if rule.completing_only and not completing:
+            continue
+        candidates[name] = _add(rule, candidates.get(name, ()), Candidate(stamp, value))
+    latest = stamp if state.latest is None else max(state.latest, stamp)
+    return MergedState(candidates, state.removed, latest)
+
+
+def remove(state: MergedState, stamp: Stamp) -> MergedState:
+    """Folds in a removal: every event older than it is forgotten."""
+    removed = stamp if state.removed is None else max(state.removed, stamp)
+    candidates = {name: tuple(c for c in kept if c.stamp > removed) for name, kept in state.candidates.items()}
+    latest = state.latest if state.latest is not None and state.latest > removed else None
+    return MergedState({name: kept for name, kept in candidates.items() if kept}, removed, latest)
 
 
 def combine(first: MergedState, second: MergedState) -> MergedState:
-    """The merge of two activity states (the same activity reached by Graph id and by external id): by the same rules,
-    so it is the state their callbacks would have made together."""
-    values, stamps = dict(first.values), dict(first.stamps)
-    for name, value in second.values.items():
-        if name in LATEST_WINS:
-            stamp = second.stamps.get(name, EARLIEST)
-            if name not in stamps or stamp > stamps[name]:
-                values[name], stamps[name] = value, stamp
-        elif name == "status":
-            if name not in values or STATUS_RANK[value] > STATUS_RANK[values[name]]:
-                values[name] = value
-        else:
-            values[name] = _pick(values, name, value, max if name == "completionPercentage" else min)
-    return MergedState(values, stamps)
-
-
-def _pick(values: Mapping[str, Any], name: str, value: Any, choose: Any) -> Any:
-    """The chosen one of the old and new value; a null yields to any value, and stays only if alone."""
-    if name not in values or values[name] is None:
-        return value
-    if value is None:
-        return values[name]
-    if name.endswith("DateTime"):
-        return choose(values[name], value, key=datetime.fromisoformat)
-    return choose(values[name], value)
-
-
-def _key(value: Any) -> str:
-    return repr(value)
+    """The merge of two states of one activity (reached by Graph id and by external id): every candidate of the
+    second folded into the first by the same rules, so it is the state their callbacks would have made together."""
+    candidates = dict(first.candidates)
+    for name, kept in second.candidates.items():
+        for candidate in kept:
+            candidates[name] = _add(RULES[name], candidates.get(name, ()), candidate)
+    latest = max((s for s in (first.latest, second.latest) if s is not None), default=None)
+    merged = MergedState(candidates, None, latest)
+    removals = [s for s in (first.removed, second.removed) if s is not None]
+    return remove(merged, max(removals)) if removals else merged
 
 
 def patch_body(merged: MergedState, event_changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,7 +209,7 @@ def patch_body(merged: MergedState, event_changes: Mapping[str, Any]) -> dict[st
     The event's own explicit nulls go too where the merged state has no value, so a provider's
     `"completedDateTime": null` reaches Graph as the contract says.
     """
-    body = dict(merged.values)
+    body = merged.values
     for name, value in event_changes.items():
         if value is None and name not in body:
             body[name] = None
@@ -139,7 +226,7 @@ def _same(name: str, ours: Any, theirs: Any) -> bool:
         return ours is None and theirs is None
     try:
         if name.endswith("DateTime") and name != "dueDateTime":
-            return datetime.fromisoformat(ours) == datetime.fromisoformat(theirs)
+            return parse_instant(ours) == parse_instant(theirs)
         if name == "dueDateTime":
             return str(ours["timeZone"]).lower() == str(theirs.get("timeZone", "")).lower() and datetime.fromisoformat(
                 ours["dateTime"]

@@ -8,7 +8,7 @@ from functools import reduce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.merge import MergedState, Stamp, fold, patch_body
+from connector.merge import MergedState, Stamp, fold, patch_body, remove
 
 TIMES = [datetime(2026, 11, 26, 10, 0, i, tzinfo=UTC) for i in range(5)]
 DATES = [f"2026-01-0{i}T00:00:00+00:00" for i in range(1, 6)]
@@ -40,11 +40,22 @@ events = st.builds(
 
 
 def fold_all(items):
-    return reduce(lambda state, item: fold(state, item[0], item[1]), items, MergedState())
+    return reduce(_apply, items, MergedState())
+
+
+def _apply(state, item):
+    changes, stamp = item
+    return remove(state, stamp) if changes == REMOVED else fold(state, changes, stamp)
+
+
+REMOVED = "removed"
+removals = st.builds(
+    lambda time, n: (REMOVED, Stamp(time, 0, f"rm-{n}")), st.sampled_from(TIMES), st.integers(0, 10_000)
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(events, min_size=1, max_size=8), st.randoms(use_true_random=False), st.data())
+@given(st.lists(events | removals, min_size=1, max_size=8), st.randoms(use_true_random=False), st.data())
 def test_any_order_and_any_number_of_deliveries_give_the_same_state(items, rnd, data):
     # Event ids are unique per event: a redelivery repeats an event, it does not invent a new one with its id.
     items = list({stamp.event_id: (changes, stamp) for changes, stamp in items}.values())
@@ -52,7 +63,46 @@ def test_any_order_and_any_number_of_deliveries_give_the_same_state(items, rnd, 
     replayed = items + [data.draw(st.sampled_from(items)) for _ in range(data.draw(st.integers(0, 5)))]
     rnd.shuffle(replayed)
     assert fold_all(replayed) == expected
-    assert fold(expected, *items[0]) == expected
+    assert _apply(expected, items[0]) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events | removals, min_size=1, max_size=8))
+def test_the_state_is_the_merge_of_the_events_after_the_newest_removal(items):
+    items = list({stamp.event_id: (changes, stamp) for changes, stamp in items}.values())
+    newest_removal = max((stamp for changes, stamp in items if changes == REMOVED), default=None)
+    after = [item for item in items if item[0] != REMOVED and (newest_removal is None or item[1] > newest_removal)]
+    state = fold_all(items)
+    assert state.values == fold_all(sorted(after, key=lambda item: item[1])).values
+    assert state.exists == bool(after)
+
+
+def test_a_removal_withdraws_and_only_a_newer_event_brings_the_activity_back():
+    state = fold(MergedState(), {"status": "completed", "completionPercentage": 100}, Stamp(TIMES[1]))
+    state = remove(state, Stamp(TIMES[2]))
+    assert (state.exists, state.values) == (False, {})
+    assert fold(state, {"status": "inProgress", "completionPercentage": 40}, Stamp(TIMES[0])) == state
+    again = fold(state, {"status": "notStarted"}, Stamp(TIMES[3]))
+    assert (again.exists, again.values) == (True, {"status": "notStarted"})  # a new life: nothing carried over
+
+
+def test_a_late_removal_keeps_what_newer_events_said():
+    state = fold(MergedState(), {"status": "completed", "completionPercentage": 100}, Stamp(TIMES[0]))
+    state = fold(state, {"status": "inProgress", "completionPercentage": 10}, Stamp(TIMES[3]))
+    assert state.values["completionPercentage"] == 100
+    state = remove(state, Stamp(TIMES[1]))  # arrives last, but happened between them
+    assert state.values == {"status": "inProgress", "completionPercentage": 10}
+    assert state.exists
+
+
+def test_a_state_written_before_candidates_were_kept_is_read():
+    stamp = ["2026-11-26T10:00:00.000000Z", 1, "e"]
+    old = {"values": {"status": "inProgress", "notes": None}, "stamps": {"notes": stamp}}
+    state = MergedState.from_json(old)
+    assert state.values == {"status": "inProgress", "notes": None}
+    assert state.exists
+    newer = fold(state, {"status": "inProgress", "notes": {"content": "n", "contentType": "text"}}, Stamp(TIMES[1]))
+    assert newer.values["notes"] == {"content": "n", "contentType": "text"}
 
 
 def test_an_old_progress_event_after_completion_changes_nothing():
@@ -126,12 +176,12 @@ def test_stamps_compare_as_instants_whatever_text_they_were_written_in():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(events, max_size=6), st.lists(events, max_size=6))
+@given(st.lists(events | removals, max_size=6), st.lists(events | removals, max_size=6))
 def test_combining_two_states_equals_folding_all_their_callbacks(first, second):
     from connector.merge import combine
 
     items = list({stamp.event_id: (changes, stamp) for changes, stamp in first + second}.values())
     a = [i for i in items if i in first]
     b = [i for i in items if i not in a]
-    assert combine(fold_all(a), fold_all(b)).values == fold_all(items).values
+    assert combine(fold_all(a), fold_all(b)) == fold_all(items)
     assert combine(fold_all(a), fold_all(b)) == combine(fold_all(b), fold_all(a))
