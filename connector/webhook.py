@@ -119,6 +119,6 @@ def _is_json_media_type(media_type: str) -> bool:
 
 
 def _event_time(headers: Mapping[str, str]) -> str:
-    """When the provider sent the callback (its signed webhook-timestamp): orders callbacks that arrive late."""
-    stamp = float(headers["webhook-timestamp"])
+    """When the provider sent the callback (its signed webhook-timestamp, digits only): orders late callbacks."""
+    stamp = int(headers["webhook-timestamp"])
     return utc_iso(datetime.fromtimestamp(stamp, UTC))
