@@ -26,7 +26,7 @@ def course_activity_webhook(
     req: func.HttpRequest,
     updates: func.Out[typing.List[str]],  # noqa: UP006 (the worker accepts only typing.List)
 ) -> func.HttpResponse:
-    """A provider's callback: 202 once every event is on the queue, or 400/401/404/413/415 saying why not."""
+    """A provider's callback: 202 once every event is on the queue, or 400/401/404/411/413/415 saying why not."""
     headers = {name.lower(): value for name, value in req.headers.items()}
     reply = webhook.receive(bootstrap.settings(), req.route_params["registrationId"], headers, req.get_body())
     if reply.messages:

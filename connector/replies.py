@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,3 +40,17 @@ def bad_request(errors: list[FieldError], message: str | None = None, headers: d
     """400: the first problem as the message (unless given), one detail per bad field (at most 100)."""
     details = [e.to_detail() for e in errors[:MAX_DETAILS]]
     return error_reply(400, "badRequest", message or errors[0].message, details, headers)
+
+
+def withheld_body(headers: Mapping[str, str], body: bytes, reply_headers: dict[str, str] | None = None) -> Reply | None:
+    """411 for a chunked request that arrived empty: the Functions host passes a body only with Content-Length, so
+    the function would otherwise judge an empty body (a signature that matches nothing, a missing statement)."""
+    if body or "chunked" not in headers.get("transfer-encoding", "").lower():
+        return None
+    return error_reply(
+        411,
+        "lengthRequired",
+        "Send the body with a Content-Length header: a chunked request (Transfer-Encoding: chunked) reaches the "
+        "connector without its body.",
+        headers=reply_headers,
+    )

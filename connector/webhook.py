@@ -1,8 +1,8 @@
 """The native webhook: a provider's signed callback in, queue messages and the contract's answer out.
 
-Checks run cheapest and least revealing first: the provider must exist (404), the body must fit (413), the
-signature must match (401), the body must be JSON (415) and follow the reference's rules (400). Only a request
-that passes all of them puts anything on the queue.
+Checks run cheapest and least revealing first: the provider must exist (404), the body must fit (413) and be
+there (411: the host drops a chunked body), the signature must match (401), the body must be JSON (415) and follow
+the reference's rules (400). Only a request that passes all of them puts anything on the queue.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from connector.events import (
     validate_events_json,
 )
 from connector.messages import MAX_MESSAGE_BYTES, Envelope, batch_messages, now_iso, utc_iso
-from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply
+from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, withheld_body
 from connector.settings import Settings
 from connector.signatures import SignatureError, verify
 from connector.telemetry import record, span, traceparent
@@ -42,6 +42,9 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         return error_reply(404, "notFound", f"No provider with registrationId '{registration_id}' is configured.")
     if len(body) > MAX_BODY_BYTES:
         return error_reply(413, "payloadTooLarge", f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    withheld = withheld_body(headers, body)
+    if withheld is not None:
+        return withheld
     try:
         webhook_id = verify(body, headers, provider.webhook_secrets)
     except SignatureError as exc:

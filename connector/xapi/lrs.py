@@ -23,7 +23,7 @@ from typing import Any
 
 from connector.events import EventValidationError, FieldError
 from connector.messages import Envelope, now_iso, utc_iso
-from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply
+from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, withheld_body
 from connector.settings import ProviderSettings, Settings
 from connector.telemetry import record, span, traceparent
 from connector.xapi.mapping import ProgressError, change_of, external_id
@@ -111,6 +111,9 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
         return _error(400, "badRequest", f"X-Experience-API-Version {problem}: send 1.0.3 (any 1.0.x is accepted).")
     if len(body) > MAX_BODY_BYTES:
         return _error(413, "payloadTooLarge", f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    withheld = withheld_body(headers, body, dict(_VERSION))
+    if withheld is not None:
+        return withheld
     content_type = (headers.get("content-type") or "application/json").split(";")[0].strip().lower()
     if content_type != "application/json":
         return _error(415, "unsupportedMediaType", "Send statements as application/json (attachments are not taken).")

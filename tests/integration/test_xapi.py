@@ -330,3 +330,24 @@ async def test_a_put_statement_id_that_is_not_a_uuid_is_named(connector):
     reply = await lrs("PUT", body, params={"statementId": "x"})
     assert reply.status == 400
     assert reply.body["error"]["details"][0]["target"] == "statementId"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+async def test_a_chunked_request_without_a_body_is_411_asking_for_content_length(connector, method):
+    reply = await call_http_async(
+        "xapi_statements",
+        method,
+        {"registrationId": REGISTRATION_ID},
+        body=b"",
+        headers={
+            "authorization": basic(),
+            "x-experience-api-version": "1.0.3",
+            "content-type": "application/json",
+            "transfer-encoding": "chunked",
+        },
+        params={"statementId": str(uuid.uuid4())} if method == "PUT" else None,
+    )
+    assert reply.status == 411
+    assert "Content-Length" in reply.body["error"]["message"]
+    assert reply.headers["x-experience-api-version"] == "1.0.3"
+    assert await connector.count() == 0

@@ -257,3 +257,13 @@ def test_a_webhook_timestamp_that_is_not_a_number_names_the_header_and_the_rule(
     assert result.body["error"]["message"] == (
         "Invalid webhook signature: webhook-timestamp must be Unix time in whole seconds, digits only."
     )
+
+
+def test_a_chunked_request_without_a_body_is_411_asking_for_content_length():
+    """The Functions host passes a body only with Content-Length: a chunked callback arrives empty."""
+    body = json.dumps(event())
+    headers = {**signed_headers(body), "transfer-encoding": "chunked"}
+    result = post(b"", headers)
+    assert (result.status, result.messages) == (411, [])
+    assert result.body["error"]["code"] == "lengthRequired"
+    assert "Content-Length" in result.body["error"]["message"]
