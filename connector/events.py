@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Required
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     ConfigDict,
     Discriminator,
@@ -25,6 +26,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
+
+from connector import timezones
 
 ASSIGNMENT = "#microsoft.graph.learningAssignment"
 SELF_INITIATED = "#microsoft.graph.learningSelfInitiatedCourse"
@@ -157,6 +160,14 @@ def _strict(name: str, fields: dict[str, Any]) -> Any:
     return typed
 
 
+def _graph_time_zone(name: str) -> str:
+    """The time zone as Graph spells it (see connector.timezones); an unknown one is invalid."""
+    spelled = timezones.graph_time_zone(name)
+    if spelled is None:
+        raise ValueError(timezones.RULE)
+    return spelled
+
+
 _DateTimeTimeZone = _strict(
     "dateTimeTimeZone",
     {
@@ -167,7 +178,9 @@ _DateTimeTimeZone = _strict(
                 StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?$"),
             ]
         ],
-        "timeZone": Required[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]],
+        "timeZone": Required[
+            Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_graph_time_zone)]
+        ],
     },
 )
 _ItemBody = _strict(
@@ -369,6 +382,8 @@ def _field_error(detail: ErrorDetails, loc: list[Any], index: int | None) -> Fie
         return FieldError(field, "is invalid", _unknown_rule(field, odata_type), index)
     if len(loc) == 1 and (value is None or (isinstance(value, str) and not value.strip())):
         return FieldError(field, "shouldn't be empty", _rule(field, odata_type), index)
+    if kind == "value_error" and loc[-1:] == ["timeZone"]:
+        return FieldError(field, "is invalid", timezones.RULE, index)
     return FieldError(field, "is invalid", _rule(field, odata_type), index)
 
 

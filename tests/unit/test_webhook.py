@@ -267,3 +267,16 @@ def test_a_chunked_request_without_a_body_is_411_asking_for_content_length():
     assert (result.status, result.messages) == (411, [])
     assert result.body["error"]["code"] == "lengthRequired"
     assert "Content-Length" in result.body["error"]["message"]
+
+
+def test_a_due_date_time_in_an_unknown_time_zone_is_400_and_a_known_one_is_queued_as_graph_spells_it():
+    assignment = {"@odata.type": "#microsoft.graph.learningAssignment"}
+    due = {"dateTime": "2022-09-22T16:05:00.0000000", "timeZone": "Mars/Olympus"}
+    result = post(json.dumps(event(dueDateTime=due, **assignment)))
+    assert (result.status, result.messages) == (400, [])
+    (detail,) = result.body["error"]["details"]
+    assert detail["target"] == "dueDateTime"
+    assert "Windows time zone name" in detail["rule"]
+    accepted = post(json.dumps(event(dueDateTime={**due, "timeZone": "europe/berlin"}, **assignment)))
+    assert accepted.status == 202
+    assert json.loads(accepted.messages[0])["event"]["dueDateTime"]["timeZone"] == "Europe/Berlin"
