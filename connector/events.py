@@ -68,6 +68,7 @@ MAX_EVENTS = 100
 
 _DATE_TIME_RULE = "must be an ISO 8601 date-time with an offset, e.g. 2021-05-11T22:57:17+00:00"
 _ID_RULE = f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+_DOTS_RULE = "must not be only dots: '.' and '..' in a URL name another resource"
 RULES: Mapping[str, str] = {
     "@odata.type": f"must be {ASSIGNMENT} or {SELF_INITIATED}",
     "completionPercentage": "must be an integer from 0 to 100",
@@ -141,7 +142,8 @@ class CourseActivityUpdate:
 
 # --- The models: one per type, strict, no unknown properties. ---
 
-# Blank ids ("  ") are caught by _cross_field_errors: one Python check per event is cheaper than a regex per id.
+# Blank and dot-only ids ("  ", "..") are caught by _cross_field_errors: one Python check per event is cheaper than
+# a regex per id.
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 _ID_FIELDS = tuple(name for name in IDENTITY[ASSIGNMENT] if name != "assignmentType")
 
@@ -288,11 +290,16 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
         (provider is None or (isinstance(provider, str) and provider.lower() == registration_id.lower()))
         and (lower is None or upper is None or lower == upper)
         and (lower is not None or upper is not None or event.get("learningCourseActivityId") is not None)
-        and not any(isinstance(value, str) and value.isspace() for value in map(event.get, _ID_FIELDS))
+        and not any(_blank_or_dots(value) for value in map(event.get, _ID_FIELDS))
     ):
         return []
-    blank = [name for name in _ID_FIELDS if isinstance(event.get(name), str) and event[name].isspace()]
-    errors = [FieldError(name, "shouldn't be empty", _ID_RULE, at) for name in blank]
+    errors = [
+        FieldError(name, "shouldn't be empty", _ID_RULE, at)
+        if event[name].isspace()
+        else FieldError(name, "is invalid", _DOTS_RULE, at)
+        for name in _ID_FIELDS
+        if _blank_or_dots(event.get(name))
+    ]
     if isinstance(provider, str) and provider.strip() and provider.lower() != registration_id.lower():
         errors.append(FieldError("learningProviderId", "is invalid", RULES["learningProviderId"], at))
     if isinstance(lower, str) and isinstance(upper, str) and lower != upper:
@@ -314,6 +321,11 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
             )
         )
     return errors
+
+
+def _blank_or_dots(value: object) -> bool:
+    """Blank, or only dots: "." and ".." are removed from URL paths, so such an id would name another resource."""
+    return isinstance(value, str) and not value.strip().strip(".")
 
 
 def _to_update(event: dict[str, Any], registration_id: str) -> CourseActivityUpdate:

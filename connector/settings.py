@@ -141,8 +141,8 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
     providers: dict[str, ProviderSettings] = {}
     for registration_id, config in data.items():
         where = f"{name}[{registration_id!r}]"
-        if not registration_id.strip() or "/" in registration_id or "?" in registration_id:
-            raise SettingsError(where, "a registrationId must be a non-empty id without '/' or '?'")
+        if not registration_id.strip().strip(".") or "/" in registration_id or "?" in registration_id:
+            raise SettingsError(where, "a registrationId must be a non-empty id without '/' or '?', not only dots")
         if not isinstance(config, dict):
             raise SettingsError(where, 'must be a JSON object, e.g. {"webhookSecrets": ["whsec_..."]}')
         secrets = config.get("webhookSecrets", [])

@@ -298,6 +298,32 @@ def test_ids_shouldnt_be_empty(value):
     assert messages_of(event(learnerUserId=value)) == ["Input field learnerUserId shouldn't be empty"]
 
 
+ID_FIELDS = [
+    "learningCourseActivityId",
+    "externalcourseActivityId",
+    "externalCourseActivityId",
+    "learnerUserId",
+    "learningContentId",
+    "assignerUserId",
+]
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+@pytest.mark.parametrize("value", [".", "..", "...", " .. "])
+def test_an_id_of_dots_only_is_invalid_as_it_would_name_another_resource_in_a_url(field, value):
+    body = event(**{field: value})
+    if field == "externalCourseActivityId":
+        del body["externalcourseActivityId"]
+    (detail,) = errors_of(body)
+    assert (detail["message"], detail["target"]) == (f"Input field {field} is invalid", field)
+    assert "dots" in detail["rule"]
+
+
+def test_an_id_with_dots_and_other_characters_is_fine():
+    update = parse_event_json(json.dumps(event(externalcourseActivityId="course..v2.")), REGISTRATION_ID)
+    assert update.external_id == "course..v2."
+
+
 def test_every_bad_field_gets_its_own_detail():
     details = errors_of(event(status="x", completionPercentage=500, notez="typo", learningProviderId="other"))
     assert sorted(d["target"] for d in details) == ["completionPercentage", "learningProviderId", "notez", "status"]

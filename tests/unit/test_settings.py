@@ -40,6 +40,7 @@ def test_defaults():
         ('{"reg-1": {"webhookSecrets": ["whsec_!!!"]}}', "webhookSecrets[0]: is not valid base64"),
         ('{"reg-1": {"webhookSecrets": ["whsec_c2hvcnQ="]}}', "webhookSecrets[0]: is too short"),
         ('{"a": {}, "A": {}}', "is configured twice"),
+        ('{"..": {}}', "CONNECTOR_PROVIDERS['..']: a registrationId must be a non-empty id without '/' or '?', not"),
     ],
 )
 def test_a_bad_connector_providers_names_the_setting_and_the_problem(raw, expected):

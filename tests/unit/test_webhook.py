@@ -280,3 +280,10 @@ def test_a_due_date_time_in_an_unknown_time_zone_is_400_and_a_known_one_is_queue
     accepted = post(json.dumps(event(dueDateTime={**due, "timeZone": "europe/berlin"}, **assignment)))
     assert accepted.status == 202
     assert json.loads(accepted.messages[0])["event"]["dueDateTime"]["timeZone"] == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("activity_id", ["..", "."])
+def test_a_dot_only_graph_id_is_400_and_nothing_is_queued(activity_id):
+    result = post(json.dumps(event(learningCourseActivityId=activity_id)))
+    assert (result.status, result.messages) == (400, [])
+    assert result.body["error"]["message"] == "Input field learningCourseActivityId is invalid"
