@@ -17,7 +17,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from re2 import _Regexp
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +62,9 @@ class ProviderSettings:
     xapi_activity_id: str = "registration"
     """How an xAPI statement names its Graph activity: "registration" (context.registration when present, else
     derived) or "derived" (always from the learner and the activity id)."""
-    content_id_pattern: re.Pattern[str] | None = None
-    """Extracts the learning content's external id from the statement's activity IRI (group "id", or group 1)."""
+    content_id_pattern: _Regexp | None = None
+    """Extracts the learning content's external id from the statement's activity IRI (group "id", or group 1); an
+    RE2 pattern, with `re`'s search, groups and groupindex."""
 
 
 @dataclass(frozen=True)
@@ -203,17 +208,31 @@ def _parse_choice(where: str, raw: object, choices: tuple[str, ...]) -> str:
     return str(raw)
 
 
-def _parse_pattern(where: str, raw: object) -> re.Pattern[str] | None:
+_PATTERN_EXAMPLE = 'e.g. "/courses/(?P<id>[^/?#]+)"'
+
+
+def _parse_pattern(where: str, raw: object) -> _Regexp | None:
+    """Compiled with RE2, whose matching time is linear in the IRI: the pattern is the provider's, the IRI the
+    provider's learners' (Python's backtracking engine spent seconds on "(?P<id>[^/]+)$" and a long IRI)."""
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise SettingsError(where, 'must be a regular expression with a group, e.g. "/courses/(?P<id>[^/?#]+)"')
+        raise SettingsError(where, f"must be a regular expression with a group, {_PATTERN_EXAMPLE}")
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the error is raised here, naming the setting
     try:
-        pattern = re.compile(raw)
-    except re.error as exc:
-        raise SettingsError(where, f"is not a valid regular expression ({exc})") from None
+        pattern = re2.compile(raw, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise SettingsError(
+            where,
+            f"is not a valid RE2 regular expression ({reason}; RE2 matches in linear time and has no lookarounds "
+            f"or backreferences), {_PATTERN_EXAMPLE}",
+        ) from None
     if pattern.groups == 0:
-        raise SettingsError(where, 'needs a group that captures the content id, e.g. "(?P<id>[^/]+)$"')
+        raise SettingsError(where, f"needs a group that captures the content id, {_PATTERN_EXAMPLE}")
     return pattern
 
 

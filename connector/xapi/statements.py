@@ -17,10 +17,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connector.events import FieldError
+from connector.events import MAX_ID_LENGTH, FieldError
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VERSION = re.compile(r"^(1\.0(\.\d+)?|2\.0(\.\d+)?)$")
+#: IRIs (activity, verb, openid, homePage) and ids (mbox, account name) are bounded at intake: they are queued, and
+#: matched by the provider's contentIdPattern. Real activity IRIs are far shorter; URLs past 2,048 characters break
+#: in many clients anyway.
+MAX_IRI_LENGTH = 2048
 #: Properties an LRS sets itself: not part of a statement's content when comparing two with the same id.
 LRS_PROPERTIES = ("stored", "authority", "version")
 
@@ -40,8 +44,8 @@ LenientBool = Annotated[bool | None, BeforeValidator(_lenient_bool)]
 class Account(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    home_page: str | None = Field(None, alias="homePage")  # Pluralsight leaves it out
-    name: str = Field(min_length=1)
+    home_page: str | None = Field(None, alias="homePage", max_length=MAX_IRI_LENGTH)  # Pluralsight leaves it out
+    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
 class Agent(BaseModel):
@@ -51,9 +55,9 @@ class Agent(BaseModel):
 
     object_type: str | None = Field(None, alias="objectType")
     name: str | None = None
-    mbox: str | None = None
-    mbox_sha1sum: str | None = None
-    openid: str | None = None
+    mbox: str | None = Field(None, max_length=MAX_ID_LENGTH)
+    mbox_sha1sum: str | None = Field(None, max_length=MAX_ID_LENGTH)
+    openid: str | None = Field(None, max_length=MAX_IRI_LENGTH)
     account: Account | None = None
 
     @field_validator("mbox")
@@ -91,14 +95,14 @@ class Agent(BaseModel):
 class Verb(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=MAX_IRI_LENGTH)
 
 
 class StatementObject(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     object_type: str = Field("Activity", alias="objectType")
-    id: str | None = None
+    id: str | None = Field(None, max_length=MAX_IRI_LENGTH)
 
     @model_validator(mode="after")
     def _needs_id(self) -> StatementObject:
@@ -214,5 +218,7 @@ def _field_errors(exc: ValidationError, index: int | None) -> list[FieldError]:
         field = ".".join(loc) or "statement"
         problem = "is required" if detail["type"] == "missing" else "is invalid"
         rule = str(detail.get("msg", "")).removeprefix("Value error, ")
+        if detail["type"] == "string_too_long":
+            rule = f"must be at most {detail.get('ctx', {}).get('max_length')} characters"
         errors.setdefault(field, FieldError(field, problem, rule, index))  # type: ignore[arg-type]
     return list(errors.values())

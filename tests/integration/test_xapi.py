@@ -351,3 +351,13 @@ async def test_a_chunked_request_without_a_body_is_411_asking_for_content_length
     assert "Content-Length" in reply.body["error"]["message"]
     assert reply.headers["x-experience-api-version"] == "1.0.3"
     assert await connector.count() == 0
+
+
+async def test_a_40000_character_activity_iri_is_a_400_and_nothing_is_queued(connector):
+    """The ReDoS probe's statement: refused at intake, so no provider pattern ever runs on it."""
+    long_iri = "https://lms.example.com/courses/" + "a" * 40_000 + "/"
+    reply = await lrs("POST", statement("launched", activity=long_iri), registration=CREATING_PROVIDER)
+    assert reply.status == 400
+    (detail,) = reply.body["error"]["details"]
+    assert (detail["target"], detail["rule"]) == ("object.id", "must be at most 2048 characters")
+    assert await connector.count() == 0

@@ -153,9 +153,27 @@ def test_xapi_and_create_missing_options_are_parsed():
         ({"xapiCredentials": [{"key": "a", "secret": "short"}]}, "xapiCredentials[0].secret"),
         ({"createMissing": "yes"}, "createMissing: must be true or false"),
         ({"xapiActivityId": "email"}, "xapiActivityId: must be one of registration, derived"),
-        ({"contentIdPattern": "(unclosed"}, "contentIdPattern: is not a valid regular expression"),
+        ({"contentIdPattern": "(unclosed"}, "contentIdPattern: is not a valid RE2 regular expression"),
         ({"contentIdPattern": "no-group"}, "contentIdPattern: needs a group"),
+        ({"contentIdPattern": r"/courses/(?P<id>\w+)(?=/)"}, "contentIdPattern: is not a valid RE2 regular expression"),
+        ({"contentIdPattern": r"/(?P<id>(\w)\2)"}, "contentIdPattern: is not a valid RE2 regular expression"),
     ],
 )
 def test_bad_provider_options_are_named(config, expected):
     assert expected in settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": config}))
+
+
+@pytest.mark.parametrize("pattern", ["(unclosed", "no-group", r"(?P<id>\w+)(?=/)", 42])
+def test_a_bad_content_id_pattern_suggests_a_pattern_that_cannot_backtrack(pattern):
+    message = settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": {"contentIdPattern": pattern}}))
+    assert '"/courses/(?P<id>[^/?#]+)"' in message
+    assert "[^/]+)$" not in message
+
+
+def test_the_content_id_pattern_runs_on_a_linear_time_engine():
+    """Provider-supplied: Python's backtracking `re` took seconds on (?P<id>[^/]+)$ against a 40,000-character IRI."""
+    raw = {"reg-x": {"contentIdPattern": "(?P<id>[^/]+)$"}}
+    pattern = load_settings({"CONNECTOR_PROVIDERS": json.dumps(raw)}).provider("reg-x").content_id_pattern
+    assert type(pattern).__module__.split(".")[0] == "re2"
+    assert pattern.search("https://lms.example/courses/" + "a" * 40_000 + "/") is None
+    assert pattern.search("https://lms.example/courses/é-101").group("id") == "é-101"
