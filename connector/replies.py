@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from connector.events import FieldError
+from connector.messages import MAX_MESSAGE_BYTES
 
 MAX_DETAILS = 100
 #: The most a request body may hold (webhook and LRS alike): 100 events of Graph's size fit many times over.
@@ -53,4 +54,17 @@ def withheld_body(headers: Mapping[str, str], body: bytes, reply_headers: dict[s
         "Send the body with a Content-Length header: a chunked request (Transfer-Encoding: chunked) reaches the "
         "connector without its body.",
         headers=reply_headers,
+    )
+
+
+def first_oversized(messages: Sequence[str]) -> int | None:
+    """The index of the first message too large for the queue, measured before any is queued (all or nothing)."""
+    limit = MAX_MESSAGE_BYTES
+    return next(
+        (
+            index
+            for index, message in enumerate(messages)
+            if len(message) * 4 > limit and len(message.encode()) > limit  # the cheap bound first
+        ),
+        None,
     )

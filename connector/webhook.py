@@ -18,7 +18,7 @@ from connector.events import (
     validate_events_json,
 )
 from connector.messages import MAX_MESSAGE_BYTES, Envelope, batch_messages, now_iso, utc_iso
-from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, withheld_body
+from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
 from connector.settings import Settings
 from connector.signatures import SignatureError, verify
 from connector.telemetry import record, span, traceparent
@@ -94,15 +94,7 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         extra=trace_context,
     )
     messages = batch_messages(shared, ids, events)
-    too_large = next(
-        (
-            index
-            for index, message in enumerate(messages)
-            if len(message) * 4 > MAX_MESSAGE_BYTES  # cheap bound first
-            and len(message.encode()) > MAX_MESSAGE_BYTES
-        ),
-        None,
-    )
+    too_large = first_oversized(messages)
     if too_large is not None:
         return error_reply(
             413, "payloadTooLarge", f"Event {too_large} is too large for the queue ({MAX_MESSAGE_BYTES} bytes at most)."

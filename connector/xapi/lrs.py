@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.events import EventValidationError, FieldError
-from connector.messages import Envelope, now_iso, utc_iso
-from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, withheld_body
+from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
+from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
 from connector.settings import ProviderSettings, Settings
 from connector.telemetry import record, span, traceparent
-from connector.xapi.mapping import ProgressError, change_of, external_id
+from connector.xapi.mapping import ProgressError, XapiChange, change_of, external_id
 from connector.xapi.records import StatementRecords
 from connector.xapi.statements import UUID, ParsedStatement, parse_statements
 
@@ -171,21 +171,16 @@ async def _accept(
     context = traceparent()
     new = [(index, s, change) for index, (s, change) in enumerate(zip(statements, changes, strict=True))]
     new = [item for item in new if item[1].id not in known]
-    for index, statement, change in new:
-        if change is None:
-            continue
-        event = {"externalcourseActivityId": external_id(statement, provider.xapi_activity_id), **change.changes}
-        envelope = Envelope(
-            id=statement.id,
-            registration_id=provider.registration_id,
-            event=event,
-            source="xapi",
-            event_time=utc_iso(change.time),
-            sequence=index,
-            received_at=now_iso(),
-            extra={"xapi": _xapi_context(statement), **context},
+    queued = [(index, _message(provider, s, change, index, context)) for index, s, change in new if change]
+    too_large = first_oversized([message for _, message in queued])
+    if too_large is not None:
+        return _error(
+            413,
+            "payloadTooLarge",
+            f"statement {queued[too_large][0]} is too large for the queue ({MAX_MESSAGE_BYTES} bytes at most).",
         )
-        await enqueue(envelope.to_json())
+    for _, message in queued:
+        await enqueue(message)
     await records.add(provider.registration_id, [(s.id, s.content_hash) for _, s, _ in new])
     logger.info(
         "xAPI: %d statement(s) for provider %s, %d new, %d changing an activity",
@@ -196,6 +191,24 @@ async def _accept(
         extra={"registrationId": provider.registration_id},
     )
     return _reply(204, None) if method == "PUT" else _reply(200, ids)
+
+
+def _message(
+    provider: ProviderSettings, statement: ParsedStatement, change: XapiChange, index: int, context: dict[str, str]
+) -> str:
+    """The queue message of one statement that changes an activity."""
+    event = {"externalcourseActivityId": external_id(statement, provider.xapi_activity_id), **change.changes}
+    envelope = Envelope(
+        id=statement.id,
+        registration_id=provider.registration_id,
+        event=event,
+        source="xapi",
+        event_time=utc_iso(change.time),
+        sequence=index,
+        received_at=now_iso(),
+        extra={"xapi": _xapi_context(statement), **context},
+    )
+    return envelope.to_json()
 
 
 def _xapi_context(parsed: ParsedStatement) -> dict[str, Any]:

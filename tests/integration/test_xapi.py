@@ -361,3 +361,18 @@ async def test_a_40000_character_activity_iri_is_a_400_and_nothing_is_queued(con
     (detail,) = reply.body["error"]["details"]
     assert (detail["target"], detail["rule"]) == ("object.id", "must be at most 2048 characters")
     assert await connector.count() == 0
+
+
+async def test_a_statement_too_large_for_the_queue_rejects_the_whole_batch_before_any_is_queued(connector, monkeypatch):
+    """Statements are capped so that none reaches the queue's limit today; the limit is lowered here to show that
+    every message is measured before the first is queued (a 413, as the webhook answers)."""
+    monkeypatch.setattr("connector.replies.MAX_MESSAGE_BYTES", 1500)
+    small = statement("launched")
+    large = statement("https://lms.example.com/verbs/" + "v" * 1500 + "/progressed")
+    reply = await lrs("POST", [small, large])
+    assert reply.status == 413
+    assert reply.body["error"]["message"].startswith("statement 1 is too large for the queue")
+    assert await connector.count() == 0
+    assert (await lrs("POST", small)).status == 200  # nothing of the refused batch was recorded either
+    assert await connector.count() == 1
+
