@@ -206,20 +206,25 @@ def _message(
         event_time=utc_iso(change.time),
         sequence=index,
         received_at=now_iso(),
-        extra={"xapi": _xapi_context(statement), **context},
+        extra={"xapi": _xapi_context(statement, provider), **context},
     )
     return envelope.to_json()
 
 
-def _xapi_context(parsed: ParsedStatement) -> dict[str, Any]:
-    """What the worker needs to create a missing activity: who, and which activity."""
+def _xapi_context(parsed: ParsedStatement, provider: ProviderSettings) -> dict[str, Any]:
+    """Which statement and activity; and, only for a provider that creates missing activities, what finds the
+    learner (the email, else the account name: connector.directory). Never a display name."""
     statement = parsed.statement
-    return {
-        "statementId": parsed.id,
-        "verb": statement.verb.id,
-        "activityId": statement.object.id,
-        "actor": statement.actor.model_dump(by_alias=True, exclude_none=True),
-    }
+    context: dict[str, Any] = {"statementId": parsed.id, "verb": statement.verb.id, "activityId": statement.object.id}
+    if provider.create_missing:
+        actor = statement.actor
+        if actor.mbox:
+            context["actor"] = {"mbox": actor.mbox}
+        elif actor.account:
+            context["actor"] = {"account": {"name": actor.account.name}}
+        else:
+            context["actor"] = {}  # the worker dead-letters it: nothing to find the learner by
+    return context
 
 
 def _authorized(provider: ProviderSettings, header: str) -> bool:

@@ -376,3 +376,39 @@ async def test_a_statement_too_large_for_the_queue_rejects_the_whole_batch_befor
     assert (await lrs("POST", small)).status == 200  # nothing of the refused batch was recorded either
     assert await connector.count() == 1
 
+
+
+async def test_a_70_kb_actor_name_never_leaves_half_a_batch_queued(connector):
+    named = statement("launched", actor={"name": "N" * 70_000, "mbox": "mailto:ada.learner@contoso.example"})
+    reply = await lrs("POST", [statement("launched"), named])
+    assert reply.status == 200
+    assert await connector.count() == 2
+
+
+async def test_a_message_carries_no_personal_data_when_the_provider_creates_nothing(connector):
+    await lrs("POST", statement("launched"))
+    (message,) = await connector.messages()
+    assert "xapi" in json.loads(message)
+    assert "ada" not in message.lower()
+    assert "actor" not in json.loads(message)["xapi"]
+
+
+@pytest.mark.parametrize(
+    ("actor", "carried"),
+    [
+        (
+            {"objectType": "Agent", "name": "Ada", "mbox": "mailto:ada.learner@contoso.example"},
+            {"mbox": "mailto:ada.learner@contoso.example"},
+        ),
+        (
+            {"name": "Ada", "account": {"homePage": "https://sso.example", "name": "E1001"}},
+            {"account": {"name": "E1001"}},
+        ),
+        ({"name": "Ada", "mbox_sha1sum": "f" * 40}, {}),
+    ],
+)
+async def test_a_creating_provider_gets_only_what_finds_the_learner_and_never_a_name(connector, actor, carried):
+    await lrs("POST", statement("launched", actor=actor), registration=CREATING_PROVIDER)
+    (message,) = await connector.messages()
+    assert json.loads(message)["xapi"]["actor"] == carried
+    assert "Ada" not in message
