@@ -137,7 +137,7 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
         return _bad(exc.errors)
     if method == "PUT" and statements[0].id != statement_id.lower():
         return _bad([FieldError("statementId", "is invalid", "must be a UUID equal to the statement's id")])
-    return await _accept(provider, records, enqueue, statements, method, batch=isinstance(data, list))
+    return await _accept(provider, records, enqueue, statements, method)
 
 
 async def _accept(
@@ -146,20 +146,21 @@ async def _accept(
     enqueue: Enqueue,
     statements: list[ParsedStatement],
     method: str,
-    *,
-    batch: bool,
 ) -> Reply:
     ids = [s.id for s in statements]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        return _bad([FieldError("id", "is invalid", f"statement id {repeated[0]} appears twice in this batch")])
+    first_at: dict[str, int] = {}
+    for index, statement_id in enumerate(ids):
+        if statement_id in first_at:
+            rule = f"statement {first_at[statement_id]} has the same id {statement_id}: ids must be unique in a batch"
+            return _bad([FieldError("id", "is invalid", rule, index)])
+        first_at[statement_id] = index
     received = datetime.now(UTC)
     changes = []
     for index, statement in enumerate(statements):
         try:
             changes.append(change_of(statement, received))
         except ProgressError as exc:
-            return _bad([FieldError(exc.field, "is invalid", str(exc), index if batch else None)])
+            return _bad([FieldError(exc.field, "is invalid", str(exc), index)])
     known = await records.hashes(provider.registration_id, ids)
     for statement in statements:
         if statement.id in known and known[statement.id] != statement.content_hash:
@@ -244,7 +245,10 @@ def _authorized(provider: ProviderSettings, header: str) -> bool:
 
 
 def _bad(errors: list[FieldError]) -> Reply:
-    """400 naming the statement's index and the field, with the rule."""
+    """400 naming the statement's index and the field, with the rule: "statement 0: verb is required (…)"."""
     first = errors[0]
-    where = f"Statement {first.index}: " if first.index is not None else ""
-    return bad_request(errors, f"{where}{first.message} ({first.rule})", dict(_VERSION))
+    if first.index is None:  # the body or the query, not one statement
+        message = f"{first.message} ({first.rule})"
+    else:
+        message = f"statement {first.index}: {first.field} {first.problem} ({first.rule})"
+    return bad_request(errors, message, dict(_VERSION))

@@ -195,15 +195,14 @@ def parse_statements(data: Any, *, batch: bool) -> list[ParsedStatement]:
         raise EventValidationError([FieldError("body", "shouldn't be empty", "send at least one statement")])
     parsed: list[ParsedStatement] = []
     errors: list[FieldError] = []
-    for index, item in enumerate(items):
-        at = index if batch else None
+    for index, item in enumerate(items):  # a single statement is statement 0
         if not isinstance(item, dict):
-            errors.append(FieldError("statement", "is invalid", "each statement must be a JSON object", at))
+            errors.append(FieldError("statement", "is invalid", "each statement must be a JSON object", index))
             continue
         try:
             statement = Statement.model_validate(item)
         except ValidationError as exc:
-            errors.extend(_field_errors(exc, at))
+            errors.extend(_field_errors(exc, index))
             continue
         parsed.append(ParsedStatement(statement=statement, raw=item, id=statement.id or str(uuid.uuid4())))
     if errors:
@@ -211,14 +210,27 @@ def parse_statements(data: Any, *, batch: bool) -> list[ParsedStatement]:
     return parsed
 
 
-def _field_errors(exc: ValidationError, index: int | None) -> list[FieldError]:
+_VERB_RULE = "every statement needs a verb with an id, an IRI such as http://adlnet.gov/expapi/verbs/completed"
+#: What a missing part needs, in place of pydantic's "Field required".
+_REQUIRED_RULES = {
+    "actor": "every statement needs an actor identified by mbox, mbox_sha1sum, openid or account",
+    "verb": _VERB_RULE,
+    "verb.id": _VERB_RULE,
+    "object": "every statement needs an object with an id, the activity's IRI",
+    "actor.account.name": "an account needs a name (the learner's id at the provider)",
+}
+
+
+def _field_errors(exc: ValidationError, index: int) -> list[FieldError]:
     errors: dict[str, FieldError] = {}
     for detail in exc.errors():
         loc = [str(part) for part in detail["loc"] if not str(part).startswith("function-")]
         field = ".".join(loc) or "statement"
         problem = "is required" if detail["type"] == "missing" else "is invalid"
         rule = str(detail.get("msg", "")).removeprefix("Value error, ")
-        if detail["type"] == "string_too_long":
+        if detail["type"] == "missing":
+            rule = _REQUIRED_RULES.get(field, rule)
+        elif detail["type"] == "string_too_long":
             rule = f"must be at most {detail.get('ctx', {}).get('max_length')} characters"
         errors.setdefault(field, FieldError(field, problem, rule, index))  # type: ignore[arg-type]
     return list(errors.values())

@@ -140,18 +140,43 @@ async def test_the_same_id_with_other_content_is_a_409_and_nothing_is_queued(con
     assert await connector.count() == 1
 
 
-async def test_duplicate_ids_in_one_batch_are_a_400(connector):
+async def test_duplicate_ids_in_one_batch_are_a_400_naming_both_statements(connector):
     body = statement("launched")
-    reply = await lrs("POST", [body, {**body, "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"}}])
+    completed = {**body, "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"}}
+    reply = await lrs("POST", [body, statement("launched"), completed])
     assert reply.status == 400
+    assert reply.body["error"]["message"] == (
+        f"statement 2: id is invalid (statement 0 has the same id {body['id']}: ids must be unique in a batch)"
+    )
+    assert [(d["index"], d["target"]) for d in reply.body["error"]["details"]] == [(2, "id")]
     assert await connector.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "rule"),
+    [
+        ("verb", "every statement needs a verb with an id, an IRI such as http://adlnet.gov/expapi/verbs/completed"),
+        ("actor", "every statement needs an actor identified by mbox, mbox_sha1sum, openid or account"),
+        ("object", "every statement needs an object with an id, the activity's IRI"),
+    ],
+)
+async def test_a_statement_without_a_required_part_says_which_statement_and_which_part(connector, field, rule):
+    body = statement("launched")
+    del body[field]
+    reply = await lrs("POST", body)
+    assert reply.status == 400
+    error = reply.body["error"]
+    assert error["message"] == f"statement 0: {field} is required ({rule})"
+    assert error["details"] == [
+        {"code": "badRequest", "message": f"Input field {field} is required", "target": field, "index": 0, "rule": rule}
+    ]
 
 
 async def test_one_bad_statement_rejects_the_batch_naming_index_and_field(connector):
     bad = statement("launched", actor={"name": "no identifier"})
     reply = await lrs("POST", [statement("launched"), bad])
     assert reply.status == 400
-    assert reply.body["error"]["message"].startswith("Statement 1: Input field actor is invalid")
+    assert reply.body["error"]["message"].startswith("statement 1: actor is invalid (needs an identifier")
     assert [(d["index"], d["target"]) for d in reply.body["error"]["details"]] == [(1, "actor")]
     assert await connector.count() == 0
 
