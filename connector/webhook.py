@@ -17,6 +17,7 @@ from connector.events import (
     TooManyEvents,
     validate_events_json,
 )
+from connector.logsafe import untrusted
 from connector.messages import MAX_MESSAGE_BYTES, Envelope, batch_messages, now_iso, utc_iso
 from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
 from connector.settings import Settings
@@ -71,9 +72,9 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
     except EventValidationError as exc:
         logger.info(
             "webhook %s rejected (400) for provider %s: %s",
-            webhook_id,
+            untrusted(webhook_id),
             provider.registration_id,
-            exc.errors[0].message,
+            untrusted(exc.errors[0].message),  # names the request's fields
             extra={"registrationId": provider.registration_id, "webhookId": webhook_id},
         )
         return bad_request(exc.errors)
@@ -101,7 +102,7 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         )
     logger.info(
         "webhook %s accepted %d event(s) for provider %s",
-        webhook_id,
+        untrusted(webhook_id),
         len(messages),
         provider.registration_id,
         extra={"registrationId": provider.registration_id, "webhookId": webhook_id},

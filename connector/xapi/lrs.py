@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.events import EventValidationError, FieldError
+from connector.logsafe import LogSampler, untrusted
 from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
 from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
 from connector.settings import ProviderSettings, Settings
@@ -98,7 +99,7 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
     provider = settings.provider(registration_id)
     # Anonymous at the platform: an unknown provider is a 401 too, so that nobody can probe for registrationIds.
     if provider is None or not _authorized(provider, headers.get("authorization", "")):
-        logger.warning("xAPI request rejected (401) for registrationId %s", registration_id[:64])
+        _log_rejection(registration_id)
         return _error(
             401,
             "unauthorized",
@@ -226,6 +227,18 @@ def _xapi_context(parsed: ParsedStatement, provider: ProviderSettings) -> dict[s
         else:
             context["actor"] = {}  # the worker dead-letters it: nothing to find the learner by
     return context
+
+
+#: The statements route is anonymous at the platform: its rejections are logged a few a minute at most.
+_ANONYMOUS_REJECTIONS = LogSampler(per_window=10, window=60.0)
+
+
+def _log_rejection(registration_id: str) -> None:
+    held_back = _ANONYMOUS_REJECTIONS.admit()
+    if held_back is None:
+        return
+    more = f" ({held_back} more in the last minute not logged)" if held_back else ""
+    logger.warning("xAPI request rejected (401) for registrationId %s%s", untrusted(registration_id, 64), more)
 
 
 def _authorized(provider: ProviderSettings, header: str) -> bool:

@@ -437,3 +437,29 @@ async def test_a_creating_provider_gets_only_what_finds_the_learner_and_never_a_
     (message,) = await connector.messages()
     assert json.loads(message)["xapi"]["actor"] == carried
     assert "Ada" not in message
+
+
+async def test_a_rejected_registration_id_is_logged_escaped_on_one_line(connector, caplog):
+    caplog.set_level("WARNING", logger="connector.xapi.lrs")
+    reply = await lrs("POST", statement("launched"), registration="x\n12:00:00 ERROR forged line")
+    assert reply.status == 401
+    (line,) = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
+    assert "\n" not in line
+    assert "x\\n12:00:00 ERROR forged line" in line
+
+
+async def test_anonymous_rejections_are_sampled_and_the_next_line_counts_the_rest(connector, caplog, monkeypatch):
+    from connector.logsafe import LogSampler
+
+    clock = [0.0]
+    monkeypatch.setattr("connector.xapi.lrs._ANONYMOUS_REJECTIONS", LogSampler(3, 60.0, lambda: clock[0]))
+    caplog.set_level("WARNING", logger="connector.xapi.lrs")
+    for _ in range(10):
+        assert (await lrs("POST", statement("launched"), auth=basic(secret="w" * 43))).status == 401
+    lines = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
+    assert len(lines) == 3
+    clock[0] = 60.0
+    await lrs("POST", statement("launched"), auth=basic(secret="w" * 43))
+    lines = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
+    assert len(lines) == 4
+    assert lines[-1].endswith("(7 more in the last minute not logged)")

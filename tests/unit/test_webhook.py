@@ -287,3 +287,12 @@ def test_a_dot_only_graph_id_is_400_and_nothing_is_queued(activity_id):
     result = post(json.dumps(event(learningCourseActivityId=activity_id)))
     assert (result.status, result.messages) == (400, [])
     assert result.body["error"]["message"] == "Input field learningCourseActivityId is invalid"
+
+
+def test_a_rejected_field_name_is_logged_escaped_on_one_line(caplog):
+    caplog.set_level("INFO", logger="connector.webhook")
+    result = post(json.dumps(event(**{"x\n12:00:00 ERROR forged": 1})))
+    assert result.status == 400
+    (line,) = [r.getMessage() for r in caplog.records if "rejected (400)" in r.getMessage()]
+    assert "\n" not in line
+    assert "x\\n12:00:00 ERROR forged" in line
