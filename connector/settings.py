@@ -190,10 +190,29 @@ def _parse_xapi_credentials(where: str, raw: object) -> tuple[XapiCredential, ..
         key, secret = item["key"], item["secret"]
         if not isinstance(key, str) or not key or ":" in key:
             raise SettingsError(f"{where}[{index}].key", "must be a non-empty string without ':' (HTTP Basic user)")
-        if not isinstance(secret, str) or len(secret) < 16:
-            raise SettingsError(f"{where}[{index}].secret", "must be a string of at least 16 characters")
+        if not _generated(secret):
+            raise SettingsError(
+                f"{where}[{index}].secret",
+                f"must be a generated secret: at least {_MIN_XAPI_SECRET} URL-safe characters (letters, digits, '-', "
+                "'_'), not a word or a pattern; create one with: python -m connector new-secret --xapi",
+            )
         credentials.append(XapiCredential(key, secret))
     return tuple(credentials)
+
+
+#: LRS secrets guard an anonymous route: `new-secret --xapi` prints secrets.token_urlsafe(32), 43 characters.
+_MIN_XAPI_SECRET = 32
+_URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _generated(secret: object) -> bool:
+    """Long, URL-safe, and varied (a generated one uses dozens of different characters; hex uses 16)."""
+    return (
+        isinstance(secret, str)
+        and len(secret) >= _MIN_XAPI_SECRET
+        and set(secret) <= _URL_SAFE
+        and len(set(secret)) >= 10
+    )
 
 
 def _parse_flag(where: str, raw: object) -> bool:

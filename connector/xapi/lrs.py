@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import logging
 import re
@@ -21,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.credentials import basic_authorized
 from connector.events import EventValidationError, FieldError
 from connector.logsafe import LogSampler, untrusted
 from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
@@ -98,7 +96,7 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
     )
     provider = settings.provider(registration_id)
     # Anonymous at the platform: an unknown provider is a 401 too, so that nobody can probe for registrationIds.
-    if provider is None or not _authorized(provider, headers.get("authorization", "")):
+    if not basic_authorized(provider, headers.get("authorization", "")) or provider is None:
         _log_rejection(registration_id)
         return _error(
             401,
@@ -239,22 +237,6 @@ def _log_rejection(registration_id: str) -> None:
         return
     more = f" ({held_back} more in the last minute not logged)" if held_back else ""
     logger.warning("xAPI request rejected (401) for registrationId %s%s", untrusted(registration_id, 64), more)
-
-
-def _authorized(provider: ProviderSettings, header: str) -> bool:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return False
-    try:
-        key, _, secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    matched = False
-    for credential in provider.xapi_credentials:  # every credential is compared: constant time in the match
-        same_key = hmac.compare_digest(key.encode(), credential.key.encode())
-        same_secret = hmac.compare_digest(secret.encode(), credential.secret.encode())
-        matched |= same_key and same_secret
-    return matched
 
 
 def _bad(errors: list[FieldError]) -> Reply:

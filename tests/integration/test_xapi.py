@@ -16,6 +16,7 @@ from tests.support.xapi import (
     ROTATED_SECRET,
     VIDEO_PROGRESS,
     XAPI_KEY,
+    XAPI_SECRET,
     basic,
     progressed,
     statement,
@@ -463,3 +464,31 @@ async def test_anonymous_rejections_are_sampled_and_the_next_line_counts_the_res
     lines = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
     assert len(lines) == 4
     assert lines[-1].endswith("(7 more in the last minute not logged)")
+
+
+async def test_every_401_compares_the_credential_whether_the_provider_exists_or_not(connector, monkeypatch):
+    """Timing says nothing about which registrationIds exist: the presented key and secret are compared in constant
+    time against a credential, a stand-in one for an unknown provider or one without LRS credentials. Observed
+    through hmac.compare_digest: a timed test could not be trusted on a shared machine."""
+    import hmac
+
+    from connector import bootstrap
+    from tests.support.signing import SECRET
+
+    webhook_only = "5f0c1e2d-3b4a-4c5d-8e6f-7a8b9c0d1e2f"
+    providers = {
+        REGISTRATION_ID: {"xapiCredentials": [{"key": XAPI_KEY, "secret": XAPI_SECRET}]},
+        webhook_only: {"webhookSecrets": [SECRET]},
+    }
+    monkeypatch.setenv("CONNECTOR_PROVIDERS", json.dumps(providers))
+    bootstrap.reset()
+    compared: list[bytes] = []
+    compare = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append(a) or compare(a, b))
+    seen = []
+    for registration in (REGISTRATION_ID, webhook_only, "00000000-0000-0000-0000-000000000000"):
+        compared.clear()
+        reply = await lrs("POST", statement("launched"), registration=registration, auth=basic(secret="w" * 43))
+        assert reply.status == 401
+        seen.append(list(compared))
+    assert seen == [[XAPI_KEY.encode(), b"w" * 43]] * 3
