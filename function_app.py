@@ -37,12 +37,14 @@ def course_activity_webhook(
 @app.function_name("course_activity_status")
 @app.route(route="providers/{registrationId}/course-activities/{id}", methods=["GET"])
 async def course_activity_status(req: func.HttpRequest) -> func.HttpResponse:
-    """What the connector knows about one activity: last applied values, pending or failed, and why."""
+    """What the connector knows about one activity: last applied values, pending or failed, and why. The provider's
+    own credential (its webhook signature over the empty body, or its LRS key and secret) besides the Functions key."""
     params = req.route_params
-    reply = await status.activity_status(
-        bootstrap.settings(), bootstrap.state_store(), params["registrationId"], params["id"]
+    headers = {name.lower(): value for name, value in req.headers.items()}
+    reply = await status.receive(
+        bootstrap.settings(), bootstrap.state_store(), params["registrationId"], params["id"], headers
     )
-    return _json(reply.status, reply.body)
+    return _json(reply.status, reply.body, reply.headers)
 
 
 @app.function_name("xapi_statements")

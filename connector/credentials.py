@@ -11,10 +11,13 @@ import base64
 import binascii
 import hmac
 import secrets
+from collections.abc import Mapping
 
 from connector.settings import ProviderSettings, XapiCredential
+from connector.signatures import SignatureError, new_secret, verify
 
 _STAND_IN_CREDENTIALS = (XapiCredential("nobody", secrets.token_urlsafe(32)),)
+_STAND_IN_SECRETS = (new_secret(),)
 
 
 def basic_authorized(provider: ProviderSettings | None, header: str) -> bool:
@@ -28,6 +31,15 @@ def basic_authorized(provider: ProviderSettings | None, header: str) -> bool:
         same_secret = hmac.compare_digest(secret.encode(), credential.secret.encode())
         matched |= same_key and same_secret
     return matched and bool(own)
+
+
+def signature_authorized(provider: ProviderSettings | None, headers: Mapping[str, str], body: bytes) -> None:
+    """Raises SignatureError unless the request is signed with one of the provider's webhook secrets; the reason is
+    the same for an unknown provider as for a wrong secret."""
+    own = provider.webhook_secrets if provider is not None else ()
+    verify(body, headers, own or _STAND_IN_SECRETS)
+    if not own:
+        raise SignatureError("no signature in webhook-signature matches any of the provider's secrets")
 
 
 def _basic(header: str) -> tuple[str, str] | None:
