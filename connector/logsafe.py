@@ -7,6 +7,7 @@ flood the logs (or the Application Insights bill) from outside.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -49,3 +50,11 @@ class LogSampler:
             self._admitted += 1
             held_back, self._held_back = self._held_back, 0
             return held_back
+
+    def warning(self, logger: logging.Logger, message: str, *args: object) -> None:
+        """Logs the line if admitted, saying how many like it were left out before it."""
+        held_back = self.admit()
+        if held_back is None:
+            return
+        more = f" ({held_back} more like it not logged)" if held_back else ""
+        logger.warning(message + "%s", *args, more)

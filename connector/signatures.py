@@ -24,9 +24,9 @@ def _webhook(secret: str) -> Webhook:
 
 MAX_WEBHOOK_ID = 256
 #: Unix seconds, digits only: the library would read "T.999", "+T" or "Te0" as a float and sign floor(T), while the
-#: event time took the raw header. Twelve digits reach the year 33658.
-MAX_TIMESTAMP_DIGITS = 12
-_TIMESTAMP_RULE = "webhook-timestamp must be Unix time in whole seconds, digits only"
+#: event time took the raw header. Ten digits reach 2286; more overflow the library's datetime.
+MAX_TIMESTAMP_DIGITS = 10
+_TIMESTAMP_RULE = f"webhook-timestamp must be Unix time in whole seconds, digits only (at most {MAX_TIMESTAMP_DIGITS})"
 
 
 def verify(body: bytes, headers: Mapping[str, str], provider_secrets: Sequence[str]) -> str:

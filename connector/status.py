@@ -35,11 +35,12 @@ async def receive(
     """GET …/course-activities/{id}: the provider's credential first, then the lookup."""
     provider = settings.provider(registration_id)
     refusal = _refusal(provider, headers)
-    if refusal is not None or provider is None:
-        _log_rejection(registration_id, refusal or _NO_CREDENTIAL)
-        return error_reply(
-            401, "unauthorized", refusal or _NO_CREDENTIAL, headers={"WWW-Authenticate": 'Basic realm="status"'}
+    if refusal is not None or provider is None:  # an unknown provider always has a refusal
+        reason = refusal or _NO_CREDENTIAL
+        _REJECTIONS.warning(
+            logger, "status request rejected (401) for registrationId %s: %s", untrusted(registration_id, 64), reason
         )
+        return error_reply(401, "unauthorized", reason, headers={"WWW-Authenticate": 'Basic realm="status"'})
     if len(activity_id) > MAX_ID_LENGTH:  # no event can have named it
         return _not_seen(activity_id[:MAX_ID_LENGTH] + "…")
     return await activity_status(settings, store, provider.registration_id, activity_id)
@@ -74,11 +75,3 @@ def _refusal(provider: ProviderSettings | None, headers: Mapping[str, str]) -> s
 def _not_seen(activity_id: str) -> Reply:
     return error_reply(404, "notFound", f"No callback for activity '{activity_id}' has been seen.")
 
-
-def _log_rejection(registration_id: str, reason: str) -> None:
-    held_back = _REJECTIONS.admit()
-    if held_back is not None:
-        more = f" ({held_back} more in the last minute not logged)" if held_back else ""
-        logger.warning(
-            "status request rejected (401) for registrationId %s: %s%s", untrusted(registration_id, 64), reason, more
-        )

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 VERSIONS = ["1.0.3", "1.0.2", "1.0.1", "1.0.0"]
 _VERSION_HEADER = re.compile(r"^1\.0(\.\d+)?$")
 Enqueue = Callable[[str], Awaitable[None]]
+#: The statements route is anonymous at the platform: its rejections are logged 10 a minute at most.
+_ANONYMOUS_REJECTIONS = LogSampler(per_window=10, window=60.0)
 
 
 #: Every LRS answer says which xAPI version it speaks.
@@ -97,7 +99,9 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
     provider = settings.provider(registration_id)
     # Anonymous at the platform: an unknown provider is a 401 too, so that nobody can probe for registrationIds.
     if not basic_authorized(provider, headers.get("authorization", "")) or provider is None:
-        _log_rejection(registration_id)
+        _ANONYMOUS_REJECTIONS.warning(
+            logger, "xAPI request rejected (401) for registrationId %s", untrusted(registration_id, 64)
+        )
         return _error(
             401,
             "unauthorized",
@@ -168,10 +172,10 @@ async def _accept(
                 "conflict",
                 f"Statement {statement.id} was received before with different content; statements are immutable.",
             )
-    context = traceparent()
+    trace = traceparent()
     new = [(index, s, change) for index, (s, change) in enumerate(zip(statements, changes, strict=True))]
     new = [item for item in new if item[1].id not in known]
-    queued = [(index, _message(provider, s, change, index, context)) for index, s, change in new if change]
+    queued = [(index, _message(provider, s, change, index, trace)) for index, s, change in new if change]
     too_large = first_oversized([message for _, message in queued])
     if too_large is not None:
         return _error(
@@ -194,7 +198,7 @@ async def _accept(
 
 
 def _message(
-    provider: ProviderSettings, statement: ParsedStatement, change: XapiChange, index: int, context: dict[str, str]
+    provider: ProviderSettings, statement: ParsedStatement, change: XapiChange, index: int, trace: dict[str, str]
 ) -> str:
     """The queue message of one statement that changes an activity."""
     event = {"externalcourseActivityId": external_id(statement, provider.xapi_activity_id), **change.changes}
@@ -206,7 +210,7 @@ def _message(
         event_time=utc_iso(change.time),
         sequence=index,
         received_at=now_iso(),
-        extra={"xapi": _xapi_context(statement, provider), **context},
+        extra={"xapi": _xapi_context(statement, provider), **trace},
     )
     return envelope.to_json()
 
@@ -225,18 +229,6 @@ def _xapi_context(parsed: ParsedStatement, provider: ProviderSettings) -> dict[s
         else:
             context["actor"] = {}  # the worker dead-letters it: nothing to find the learner by
     return context
-
-
-#: The statements route is anonymous at the platform: its rejections are logged a few a minute at most.
-_ANONYMOUS_REJECTIONS = LogSampler(per_window=10, window=60.0)
-
-
-def _log_rejection(registration_id: str) -> None:
-    held_back = _ANONYMOUS_REJECTIONS.admit()
-    if held_back is None:
-        return
-    more = f" ({held_back} more in the last minute not logged)" if held_back else ""
-    logger.warning("xAPI request rejected (401) for registrationId %s%s", untrusted(registration_id, 64), more)
 
 
 def _bad(errors: list[FieldError]) -> Reply:

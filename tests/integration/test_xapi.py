@@ -463,7 +463,7 @@ async def test_anonymous_rejections_are_sampled_and_the_next_line_counts_the_res
     await lrs("POST", statement("launched"), auth=basic(secret="w" * 43))
     lines = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
     assert len(lines) == 4
-    assert lines[-1].endswith("(7 more in the last minute not logged)")
+    assert lines[-1].endswith("(7 more like it not logged)")
 
 
 async def test_every_401_compares_the_credential_whether_the_provider_exists_or_not(connector, monkeypatch):
