@@ -26,7 +26,7 @@ def course_activity_webhook(
     req: func.HttpRequest,
     updates: func.Out[typing.List[str]],  # noqa: UP006 (the worker accepts only typing.List)
 ) -> func.HttpResponse:
-    """A provider's callback: 202 once every event is on the queue, or 400/401/404/413/415 saying why not."""
+    """A provider's callback: 202 once every event is on the queue, or 400/401/404/411/413/415 saying why not."""
     headers = {name.lower(): value for name, value in req.headers.items()}
     reply = webhook.receive(bootstrap.settings(), req.route_params["registrationId"], headers, req.get_body())
     if reply.messages:
@@ -37,12 +37,14 @@ def course_activity_webhook(
 @app.function_name("course_activity_status")
 @app.route(route="providers/{registrationId}/course-activities/{id}", methods=["GET"])
 async def course_activity_status(req: func.HttpRequest) -> func.HttpResponse:
-    """What the connector knows about one activity: last applied values, pending or failed, and why."""
+    """What the connector knows about one activity: last applied values, pending or failed, and why. The provider's
+    own credential (its webhook signature over the empty body, or its LRS key and secret) besides the Functions key."""
     params = req.route_params
-    reply = await status.activity_status(
-        bootstrap.settings(), bootstrap.state_store(), params["registrationId"], params["id"]
+    headers = {name.lower(): value for name, value in req.headers.items()}
+    reply = await status.receive(
+        bootstrap.settings(), bootstrap.state_store(), params["registrationId"], params["id"], headers
     )
-    return _json(reply.status, reply.body)
+    return _json(reply.status, reply.body, reply.headers)
 
 
 @app.function_name("xapi_statements")

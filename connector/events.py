@@ -28,6 +28,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
+from connector import timezones
+
 ASSIGNMENT = "#microsoft.graph.learningAssignment"
 SELF_INITIATED = "#microsoft.graph.learningSelfInitiatedCourse"
 TYPE_NAMES = {ASSIGNMENT: "learningAssignment", SELF_INITIATED: "learningSelfInitiatedCourse"}
@@ -67,6 +69,7 @@ MAX_EVENTS = 100
 
 _DATE_TIME_RULE = "must be an ISO 8601 date-time with an offset, e.g. 2021-05-11T22:57:17+00:00"
 _ID_RULE = f"must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+_DOTS_RULE = "must not be only dots: '.' and '..' in a URL name another resource"
 RULES: Mapping[str, str] = {
     "@odata.type": f"must be {ASSIGNMENT} or {SELF_INITIATED}",
     "completionPercentage": "must be an integer from 0 to 100",
@@ -148,7 +151,8 @@ class CourseActivityUpdate:
 
 # --- The models: one per type, strict, no unknown properties. ---
 
-# Blank ids ("  ") are caught by _cross_field_errors: one Python check per event is cheaper than a regex per id.
+# Blank and dot-only ids ("  ", "..") are caught by _cross_field_errors: one Python check per event is cheaper than
+# a regex per id.
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 _ID_FIELDS = tuple(name for name in IDENTITY[ASSIGNMENT] if name != "assignmentType")
 
@@ -173,6 +177,14 @@ def _real_date_time(text: str) -> str:
     return text
 
 
+def _graph_time_zone(name: str) -> str:
+    """The time zone as Graph spells it (see connector.timezones); an unknown one is invalid."""
+    spelled = timezones.graph_time_zone(name)
+    if spelled is None:
+        raise ValueError(timezones.RULE)
+    return spelled
+
+
 _DateTimeTimeZone = _strict(
     "dateTimeTimeZone",
     {
@@ -184,7 +196,9 @@ _DateTimeTimeZone = _strict(
                 AfterValidator(_real_date_time),
             ]
         ],
-        "timeZone": Required[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]],
+        "timeZone": Required[
+            Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_graph_time_zone)]
+        ],
     },
 )
 _ItemBody = _strict(
@@ -292,11 +306,16 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
         (provider is None or (isinstance(provider, str) and provider.lower() == registration_id.lower()))
         and (lower is None or upper is None or lower == upper)
         and (lower is not None or upper is not None or event.get("learningCourseActivityId") is not None)
-        and not any(isinstance(value, str) and value.isspace() for value in map(event.get, _ID_FIELDS))
+        and not any(_blank_or_dots(value) for value in map(event.get, _ID_FIELDS))
     ):
         return []
-    blank = [name for name in _ID_FIELDS if isinstance(event.get(name), str) and event[name].isspace()]
-    errors = [FieldError(name, "shouldn't be empty", _ID_RULE, at) for name in blank]
+    errors = [
+        FieldError(name, "shouldn't be empty", _ID_RULE, at)
+        if event[name].isspace()
+        else FieldError(name, "is invalid", _DOTS_RULE, at)
+        for name in _ID_FIELDS
+        if _blank_or_dots(event.get(name))
+    ]
     if isinstance(provider, str) and provider.strip() and provider.lower() != registration_id.lower():
         errors.append(FieldError("learningProviderId", "is invalid", RULES["learningProviderId"], at))
     if isinstance(lower, str) and isinstance(upper, str) and lower != upper:
@@ -318,6 +337,11 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
             )
         )
     return errors
+
+
+def _blank_or_dots(value: object) -> bool:
+    """Blank, or only dots: "." and ".." are removed from URL paths, so such an id would name another resource."""
+    return isinstance(value, str) and not value.strip().strip(".")
 
 
 def _to_update(event: dict[str, Any], registration_id: str) -> CourseActivityUpdate:
@@ -361,7 +385,7 @@ def _normal(name: str, value: Any) -> Any:
     if value is None:
         return None
     if name == "dueDateTime":
-        return {"dateTime": _wall_time(value["dateTime"]), "timeZone": value["timeZone"].lower()}
+        return {"dateTime": _wall_time(value["dateTime"]), "timeZone": value["timeZone"]}
     if name.endswith("DateTime"):
         return datetime.fromisoformat(value).astimezone(UTC).isoformat()
     return value
@@ -408,6 +432,8 @@ def _field_error(detail: ErrorDetails, loc: list[Any], index: int | None) -> Fie
         return FieldError(field, "is invalid", _unknown_rule(field, odata_type), index)
     if len(loc) == 1 and (value is None or (isinstance(value, str) and not value.strip())):
         return FieldError(field, "shouldn't be empty", _rule(field, odata_type), index)
+    if kind == "value_error" and loc[-1:] == ["timeZone"]:
+        return FieldError(field, "is invalid", timezones.RULE, index)
     return FieldError(field, "is invalid", _rule(field, odata_type), index)
 
 

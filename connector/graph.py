@@ -194,12 +194,12 @@ class GraphGateway:
         send and expands the template each time (a tenth of a callback's CPU). tests/unit/test_graph_body.py checks
         that both agree."""
         if registration_id is None:
-            return f"{self._base_url}/employeeExperience/learningCourseActivities/{quote(activity_id or '', safe='')}"
-        provider = f"{self._base_url}/employeeExperience/learningProviders/{quote(registration_id, safe='')}"
+            return f"{self._base_url}/employeeExperience/learningCourseActivities/{path_segment(activity_id or '')}"
+        provider = f"{self._base_url}/employeeExperience/learningProviders/{path_segment(registration_id)}"
         if external_literal is not None:
-            key = quote(external_literal, safe="")
+            key = quote(external_literal, safe="")  # inside the key's quotes: never a segment of its own
             return f"{provider}/learningCourseActivities(externalcourseActivityId='{key}')"
-        return f"{provider}/learningCourseActivities/{quote(activity_id or '', safe='')}"
+        return f"{provider}/learningCourseActivities/{path_segment(activity_id or '')}"
 
     async def _send(self, info: RequestInformation, response_type: str | None) -> tuple[Any, str | None]:
         """Sends the request; returns the body (bytes, or None) and Graph's request-id."""
@@ -238,6 +238,14 @@ class GraphGateway:
             raise GraphFailure(None, "connectionError", f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         except ClientAuthenticationError as exc:
             raise GraphFailure(None, "tokenUnavailable", _first_line(str(exc))) from None
+
+
+def path_segment(value: str) -> str:
+    """An id as one path segment. Percent-encoding keeps dots, and HTTP clients and servers remove the dot segments
+    "." and ".." (RFC 3986, 5.2.4): `..` would name the provider and `.` the collection. A dot-only id has its dots
+    encoded too; any other id is left as the SDK writes it."""
+    encoded = quote(value, safe="")
+    return encoded.replace(".", "%2E") if encoded and not encoded.strip(".") else encoded
 
 
 def build_model(odata_type: str, changes: Mapping[str, Any]) -> LearningCourseActivity:

@@ -17,7 +17,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from re2 import _Regexp
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +62,9 @@ class ProviderSettings:
     xapi_activity_id: str = "registration"
     """How an xAPI statement names its Graph activity: "registration" (context.registration when present, else
     derived) or "derived" (always from the learner and the activity id)."""
-    content_id_pattern: re.Pattern[str] | None = None
-    """Extracts the learning content's external id from the statement's activity IRI (group "id", or group 1)."""
+    content_id_pattern: _Regexp | None = None
+    """Extracts the learning content's external id from the statement's activity IRI (group "id", or group 1); an
+    RE2 pattern, with `re`'s search, groups and groupindex."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,8 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
     providers: dict[str, ProviderSettings] = {}
     for registration_id, config in data.items():
         where = f"{name}[{registration_id!r}]"
-        if not registration_id.strip() or "/" in registration_id or "?" in registration_id:
-            raise SettingsError(where, "a registrationId must be a non-empty id without '/' or '?'")
+        if not registration_id.strip().strip(".") or "/" in registration_id or "?" in registration_id:
+            raise SettingsError(where, "a registrationId must be a non-empty id without '/' or '?', not only dots")
         if not isinstance(config, dict):
             raise SettingsError(where, 'must be a JSON object, e.g. {"webhookSecrets": ["whsec_..."]}')
         secrets = config.get("webhookSecrets", [])
@@ -185,10 +190,29 @@ def _parse_xapi_credentials(where: str, raw: object) -> tuple[XapiCredential, ..
         key, secret = item["key"], item["secret"]
         if not isinstance(key, str) or not key or ":" in key:
             raise SettingsError(f"{where}[{index}].key", "must be a non-empty string without ':' (HTTP Basic user)")
-        if not isinstance(secret, str) or len(secret) < 16:
-            raise SettingsError(f"{where}[{index}].secret", "must be a string of at least 16 characters")
+        if not _generated(secret):
+            raise SettingsError(
+                f"{where}[{index}].secret",
+                f"must be a generated secret: at least {_MIN_XAPI_SECRET} URL-safe characters (letters, digits, '-', "
+                "'_'), not a word or a pattern; create one with: python -m connector new-secret --xapi",
+            )
         credentials.append(XapiCredential(key, secret))
     return tuple(credentials)
+
+
+#: LRS secrets guard an anonymous route: `new-secret --xapi` prints secrets.token_urlsafe(32), 43 characters.
+_MIN_XAPI_SECRET = 32
+_URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _generated(secret: object) -> bool:
+    """Long, URL-safe, and varied (a generated one uses dozens of different characters; hex uses 16)."""
+    return (
+        isinstance(secret, str)
+        and len(secret) >= _MIN_XAPI_SECRET
+        and set(secret) <= _URL_SAFE
+        and len(set(secret)) >= 10
+    )
 
 
 def _parse_flag(where: str, raw: object) -> bool:
@@ -203,17 +227,31 @@ def _parse_choice(where: str, raw: object, choices: tuple[str, ...]) -> str:
     return str(raw)
 
 
-def _parse_pattern(where: str, raw: object) -> re.Pattern[str] | None:
+_PATTERN_EXAMPLE = 'e.g. "/courses/(?P<id>[^/?#]+)"'
+
+
+def _parse_pattern(where: str, raw: object) -> _Regexp | None:
+    """Compiled with RE2, whose matching time is linear in the IRI: the pattern is the provider's, the IRI the
+    provider's learners' (Python's backtracking engine spent seconds on "(?P<id>[^/]+)$" and a long IRI)."""
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise SettingsError(where, 'must be a regular expression with a group, e.g. "/courses/(?P<id>[^/?#]+)"')
+        raise SettingsError(where, f"must be a regular expression with a group, {_PATTERN_EXAMPLE}")
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the error is raised here, naming the setting
     try:
-        pattern = re.compile(raw)
-    except re.error as exc:
-        raise SettingsError(where, f"is not a valid regular expression ({exc})") from None
+        pattern = re2.compile(raw, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise SettingsError(
+            where,
+            f"is not a valid RE2 regular expression ({reason}; RE2 matches in linear time and has no lookarounds "
+            f"or backreferences), {_PATTERN_EXAMPLE}",
+        ) from None
     if pattern.groups == 0:
-        raise SettingsError(where, 'needs a group that captures the content id, e.g. "(?P<id>[^/]+)$"')
+        raise SettingsError(where, f"needs a group that captures the content id, {_PATTERN_EXAMPLE}")
     return pattern
 
 

@@ -23,6 +23,10 @@ def _webhook(secret: str) -> Webhook:
 
 
 MAX_WEBHOOK_ID = 256
+#: Unix seconds, digits only: the library would read "T.999", "+T" or "Te0" as a float and sign floor(T), while the
+#: event time took the raw header. Ten digits reach 2286; more overflow the library's datetime.
+MAX_TIMESTAMP_DIGITS = 10
+_TIMESTAMP_RULE = f"webhook-timestamp must be Unix time in whole seconds, digits only (at most {MAX_TIMESTAMP_DIGITS})"
 
 
 def verify(body: bytes, headers: Mapping[str, str], provider_secrets: Sequence[str]) -> str:
@@ -37,6 +41,8 @@ def verify(body: bytes, headers: Mapping[str, str], provider_secrets: Sequence[s
         raise SignatureError(f"missing header {', '.join(missing)} (Standard Webhooks signature required)")
     if len(found["webhook-id"] or "") > MAX_WEBHOOK_ID:
         raise SignatureError(f"webhook-id is longer than {MAX_WEBHOOK_ID} characters")
+    if not _is_unix_seconds(found["webhook-timestamp"] or ""):
+        raise SignatureError(_TIMESTAMP_RULE)
     entries = [entry for entry in (found["webhook-signature"] or "").split() if _readable(entry)]
     if not entries:
         raise SignatureError("webhook-signature has no v1,<base64> entry")
@@ -57,6 +63,10 @@ def verify(body: bytes, headers: Mapping[str, str], provider_secrets: Sequence[s
         else:
             return found["webhook-id"]  # type: ignore[return-value]
     raise SignatureError(_explain(last))
+
+
+def _is_unix_seconds(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= MAX_TIMESTAMP_DIGITS
 
 
 def _readable(entry: str) -> bool:

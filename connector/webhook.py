@@ -1,8 +1,8 @@
 """The native webhook: a provider's signed callback in, queue messages and the contract's answer out.
 
-Checks run cheapest and least revealing first: the provider must exist (404), the body must fit (413), the
-signature must match (401), the body must be JSON (415) and follow the reference's rules (400). Only a request
-that passes all of them puts anything on the queue.
+Checks run cheapest and least revealing first: the provider must exist (404), the body must fit (413) and be
+there (411: the host drops a chunked body), the signature must match (401), the body must be JSON (415) and follow
+the reference's rules (400). Only a request that passes all of them puts anything on the queue.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from connector.events import (
     TooManyEvents,
     validate_events_json,
 )
+from connector.logsafe import untrusted
 from connector.messages import MAX_MESSAGE_BYTES, Envelope, batch_messages, now_iso, utc_iso
-from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply
+from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
 from connector.settings import Settings
 from connector.signatures import SignatureError, verify
 from connector.telemetry import record, span, traceparent
@@ -42,6 +43,9 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         return error_reply(404, "notFound", f"No provider with registrationId '{registration_id}' is configured.")
     if len(body) > MAX_BODY_BYTES:
         return error_reply(413, "payloadTooLarge", f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    withheld = withheld_body(headers, body)
+    if withheld is not None:
+        return withheld
     try:
         webhook_id = verify(body, headers, provider.webhook_secrets)
     except SignatureError as exc:
@@ -68,9 +72,9 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
     except EventValidationError as exc:
         logger.info(
             "webhook %s rejected (400) for provider %s: %s",
-            webhook_id,
+            untrusted(webhook_id),
             provider.registration_id,
-            exc.errors[0].message,
+            untrusted(exc.errors[0].message),  # names the request's fields
             extra={"registrationId": provider.registration_id, "webhookId": webhook_id},
         )
         return bad_request(exc.errors)
@@ -91,22 +95,14 @@ def _receive(settings: Settings, registration_id: str, headers: Mapping[str, str
         extra=trace_context,
     )
     messages = batch_messages(shared, ids, events)
-    too_large = next(
-        (
-            index
-            for index, message in enumerate(messages)
-            if len(message) * 4 > MAX_MESSAGE_BYTES  # cheap bound first
-            and len(message.encode()) > MAX_MESSAGE_BYTES
-        ),
-        None,
-    )
+    too_large = first_oversized(messages)
     if too_large is not None:
         return error_reply(
             413, "payloadTooLarge", f"Event {too_large} is too large for the queue ({MAX_MESSAGE_BYTES} bytes at most)."
         )
     logger.info(
         "webhook %s accepted %d event(s) for provider %s",
-        webhook_id,
+        untrusted(webhook_id),
         len(messages),
         provider.registration_id,
         extra={"registrationId": provider.registration_id, "webhookId": webhook_id},
@@ -119,6 +115,6 @@ def _is_json_media_type(media_type: str) -> bool:
 
 
 def _event_time(headers: Mapping[str, str]) -> str:
-    """When the provider sent the callback (its signed webhook-timestamp): orders callbacks that arrive late."""
-    stamp = float(headers["webhook-timestamp"])
+    """When the provider sent the callback (its signed webhook-timestamp, digits only): orders late callbacks."""
+    stamp = int(headers["webhook-timestamp"])
     return utc_iso(datetime.fromtimestamp(stamp, UTC))

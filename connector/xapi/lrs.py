@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import logging
 import re
@@ -21,12 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.credentials import basic_authorized
 from connector.events import EventValidationError, FieldError
-from connector.messages import Envelope, now_iso, utc_iso
-from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply
+from connector.logsafe import LogSampler, untrusted
+from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
+from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
 from connector.settings import ProviderSettings, Settings
 from connector.telemetry import record, span, traceparent
-from connector.xapi.mapping import ProgressError, change_of, external_id
+from connector.xapi.mapping import ProgressError, XapiChange, change_of, external_id
 from connector.xapi.records import StatementRecords
 from connector.xapi.statements import UUID, ParsedStatement, parse_statements
 
@@ -35,6 +34,8 @@ logger = logging.getLogger(__name__)
 VERSIONS = ["1.0.3", "1.0.2", "1.0.1", "1.0.0"]
 _VERSION_HEADER = re.compile(r"^1\.0(\.\d+)?$")
 Enqueue = Callable[[str], Awaitable[None]]
+#: The statements route is anonymous at the platform: its rejections are logged 10 a minute at most.
+_ANONYMOUS_REJECTIONS = LogSampler(per_window=10, window=60.0)
 
 
 #: Every LRS answer says which xAPI version it speaks.
@@ -97,8 +98,10 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
     )
     provider = settings.provider(registration_id)
     # Anonymous at the platform: an unknown provider is a 401 too, so that nobody can probe for registrationIds.
-    if provider is None or not _authorized(provider, headers.get("authorization", "")):
-        logger.warning("xAPI request rejected (401) for registrationId %s", registration_id[:64])
+    if not basic_authorized(provider, headers.get("authorization", "")) or provider is None:
+        _ANONYMOUS_REJECTIONS.warning(
+            logger, "xAPI request rejected (401) for registrationId %s", untrusted(registration_id, 64)
+        )
         return _error(
             401,
             "unauthorized",
@@ -111,6 +114,9 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
         return _error(400, "badRequest", f"X-Experience-API-Version {problem}: send 1.0.3 (any 1.0.x is accepted).")
     if len(body) > MAX_BODY_BYTES:
         return _error(413, "payloadTooLarge", f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    withheld = withheld_body(headers, body, dict(_VERSION))
+    if withheld is not None:
+        return withheld
     content_type = (headers.get("content-type") or "application/json").split(";")[0].strip().lower()
     if content_type != "application/json":
         return _error(415, "unsupportedMediaType", "Send statements as application/json (attachments are not taken).")
@@ -134,7 +140,7 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
         return _bad(exc.errors)
     if method == "PUT" and statements[0].id != statement_id.lower():
         return _bad([FieldError("statementId", "is invalid", "must be a UUID equal to the statement's id")])
-    return await _accept(provider, records, enqueue, statements, method, batch=isinstance(data, list))
+    return await _accept(provider, records, enqueue, statements, method)
 
 
 async def _accept(
@@ -143,20 +149,21 @@ async def _accept(
     enqueue: Enqueue,
     statements: list[ParsedStatement],
     method: str,
-    *,
-    batch: bool,
 ) -> Reply:
     ids = [s.id for s in statements]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        return _bad([FieldError("id", "is invalid", f"statement id {repeated[0]} appears twice in this batch")])
+    first_at: dict[str, int] = {}
+    for index, statement_id in enumerate(ids):
+        if statement_id in first_at:
+            rule = f"statement {first_at[statement_id]} has the same id {statement_id}: ids must be unique in a batch"
+            return _bad([FieldError("id", "is invalid", rule, index)])
+        first_at[statement_id] = index
     received = datetime.now(UTC)
     changes = []
     for index, statement in enumerate(statements):
         try:
             changes.append(change_of(statement, received))
         except ProgressError as exc:
-            return _bad([FieldError(exc.field, "is invalid", str(exc), index if batch else None)])
+            return _bad([FieldError(exc.field, "is invalid", str(exc), index)])
     known = await records.hashes(provider.registration_id, ids)
     for statement in statements:
         if statement.id in known and known[statement.id] != statement.content_hash:
@@ -165,24 +172,19 @@ async def _accept(
                 "conflict",
                 f"Statement {statement.id} was received before with different content; statements are immutable.",
             )
-    context = traceparent()
+    trace = traceparent()
     new = [(index, s, change) for index, (s, change) in enumerate(zip(statements, changes, strict=True))]
     new = [item for item in new if item[1].id not in known]
-    for index, statement, change in new:
-        if change is None:
-            continue
-        event = {"externalcourseActivityId": external_id(statement, provider.xapi_activity_id), **change.changes}
-        envelope = Envelope(
-            id=statement.id,
-            registration_id=provider.registration_id,
-            event=event,
-            source="xapi",
-            event_time=utc_iso(change.time),
-            sequence=index,
-            received_at=now_iso(),
-            extra={"xapi": _xapi_context(statement), **context},
+    queued = [(index, _message(provider, s, change, index, trace)) for index, s, change in new if change]
+    too_large = first_oversized([message for _, message in queued])
+    if too_large is not None:
+        return _error(
+            413,
+            "payloadTooLarge",
+            f"statement {queued[too_large][0]} is too large for the queue ({MAX_MESSAGE_BYTES} bytes at most).",
         )
-        await enqueue(envelope.to_json())
+    for _, message in queued:
+        await enqueue(message)
     await records.add(provider.registration_id, [(s.id, s.content_hash) for _, s, _ in new])
     logger.info(
         "xAPI: %d statement(s) for provider %s, %d new, %d changing an activity",
@@ -195,35 +197,45 @@ async def _accept(
     return _reply(204, None) if method == "PUT" else _reply(200, ids)
 
 
-def _xapi_context(parsed: ParsedStatement) -> dict[str, Any]:
-    """What the worker needs to create a missing activity: who, and which activity."""
+def _message(
+    provider: ProviderSettings, statement: ParsedStatement, change: XapiChange, index: int, trace: dict[str, str]
+) -> str:
+    """The queue message of one statement that changes an activity."""
+    event = {"externalcourseActivityId": external_id(statement, provider.xapi_activity_id), **change.changes}
+    envelope = Envelope(
+        id=statement.id,
+        registration_id=provider.registration_id,
+        event=event,
+        source="xapi",
+        event_time=utc_iso(change.time),
+        sequence=index,
+        received_at=now_iso(),
+        extra={"xapi": _xapi_context(statement, provider), **trace},
+    )
+    return envelope.to_json()
+
+
+def _xapi_context(parsed: ParsedStatement, provider: ProviderSettings) -> dict[str, Any]:
+    """Which statement and activity; and, only for a provider that creates missing activities, what finds the
+    learner (the email, else the account name: connector.directory). Never a display name."""
     statement = parsed.statement
-    return {
-        "statementId": parsed.id,
-        "verb": statement.verb.id,
-        "activityId": statement.object.id,
-        "actor": statement.actor.model_dump(by_alias=True, exclude_none=True),
-    }
-
-
-def _authorized(provider: ProviderSettings, header: str) -> bool:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return False
-    try:
-        key, _, secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    matched = False
-    for credential in provider.xapi_credentials:  # every credential is compared: constant time in the match
-        same_key = hmac.compare_digest(key.encode(), credential.key.encode())
-        same_secret = hmac.compare_digest(secret.encode(), credential.secret.encode())
-        matched |= same_key and same_secret
-    return matched
+    context: dict[str, Any] = {"statementId": parsed.id, "verb": statement.verb.id, "activityId": statement.object.id}
+    if provider.create_missing:
+        actor = statement.actor
+        if actor.mbox:
+            context["actor"] = {"mbox": actor.mbox}
+        elif actor.account:
+            context["actor"] = {"account": {"name": actor.account.name}}
+        else:
+            context["actor"] = {}  # the worker dead-letters it: nothing to find the learner by
+    return context
 
 
 def _bad(errors: list[FieldError]) -> Reply:
-    """400 naming the statement's index and the field, with the rule."""
+    """400 naming the statement's index and the field, with the rule: "statement 0: verb is required (…)"."""
     first = errors[0]
-    where = f"Statement {first.index}: " if first.index is not None else ""
-    return bad_request(errors, f"{where}{first.message} ({first.rule})", dict(_VERSION))
+    if first.index is None:  # the body or the query, not one statement
+        message = f"{first.message} ({first.rule})"
+    else:
+        message = f"statement {first.index}: {first.field} {first.problem} ({first.rule})"
+    return bad_request(errors, message, dict(_VERSION))

@@ -17,10 +17,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connector.events import FieldError
+from connector.events import MAX_ID_LENGTH, FieldError
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VERSION = re.compile(r"^(1\.0(\.\d+)?|2\.0(\.\d+)?)$")
+#: IRIs (activity, verb, openid, homePage) and ids (mbox, account name) are bounded at intake: they are queued, and
+#: matched by the provider's contentIdPattern. Real activity IRIs are far shorter; URLs past 2,048 characters break
+#: in many clients anyway.
+MAX_IRI_LENGTH = 2048
 #: Properties an LRS sets itself: not part of a statement's content when comparing two with the same id.
 LRS_PROPERTIES = ("stored", "authority", "version")
 
@@ -40,8 +44,8 @@ LenientBool = Annotated[bool | None, BeforeValidator(_lenient_bool)]
 class Account(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    home_page: str | None = Field(None, alias="homePage")  # Pluralsight leaves it out
-    name: str = Field(min_length=1)
+    home_page: str | None = Field(None, alias="homePage", max_length=MAX_IRI_LENGTH)  # Pluralsight leaves it out
+    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
 class Agent(BaseModel):
@@ -51,9 +55,9 @@ class Agent(BaseModel):
 
     object_type: str | None = Field(None, alias="objectType")
     name: str | None = None
-    mbox: str | None = None
-    mbox_sha1sum: str | None = None
-    openid: str | None = None
+    mbox: str | None = Field(None, max_length=MAX_ID_LENGTH)
+    mbox_sha1sum: str | None = Field(None, max_length=MAX_ID_LENGTH)
+    openid: str | None = Field(None, max_length=MAX_IRI_LENGTH)
     account: Account | None = None
 
     @field_validator("mbox")
@@ -91,14 +95,14 @@ class Agent(BaseModel):
 class Verb(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=MAX_IRI_LENGTH)
 
 
 class StatementObject(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     object_type: str = Field("Activity", alias="objectType")
-    id: str | None = None
+    id: str | None = Field(None, max_length=MAX_IRI_LENGTH)
 
     @model_validator(mode="after")
     def _needs_id(self) -> StatementObject:
@@ -191,15 +195,14 @@ def parse_statements(data: Any, *, batch: bool) -> list[ParsedStatement]:
         raise EventValidationError([FieldError("body", "shouldn't be empty", "send at least one statement")])
     parsed: list[ParsedStatement] = []
     errors: list[FieldError] = []
-    for index, item in enumerate(items):
-        at = index if batch else None
+    for index, item in enumerate(items):  # a single statement is statement 0
         if not isinstance(item, dict):
-            errors.append(FieldError("statement", "is invalid", "each statement must be a JSON object", at))
+            errors.append(FieldError("statement", "is invalid", "each statement must be a JSON object", index))
             continue
         try:
             statement = Statement.model_validate(item)
         except ValidationError as exc:
-            errors.extend(_field_errors(exc, at))
+            errors.extend(_field_errors(exc, index))
             continue
         parsed.append(ParsedStatement(statement=statement, raw=item, id=statement.id or str(uuid.uuid4())))
     if errors:
@@ -207,12 +210,27 @@ def parse_statements(data: Any, *, batch: bool) -> list[ParsedStatement]:
     return parsed
 
 
-def _field_errors(exc: ValidationError, index: int | None) -> list[FieldError]:
+_VERB_RULE = "every statement needs a verb with an id, an IRI such as http://adlnet.gov/expapi/verbs/completed"
+#: What a missing part needs, in place of pydantic's "Field required".
+_REQUIRED_RULES = {
+    "actor": "every statement needs an actor identified by mbox, mbox_sha1sum, openid or account",
+    "verb": _VERB_RULE,
+    "verb.id": _VERB_RULE,
+    "object": "every statement needs an object with an id, the activity's IRI",
+    "actor.account.name": "an account needs a name (the learner's id at the provider)",
+}
+
+
+def _field_errors(exc: ValidationError, index: int) -> list[FieldError]:
     errors: dict[str, FieldError] = {}
     for detail in exc.errors():
         loc = [str(part) for part in detail["loc"] if not str(part).startswith("function-")]
         field = ".".join(loc) or "statement"
         problem = "is required" if detail["type"] == "missing" else "is invalid"
         rule = str(detail.get("msg", "")).removeprefix("Value error, ")
+        if detail["type"] == "missing":
+            rule = _REQUIRED_RULES.get(field, rule)
+        elif detail["type"] == "string_too_long":
+            rule = f"must be at most {detail.get('ctx', {}).get('max_length')} characters"
         errors.setdefault(field, FieldError(field, problem, rule, index))  # type: ignore[arg-type]
     return list(errors.values())

@@ -16,6 +16,7 @@ from tests.support.xapi import (
     ROTATED_SECRET,
     VIDEO_PROGRESS,
     XAPI_KEY,
+    XAPI_SECRET,
     basic,
     progressed,
     statement,
@@ -140,18 +141,43 @@ async def test_the_same_id_with_other_content_is_a_409_and_nothing_is_queued(con
     assert await connector.count() == 1
 
 
-async def test_duplicate_ids_in_one_batch_are_a_400(connector):
+async def test_duplicate_ids_in_one_batch_are_a_400_naming_both_statements(connector):
     body = statement("launched")
-    reply = await lrs("POST", [body, {**body, "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"}}])
+    completed = {**body, "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"}}
+    reply = await lrs("POST", [body, statement("launched"), completed])
     assert reply.status == 400
+    assert reply.body["error"]["message"] == (
+        f"statement 2: id is invalid (statement 0 has the same id {body['id']}: ids must be unique in a batch)"
+    )
+    assert [(d["index"], d["target"]) for d in reply.body["error"]["details"]] == [(2, "id")]
     assert await connector.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "rule"),
+    [
+        ("verb", "every statement needs a verb with an id, an IRI such as http://adlnet.gov/expapi/verbs/completed"),
+        ("actor", "every statement needs an actor identified by mbox, mbox_sha1sum, openid or account"),
+        ("object", "every statement needs an object with an id, the activity's IRI"),
+    ],
+)
+async def test_a_statement_without_a_required_part_says_which_statement_and_which_part(connector, field, rule):
+    body = statement("launched")
+    del body[field]
+    reply = await lrs("POST", body)
+    assert reply.status == 400
+    error = reply.body["error"]
+    assert error["message"] == f"statement 0: {field} is required ({rule})"
+    assert error["details"] == [
+        {"code": "badRequest", "message": f"Input field {field} is required", "target": field, "index": 0, "rule": rule}
+    ]
 
 
 async def test_one_bad_statement_rejects_the_batch_naming_index_and_field(connector):
     bad = statement("launched", actor={"name": "no identifier"})
     reply = await lrs("POST", [statement("launched"), bad])
     assert reply.status == 400
-    assert reply.body["error"]["message"].startswith("Statement 1: Input field actor is invalid")
+    assert reply.body["error"]["message"].startswith("statement 1: actor is invalid (needs an identifier")
     assert [(d["index"], d["target"]) for d in reply.body["error"]["details"]] == [(1, "actor")]
     assert await connector.count() == 0
 
@@ -330,3 +356,139 @@ async def test_a_put_statement_id_that_is_not_a_uuid_is_named(connector):
     reply = await lrs("PUT", body, params={"statementId": "x"})
     assert reply.status == 400
     assert reply.body["error"]["details"][0]["target"] == "statementId"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+async def test_a_chunked_request_without_a_body_is_411_asking_for_content_length(connector, method):
+    reply = await call_http_async(
+        "xapi_statements",
+        method,
+        {"registrationId": REGISTRATION_ID},
+        body=b"",
+        headers={
+            "authorization": basic(),
+            "x-experience-api-version": "1.0.3",
+            "content-type": "application/json",
+            "transfer-encoding": "chunked",
+        },
+        params={"statementId": str(uuid.uuid4())} if method == "PUT" else None,
+    )
+    assert reply.status == 411
+    assert "Content-Length" in reply.body["error"]["message"]
+    assert reply.headers["x-experience-api-version"] == "1.0.3"
+    assert await connector.count() == 0
+
+
+async def test_a_40000_character_activity_iri_is_a_400_and_nothing_is_queued(connector):
+    """The ReDoS probe's statement: refused at intake, so no provider pattern ever runs on it."""
+    long_iri = "https://lms.example.com/courses/" + "a" * 40_000 + "/"
+    reply = await lrs("POST", statement("launched", activity=long_iri), registration=CREATING_PROVIDER)
+    assert reply.status == 400
+    (detail,) = reply.body["error"]["details"]
+    assert (detail["target"], detail["rule"]) == ("object.id", "must be at most 2048 characters")
+    assert await connector.count() == 0
+
+
+async def test_a_statement_too_large_for_the_queue_rejects_the_whole_batch_before_any_is_queued(connector, monkeypatch):
+    """Statements are capped so that none reaches the queue's limit today; the limit is lowered here to show that
+    every message is measured before the first is queued (a 413, as the webhook answers)."""
+    monkeypatch.setattr("connector.replies.MAX_MESSAGE_BYTES", 1500)
+    small = statement("launched")
+    large = statement("https://lms.example.com/verbs/" + "v" * 1500 + "/progressed")
+    reply = await lrs("POST", [small, large])
+    assert reply.status == 413
+    assert reply.body["error"]["message"].startswith("statement 1 is too large for the queue")
+    assert await connector.count() == 0
+    assert (await lrs("POST", small)).status == 200  # nothing of the refused batch was recorded either
+    assert await connector.count() == 1
+
+
+
+async def test_a_70_kb_actor_name_never_leaves_half_a_batch_queued(connector):
+    named = statement("launched", actor={"name": "N" * 70_000, "mbox": "mailto:ada.learner@contoso.example"})
+    reply = await lrs("POST", [statement("launched"), named])
+    assert reply.status == 200
+    assert await connector.count() == 2
+
+
+async def test_a_message_carries_no_personal_data_when_the_provider_creates_nothing(connector):
+    await lrs("POST", statement("launched"))
+    (message,) = await connector.messages()
+    assert "xapi" in json.loads(message)
+    assert "ada" not in message.lower()
+    assert "actor" not in json.loads(message)["xapi"]
+
+
+@pytest.mark.parametrize(
+    ("actor", "carried"),
+    [
+        (
+            {"objectType": "Agent", "name": "Ada", "mbox": "mailto:ada.learner@contoso.example"},
+            {"mbox": "mailto:ada.learner@contoso.example"},
+        ),
+        (
+            {"name": "Ada", "account": {"homePage": "https://sso.example", "name": "E1001"}},
+            {"account": {"name": "E1001"}},
+        ),
+        ({"name": "Ada", "mbox_sha1sum": "f" * 40}, {}),
+    ],
+)
+async def test_a_creating_provider_gets_only_what_finds_the_learner_and_never_a_name(connector, actor, carried):
+    await lrs("POST", statement("launched", actor=actor), registration=CREATING_PROVIDER)
+    (message,) = await connector.messages()
+    assert json.loads(message)["xapi"]["actor"] == carried
+    assert "Ada" not in message
+
+
+async def test_a_rejected_registration_id_is_logged_escaped_on_one_line(connector, caplog):
+    caplog.set_level("WARNING", logger="connector.xapi.lrs")
+    reply = await lrs("POST", statement("launched"), registration="x\n12:00:00 ERROR forged line")
+    assert reply.status == 401
+    (line,) = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
+    assert "\n" not in line
+    assert "x\\n12:00:00 ERROR forged line" in line
+
+
+async def test_anonymous_rejections_are_sampled_and_the_next_line_counts_the_rest(connector, caplog, monkeypatch):
+    from connector.logsafe import LogSampler
+
+    clock = [0.0]
+    monkeypatch.setattr("connector.xapi.lrs._ANONYMOUS_REJECTIONS", LogSampler(3, 60.0, lambda: clock[0]))
+    caplog.set_level("WARNING", logger="connector.xapi.lrs")
+    for _ in range(10):
+        assert (await lrs("POST", statement("launched"), auth=basic(secret="w" * 43))).status == 401
+    lines = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
+    assert len(lines) == 3
+    clock[0] = 60.0
+    await lrs("POST", statement("launched"), auth=basic(secret="w" * 43))
+    lines = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
+    assert len(lines) == 4
+    assert lines[-1].endswith("(7 more like it not logged)")
+
+
+async def test_every_401_compares_the_credential_whether_the_provider_exists_or_not(connector, monkeypatch):
+    """Timing says nothing about which registrationIds exist: the presented key and secret are compared in constant
+    time against a credential, a stand-in one for an unknown provider or one without LRS credentials. Observed
+    through hmac.compare_digest: a timed test could not be trusted on a shared machine."""
+    import hmac
+
+    from connector import bootstrap
+    from tests.support.signing import SECRET
+
+    webhook_only = "5f0c1e2d-3b4a-4c5d-8e6f-7a8b9c0d1e2f"
+    providers = {
+        REGISTRATION_ID: {"xapiCredentials": [{"key": XAPI_KEY, "secret": XAPI_SECRET}]},
+        webhook_only: {"webhookSecrets": [SECRET]},
+    }
+    monkeypatch.setenv("CONNECTOR_PROVIDERS", json.dumps(providers))
+    bootstrap.reset()
+    compared: list[bytes] = []
+    compare = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append(a) or compare(a, b))
+    seen = []
+    for registration in (REGISTRATION_ID, webhook_only, "00000000-0000-0000-0000-000000000000"):
+        compared.clear()
+        reply = await lrs("POST", statement("launched"), registration=registration, auth=basic(secret="w" * 43))
+        assert reply.status == 401
+        seen.append(list(compared))
+    assert seen == [[XAPI_KEY.encode(), b"w" * 43]] * 3

@@ -42,8 +42,9 @@ def progressed(percent: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 XAPI_KEY = "lms-connector"
-XAPI_SECRET = "s3cret-for-the-lrs-endpoint"
-ROTATED_SECRET = "the-next-secret-being-rolled-out"
+# As `python -m connector new-secret --xapi` prints them (secrets.token_urlsafe(32): 43 URL-safe characters).
+XAPI_SECRET = "n7GQ0hbO1m4Lr_VfJ8yXo2kTqW5sE-uZc3dPaHi9vBY"
+ROTATED_SECRET = "Vd2-Kp9sLx4Qm7Tz_Rb1Nc8Hf5Wj0Gy3Ae6Uo-Ii2Sk"
 CREATING_PROVIDER = "2b7c3f0e-8d1a-4c55-9e0b-7a1f2d3c4b5a"
 
 

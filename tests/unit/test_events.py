@@ -165,6 +165,53 @@ def test_due_date_time_rejects_other_shapes(due):
     assert messages_of(event(dueDateTime=due)) == ["Input field dueDateTime is invalid"]
 
 
+#: The IANA names Graph's dateTimeTimeZone reference lists besides the Windows names (v1.0 page, as published).
+_GRAPH_PAGE_LIST = """
+Etc/GMT+12 Etc/GMT+11 Pacific/Honolulu America/Anchorage America/Santa_Isabel America/Los_Angeles America/Phoenix
+America/Chihuahua America/Denver America/Guatemala America/Chicago America/Mexico_City America/Regina America/Bogota
+America/New_York America/Indiana/Indianapolis America/Caracas America/Asuncion America/Halifax America/Cuiaba
+America/La_Paz America/Santiago America/St_Johns America/Sao_Paulo America/Argentina/Buenos_Aires America/Cayenne
+America/Godthab America/Montevideo America/Bahia Etc/GMT+2 Atlantic/Azores Atlantic/Cape_Verde Africa/Casablanca
+Etc/GMT Europe/London Atlantic/Reykjavik Europe/Berlin Europe/Budapest Europe/Paris Europe/Warsaw Africa/Lagos
+Africa/Windhoek Europe/Bucharest Asia/Beirut Africa/Cairo Asia/Damascus Africa/Johannesburg Europe/Kyiv
+Europe/Istanbul Asia/Jerusalem Asia/Amman Asia/Baghdad Europe/Kaliningrad Asia/Riyadh Africa/Nairobi Asia/Tehran
+Asia/Dubai Asia/Baku Europe/Moscow Indian/Mauritius Asia/Tbilisi Asia/Yerevan Asia/Kabul Asia/Karachi Asia/Tashkent
+Asia/Kolkata Asia/Colombo Asia/Kathmandu Asia/Almaty Asia/Dhaka Asia/Yekaterinburg Asia/Yangon Asia/Bangkok
+Asia/Novosibirsk Asia/Shanghai Asia/Krasnoyarsk Asia/Singapore Australia/Perth Asia/Taipei Asia/Ulaanbaatar
+Asia/Irkutsk Asia/Tokyo Asia/Seoul Australia/Adelaide Australia/Darwin Australia/Brisbane Australia/Sydney
+Pacific/Port_Moresby Australia/Hobart Asia/Yakutsk Pacific/Guadalcanal Asia/Vladivostok Pacific/Auckland Etc/GMT-12
+Pacific/Fiji Asia/Magadan Pacific/Tongatapu Pacific/Apia Pacific/Kiritimati
+"""
+GRAPH_DOCUMENTED_IANA = _GRAPH_PAGE_LIST.split()
+WINDOWS_NAMES = [
+    "UTC", "Pacific Standard Time", "W. Europe Standard Time",
+    "India Standard Time", "Dateline Standard Time",
+]
+
+
+@pytest.mark.parametrize("time_zone", WINDOWS_NAMES + GRAPH_DOCUMENTED_IANA)
+def test_due_date_time_takes_windows_names_and_the_iana_names_graph_lists(time_zone):
+    due = {"dateTime": "2022-09-22T16:05:00.0000000", "timeZone": time_zone}
+    assert changes_of(event(dueDateTime=due))["dueDateTime"] == due
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [("pacific standard time", "Pacific Standard Time"), ("america/new_york", "America/New_York"), ("utc", "UTC")],
+)
+def test_a_time_zone_in_another_case_is_accepted_and_sent_as_graph_spells_it(given, sent):
+    due = {"dateTime": "2022-09-22T16:05:00.0000000", "timeZone": given}
+    assert changes_of(event(dueDateTime=due))["dueDateTime"]["timeZone"] == sent
+
+
+@pytest.mark.parametrize("time_zone", ["Mars/Olympus", "Pacific Time", "GMT+2", "Europe/Atlantis", "+02:00", "Local"])
+def test_an_unknown_time_zone_is_invalid_naming_due_date_time_and_the_rule(time_zone):
+    (detail,) = errors_of(event(dueDateTime={"dateTime": "2022-09-22T16:05:00", "timeZone": time_zone}))
+    assert (detail["message"], detail["target"]) == ("Input field dueDateTime is invalid", "dueDateTime")
+    assert "Windows time zone name" in detail["rule"]
+    assert "IANA" in detail["rule"]
+
+
 def test_notes_as_a_string_becomes_a_text_item_body():
     assert changes_of(event(notes="hello"))["notes"] == {"content": "hello", "contentType": "text"}
 
@@ -249,6 +296,32 @@ def test_both_casings_must_agree():
 @pytest.mark.parametrize("value", ["", "   ", None])
 def test_ids_shouldnt_be_empty(value):
     assert messages_of(event(learnerUserId=value)) == ["Input field learnerUserId shouldn't be empty"]
+
+
+ID_FIELDS = [
+    "learningCourseActivityId",
+    "externalcourseActivityId",
+    "externalCourseActivityId",
+    "learnerUserId",
+    "learningContentId",
+    "assignerUserId",
+]
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+@pytest.mark.parametrize("value", [".", "..", "...", " .. "])
+def test_an_id_of_dots_only_is_invalid_as_it_would_name_another_resource_in_a_url(field, value):
+    body = event(**{field: value})
+    if field == "externalCourseActivityId":
+        del body["externalcourseActivityId"]
+    (detail,) = errors_of(body)
+    assert (detail["message"], detail["target"]) == (f"Input field {field} is invalid", field)
+    assert "dots" in detail["rule"]
+
+
+def test_an_id_with_dots_and_other_characters_is_fine():
+    update = parse_event_json(json.dumps(event(externalcourseActivityId="course..v2.")), REGISTRATION_ID)
+    assert update.external_id == "course..v2."
 
 
 def test_every_bad_field_gets_its_own_detail():

@@ -11,6 +11,7 @@ import pytest
 from connector.settings import AZURITE_CONNECTION_STRING, SettingsError, load_settings
 from tests.support.signing import SECRET
 
+GENERATED = "Q2hhbmdlLW1lLXRvLWEtcmVhbC1nZW5lcmF0ZWQtc2V"  # secrets.token_urlsafe(32): 43 characters
 GOOD = {"CONNECTOR_PROVIDERS": json.dumps({"reg-1": {"webhookSecrets": [SECRET]}})}
 
 
@@ -40,6 +41,7 @@ def test_defaults():
         ('{"reg-1": {"webhookSecrets": ["whsec_!!!"]}}', "webhookSecrets[0]: is not valid base64"),
         ('{"reg-1": {"webhookSecrets": ["whsec_c2hvcnQ="]}}', "webhookSecrets[0]: is too short"),
         ('{"a": {}, "A": {}}', "is configured twice"),
+        ('{"..": {}}', "CONNECTOR_PROVIDERS['..']: a registrationId must be a non-empty id without '/' or '?', not"),
     ],
 )
 def test_a_bad_connector_providers_names_the_setting_and_the_problem(raw, expected):
@@ -130,7 +132,7 @@ def test_throttle_backoff_is_a_bounded_number_of_seconds():
 def test_xapi_and_create_missing_options_are_parsed():
     raw = {
         "reg-x": {
-            "xapiCredentials": [{"key": "lms", "secret": "0123456789abcdef"}],
+            "xapiCredentials": [{"key": "lms", "secret": GENERATED}],
             "createMissing": True,
             "xapiActivityId": "derived",
             "contentIdPattern": "/courses/(?P<id>[^/]+)",
@@ -148,13 +150,50 @@ def test_xapi_and_create_missing_options_are_parsed():
     [
         ({"xapiCredentials": {"key": "a"}}, "xapiCredentials: must be a list"),
         ({"xapiCredentials": [{"key": "a"}]}, "xapiCredentials[0]: must be"),
-        ({"xapiCredentials": [{"key": "a:b", "secret": "0123456789abcdef"}]}, "xapiCredentials[0].key"),
+        ({"xapiCredentials": [{"key": "a:b", "secret": GENERATED}]}, "xapiCredentials[0].key"),
         ({"xapiCredentials": [{"key": "a", "secret": "short"}]}, "xapiCredentials[0].secret"),
         ({"createMissing": "yes"}, "createMissing: must be true or false"),
         ({"xapiActivityId": "email"}, "xapiActivityId: must be one of registration, derived"),
-        ({"contentIdPattern": "(unclosed"}, "contentIdPattern: is not a valid regular expression"),
+        ({"contentIdPattern": "(unclosed"}, "contentIdPattern: is not a valid RE2 regular expression"),
         ({"contentIdPattern": "no-group"}, "contentIdPattern: needs a group"),
+        ({"contentIdPattern": r"/courses/(?P<id>\w+)(?=/)"}, "contentIdPattern: is not a valid RE2 regular expression"),
+        ({"contentIdPattern": r"/(?P<id>(\w)\2)"}, "contentIdPattern: is not a valid RE2 regular expression"),
     ],
 )
 def test_bad_provider_options_are_named(config, expected):
     assert expected in settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": config}))
+
+
+@pytest.mark.parametrize("pattern", ["(unclosed", "no-group", r"(?P<id>\w+)(?=/)", 42])
+def test_a_bad_content_id_pattern_suggests_a_pattern_that_cannot_backtrack(pattern):
+    message = settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": {"contentIdPattern": pattern}}))
+    assert '"/courses/(?P<id>[^/?#]+)"' in message
+    assert "[^/]+)$" not in message
+
+
+def test_the_content_id_pattern_runs_on_a_linear_time_engine():
+    """Provider-supplied: Python's backtracking `re` took seconds on (?P<id>[^/]+)$ against a 40,000-character IRI."""
+    raw = {"reg-x": {"contentIdPattern": "(?P<id>[^/]+)$"}}
+    pattern = load_settings({"CONNECTOR_PROVIDERS": json.dumps(raw)}).provider("reg-x").content_id_pattern
+    assert type(pattern).__module__.split(".")[0] == "re2"
+    assert pattern.search("https://lms.example/courses/" + "a" * 40_000 + "/") is None
+    assert pattern.search("https://lms.example/courses/é-101").group("id") == "é-101"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["short", "0123456789abcdef", "x" * 31, "x" * 43, "a-b_c" * 8, "correct horse battery staple", "p@ssw0rd!" * 4, 42],
+)
+def test_an_lrs_secret_must_be_generated_and_the_error_says_how(secret):
+    config = {"xapiCredentials": [{"key": "lms", "secret": secret}]}
+    message = settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": config}))
+    assert message.startswith("CONNECTOR_PROVIDERS['reg-x'].xapiCredentials[0].secret: must be a generated secret")
+    assert "python -m connector new-secret --xapi" in message
+
+
+@pytest.mark.parametrize(
+    "secret", [GENERATED, "0123456789abcdef0123456789ABCDEF", "9f86d081884c7d659a2feaa0c55ad015" * 2]
+)
+def test_a_generated_lrs_secret_is_accepted(secret):
+    config = {"xapiCredentials": [{"key": "lms", "secret": secret}]}
+    assert load_settings({"CONNECTOR_PROVIDERS": json.dumps({"reg-x": config})}).provider("reg-x").xapi_credentials

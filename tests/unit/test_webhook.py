@@ -236,3 +236,63 @@ def test_a_webhook_id_over_256_characters_is_refused():
     result = post(body, signed_headers(body, webhook_id="w" * 257))
     assert result.status == 401
     assert "webhook-id" in result.body["error"]["message"]
+
+
+@pytest.mark.parametrize("form", ["{}.999", "+{}", " {}", "{}e0", "{}.0", "0x{}", "\u0661\u0667{}", "99{}"])
+def test_a_webhook_timestamp_that_is_not_plain_digits_is_401_naming_the_header(form):
+    """The library signs floor(timestamp) while the event time would take the raw header: only digits pass."""
+    body = json.dumps(event())
+    now = int(time.time())
+    headers = {**signed_headers(body, timestamp=now), "webhook-timestamp": form.format(now)}
+    result = post(body, headers)
+    assert (result.status, result.messages) == (401, [])
+    assert "webhook-timestamp" in result.body["error"]["message"]
+    assert "digits" in result.body["error"]["message"]
+
+
+def test_a_webhook_timestamp_that_is_not_a_number_names_the_header_and_the_rule():
+    body = json.dumps(event())
+    result = post(body, {**signed_headers(body), "webhook-timestamp": "abc"})
+    assert result.status == 401
+    assert result.body["error"]["message"] == (
+        "Invalid webhook signature: webhook-timestamp must be Unix time in whole seconds, digits only (at most 10)."
+    )
+
+
+def test_a_chunked_request_without_a_body_is_411_asking_for_content_length():
+    """The Functions host passes a body only with Content-Length: a chunked callback arrives empty."""
+    body = json.dumps(event())
+    headers = {**signed_headers(body), "transfer-encoding": "chunked"}
+    result = post(b"", headers)
+    assert (result.status, result.messages) == (411, [])
+    assert result.body["error"]["code"] == "lengthRequired"
+    assert "Content-Length" in result.body["error"]["message"]
+
+
+def test_a_due_date_time_in_an_unknown_time_zone_is_400_and_a_known_one_is_queued_as_graph_spells_it():
+    assignment = {"@odata.type": "#microsoft.graph.learningAssignment"}
+    due = {"dateTime": "2022-09-22T16:05:00.0000000", "timeZone": "Mars/Olympus"}
+    result = post(json.dumps(event(dueDateTime=due, **assignment)))
+    assert (result.status, result.messages) == (400, [])
+    (detail,) = result.body["error"]["details"]
+    assert detail["target"] == "dueDateTime"
+    assert "Windows time zone name" in detail["rule"]
+    accepted = post(json.dumps(event(dueDateTime={**due, "timeZone": "europe/berlin"}, **assignment)))
+    assert accepted.status == 202
+    assert json.loads(accepted.messages[0])["event"]["dueDateTime"]["timeZone"] == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("activity_id", ["..", "."])
+def test_a_dot_only_graph_id_is_400_and_nothing_is_queued(activity_id):
+    result = post(json.dumps(event(learningCourseActivityId=activity_id)))
+    assert (result.status, result.messages) == (400, [])
+    assert result.body["error"]["message"] == "Input field learningCourseActivityId is invalid"
+
+
+def test_a_rejected_field_name_is_logged_escaped_on_one_line(caplog):
+    caplog.set_level("INFO", logger="connector.webhook")
+    result = post(json.dumps(event(**{"x\n12:00:00 ERROR forged": 1})))
+    assert result.status == 400
+    (line,) = [r.getMessage() for r in caplog.records if "rejected (400)" in r.getMessage()]
+    assert "\n" not in line
+    assert "x\\n12:00:00 ERROR forged" in line

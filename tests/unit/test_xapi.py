@@ -92,6 +92,35 @@ def test_what_cannot_be_understood_is_named(mutate, field):
     assert found[0][1].startswith(field)
 
 
+IRI = "https://lms.example.com/courses/"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "limit"),
+    [
+        (lambda s, n: s["object"].update(id=IRI + "c" * (n - len(IRI))), "object.id", 2048),
+        (lambda s, n: s["verb"].update(id=IRI + "v" * (n - len(IRI))), "verb.id", 2048),
+        (lambda s, n: s.update(actor={"openid": IRI + "o" * (n - len(IRI))}), "actor.openid", 2048),
+        (lambda s, n: s.update(actor={"account": {"homePage": IRI + "h" * (n - len(IRI)), "name": "a"}}),
+         "actor.account.homePage", 2048),
+        (lambda s, n: s.update(actor={"account": {"name": "n" * n}}), "actor.account.name", 400),
+        (lambda s, n: s.update(actor={"mbox": "mailto:" + "m" * (n - 23) + "@contoso.example"}), "actor.mbox", 400),
+        (lambda s, n: s.update(actor={"mbox_sha1sum": "f" * n}), "actor.mbox_sha1sum", 400),
+    ],
+)
+def test_iris_and_ids_are_capped_at_intake_naming_the_field_and_the_limit(mutate, field, limit):
+    """Every IRI and id a statement carries is bounded: they are matched by provider patterns and queued."""
+    at_limit, over = statement("launched"), statement("launched")
+    mutate(at_limit, limit)
+    mutate(over, limit + 1)
+    assert parse_one(at_limit)
+    with pytest.raises(EventValidationError) as caught:
+        parse_statements([over], batch=True)
+    (error,) = caught.value.errors
+    assert (error.index, error.field) == (0, field)
+    assert f"at most {limit} characters" in error.rule
+
+
 def test_a_non_object_statement_is_named():
     assert errors(["x"]) == [(0, "statement")]
 
