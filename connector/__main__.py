@@ -27,6 +27,14 @@ class CommandError(Exception):
     """What went wrong and how to fix it, in one line: printed without a traceback, exit code 1."""
 
 
+_GRANTOR = " as someone holding AppRoleAssignment.ReadWrite.All, e.g. a Privileged Role Administrator"
+
+_REPLAY_FIX = (
+    "check AzureWebJobsStorage (locally: is scripts/dev running?); against Azure, provision with "
+    "OPERATOR_QUEUE_ACCESS=true, which gives you Storage Queue Data Contributor"
+)
+
+
 def _load_local_settings(path: Path | None) -> None:
     if path is None:
         return
@@ -70,9 +78,6 @@ def _check(args: argparse.Namespace) -> int:
     failed = sum(f.level == "fail" for f in findings)
     print(f"{failed} problem(s) found" if failed else "all checks passed")
     return 1 if failed else 0
-
-
-_GRANTOR = " as someone holding AppRoleAssignment.ReadWrite.All, e.g. a Privileged Role Administrator"
 
 
 def _grant_permissions(args: argparse.Namespace) -> int:
@@ -142,12 +147,6 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-_REPLAY_FIX = (
-    "check AzureWebJobsStorage (locally: is scripts/dev running?); against Azure, provision with "
-    "OPERATOR_QUEUE_ACCESS=true, which gives you Storage Queue Data Contributor"
-)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m connector", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "new-secret" and bool(args.xapi_key) != bool(args.xapi and args.registration_id):
-        secret.error("--xapi-key goes with --xapi --registration-id, and they need it")
+        secret.error("--xapi --registration-id needs --xapi-key (the LRS key the secret goes with), and only they do")
     # The commands report what went wrong themselves; the SDKs' own warnings (a failed credential chain) would
     # only repeat it at length.
     logging.basicConfig(level=logging.ERROR)

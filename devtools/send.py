@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         providers = json.loads(json.loads(args.settings.read_text())["Values"]["CONNECTOR_PROVIDERS"])
     except FileNotFoundError:
         return _fail(f"{args.settings} does not exist: run scripts/dev once (it creates it), or pass --settings")
-    registration_id = args.registration_id or next(iter(providers))
+    except (KeyError, TypeError, ValueError):
+        return _fail(f"{args.settings} has no Values.CONNECTOR_PROVIDERS holding a JSON object, as local settings do")
+    registration_id = args.registration_id or next(iter(providers), None)
+    if registration_id is None:
+        return _fail(f"CONNECTOR_PROVIDERS in {args.settings} has no provider; pass --registration-id and --secret")
     provider = providers.get(registration_id, {})
     url = f"{args.url.rstrip('/')}/api/providers/{registration_id}"
     if args.xapi_example or args.xapi_file:
