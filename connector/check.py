@@ -5,11 +5,13 @@ Each finding says what is wrong and how to fix it; nothing is changed.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from connector.graph import GraphFailure
-from connector.settings import Settings, SettingsError, load_settings
+from connector.settings import PROVIDER_KEYS, ProviderSettings, Settings, SettingsError, load_settings
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,10 @@ class Finding:
         line = f"[{self.level}] {self.what}"
         return f"{line}\n       fix: {self.fix}" if self.fix else line
 
+    def one_line(self) -> str:
+        """The problem and its fix on one line, for the other commands' error message."""
+        return f"{self.what}; fix: {self.fix}" if self.fix else self.what
+
 
 async def run_checks(environ: Mapping[str, str] | None = None) -> list[Finding]:
     try:
@@ -29,6 +35,8 @@ async def run_checks(environ: Mapping[str, str] | None = None) -> list[Finding]:
     except SettingsError as exc:
         return [Finding("fail", f"settings: {exc}", f"correct the app setting {exc.setting} and restart the app")]
     findings = [_settings_summary(settings)]
+    for provider in settings.providers.values():
+        findings += _check_provider_config(provider)
     findings += await _check_storage(settings)
     findings += await _check_graph(settings)
     return findings
@@ -44,6 +52,72 @@ def _settings_summary(settings: Settings) -> Finding:
     return Finding("ok", f"settings: {len(settings.providers)} provider(s), Graph at {settings.graph_base_url}")
 
 
+def _check_provider_config(provider: ProviderSettings) -> list[Finding]:
+    """What the settings parser lets through but makes a provider useless: a typo, or no credential at all."""
+    where = f"provider {provider.registration_id}"
+    findings = [
+        Finding(
+            "fail",
+            f'{where}: unknown key "{key}" in CONNECTOR_PROVIDERS; this version ignores it',
+            _known_key_for(key),
+        )
+        for key in provider.unknown_keys
+    ]
+    webhook, xapi = len(provider.webhook_secrets), len(provider.xapi_credentials)
+    if not webhook and not xapi:
+        findings.append(
+            Finding(
+                "fail",
+                f"{where}: no webhookSecrets and no xapiCredentials; every webhook call and xAPI statement of this "
+                "provider will be answered 401",
+                "create a webhook secret with `python -m connector new-secret`, or an LRS secret with "
+                "`python -m connector new-secret --xapi`, and add it to the provider in CONNECTOR_PROVIDERS",
+            )
+        )
+    elif not findings:
+        findings.append(Finding("ok", f"{where}: {webhook} webhook secret(s), {xapi} xAPI credential(s)"))
+    return findings
+
+
+def _known_key_for(key: str) -> str:
+    by_lower = {known.lower(): known for known in PROVIDER_KEYS}
+    close = difflib.get_close_matches(key.lower(), by_lower, n=1, cutoff=0.6)
+    if close:
+        return f'rename "{key}" to "{by_lower[close[0]]}"'
+    return f'remove "{key}"; the keys a provider takes are {", ".join(sorted(PROVIDER_KEYS))}'
+
+
+_STORAGE_ROLES_FIX = (
+    "check AzureWebJobsStorage; with identity-based storage, give the identity Storage Queue Data Contributor "
+    "and Storage Table Data Contributor on the account"
+)
+
+
+def storage_problem(settings: Settings, doing: str, exc: BaseException, fix: str = _STORAGE_ROLES_FIX) -> Finding:
+    """A storage call that failed: no token (not signed in), or the account refused or could not be reached."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:  # no answer: the credential failed
+        return no_token(settings, "storage", "the storage account", exc)
+    return Finding("fail", f"storage: cannot {doing}: {first_line(exc)}", fix)
+
+
+def no_token(settings: Settings, area: str, audience: str, exc: BaseException, as_whom: str = "") -> Finding:
+    """No token could be had: from the managed identity in Azure, from the operator's az/azd login elsewhere."""
+    if settings.managed_identity_available:
+        return Finding(
+            "fail",
+            f"{area}: no token for {audience} from the managed identity (IDENTITY_ENDPOINT): {first_line(exc)}",
+            "in Azure, check AZURE_CLIENT_ID names the app's user-assigned identity; from your machine, leave "
+            "IDENTITY_ENDPOINT unset so that your own login is used",
+        )
+    return Finding(
+        "fail",
+        f"{area}: no token for {audience}: you are not signed in to Azure (neither azd nor the Azure CLI gave one)",
+        f"run `az login` (or `azd auth login`){as_whom}, then run this command again",
+    )
+
+
 async def _check_storage(settings: Settings) -> list[Finding]:
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
@@ -55,10 +129,6 @@ async def _check_storage(settings: Settings) -> list[Finding]:
         settings.require_storage()
     except SettingsError as exc:
         return [Finding("fail", f"storage: {exc}", "set AzureWebJobsStorage (or AzureWebJobsStorage__accountName)")]
-    fix = (
-        "check AzureWebJobsStorage; with identity-based storage, give the identity Storage Queue Data Contributor "
-        "and Storage Table Data Contributor on the account"
-    )
     findings = []
     try:
         async with queue_client(settings, QUEUE_NAME, retry_total=0) as queue:
@@ -67,7 +137,8 @@ async def _check_storage(settings: Settings) -> list[Finding]:
     except ResourceNotFoundError:
         findings.append(Finding("ok", f"storage: reachable; queue {QUEUE_NAME} is created by the first callback"))
     except AzureError as exc:
-        return [Finding("fail", f"storage: cannot read queue {QUEUE_NAME}: {first_line(exc)}", fix)]
+        return [storage_problem(settings, f"read queue {QUEUE_NAME}", exc)]
+    findings.append(await _check_poison_queue(settings))
     try:
         async with table_client(settings, TABLE_NAME, retry_total=0) as table:
             async for _ in table.list_entities(results_per_page=1):
@@ -76,12 +147,48 @@ async def _check_storage(settings: Settings) -> list[Finding]:
     except ResourceNotFoundError:
         findings.append(Finding("ok", f"storage: table {TABLE_NAME} is created by the first update"))
     except AzureError as exc:
-        findings.append(Finding("fail", f"storage: cannot read table {TABLE_NAME}: {first_line(exc)}", fix))
+        findings.append(storage_problem(settings, f"read table {TABLE_NAME}", exc))
     return findings
 
 
+async def _check_poison_queue(settings: Settings) -> Finding:
+    """How many dead letters wait, and since when: the oldest one's age says how long an activity has been stuck."""
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+    from connector.messages import POISON_QUEUE_NAME
+    from connector.storage import queue_client
+
+    try:
+        async with queue_client(settings, POISON_QUEUE_NAME, retry_total=0) as poison:
+            count = (await poison.get_queue_properties()).approximate_message_count
+            oldest = await poison.peek_messages(max_messages=1) if count else []
+    except ResourceNotFoundError:
+        count, oldest = 0, []
+    except AzureError as exc:
+        return storage_problem(settings, f"read queue {POISON_QUEUE_NAME}", exc)
+    if not count:
+        return Finding("ok", f"storage: no dead letters in {POISON_QUEUE_NAME}")
+    age = f", the oldest {_age(oldest[0].inserted_on)} old" if oldest and oldest[0].inserted_on else ""
+    return Finding(
+        "warn",
+        f"storage: {count} dead letter(s) in {POISON_QUEUE_NAME}{age}",
+        "see which activities and why with `python -m connector replay --dry-run`; fix the cause, then "
+        "`python -m connector replay`",
+    )
+
+
+def _age(since: datetime) -> str:
+    seconds = max(0, int((datetime.now(UTC) - since).total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if days:
+        return f"{days} d {hours % 24} h"
+    if hours:
+        return f"{hours} h {minutes % 60} min"
+    return f"{minutes} min" if minutes else f"{seconds} s"
+
+
 async def _check_graph(settings: Settings) -> list[Finding]:
-    from azure.core.exceptions import ClientAuthenticationError
+    from azure.core.exceptions import AzureError
 
     from connector.graph import GraphGateway
     from connector.identity import create_credential
@@ -89,16 +196,9 @@ async def _check_graph(settings: Settings) -> list[Finding]:
     credential = create_credential(settings)
     try:
         await credential.get_token(settings.graph_scope)
-    except ClientAuthenticationError as exc:
+    except AzureError as exc:  # refused, or the identity endpoint could not be reached
         await credential.close()
-        who = "the managed identity" if settings.managed_identity_available else "your Azure CLI / azd login"
-        return [
-            Finding(
-                "fail",
-                f"graph: no token for {settings.graph_scope} from {who}: {first_line(exc)}",
-                "in Azure, check AZURE_CLIENT_ID names the app's user-assigned identity; locally, run `az login`",
-            )
-        ]
+        return [no_token(settings, "graph", settings.graph_scope, exc)]
     findings = [Finding("ok", f"graph: a token for {settings.graph_scope} was obtained")]
     gateway = GraphGateway(settings, credential)
     try:
@@ -123,21 +223,15 @@ async def _check_graph(settings: Settings) -> list[Finding]:
                         "(delegated LearningProvider.ReadWrite)",
                     )
                 )
-            if not provider.webhook_secrets:
-                findings.append(
-                    Finding(
-                        "warn",
-                        f"provider {registration_id}: no webhookSecrets; its webhook calls will be answered 401",
-                        "create one with `python -m connector new-secret` and add it to CONNECTOR_PROVIDERS",
-                    )
-                )
     finally:
         await gateway.close()
     return findings
 
 
 def _provider_failure(registration_id: str, failure: GraphFailure) -> Finding:
-    seen = f"provider {registration_id}: Graph answered {failure} (request-id {failure.request_id})"
+    seen = f"provider {registration_id}: {graph_answered(failure)}"
+    if failure.status is None:
+        return Finding("fail", seen, "check GRAPH_BASE_URL and that this machine can reach it")
     if failure.status == 404:
         return Finding(
             "fail", seen, "check the registrationId: it must be a learning provider registered in this tenant"
@@ -150,6 +244,13 @@ def _provider_failure(registration_id: str, failure: GraphFailure) -> Finding:
             "identity has its roles: python -m connector grant-permissions --principal-id <objectId>",
         )
     return Finding("fail", seen, "retry; if it persists, look the request id up with Microsoft support")
+
+
+def graph_answered(failure: GraphFailure) -> str:
+    """What Graph said (or that it was not reached), with its request id for a support case."""
+    if failure.status is None:
+        return f"Graph was not reached ({failure})"
+    return f"Graph answered {failure} (request-id {failure.request_id})"
 
 
 def first_line(exc: BaseException) -> str:

@@ -66,6 +66,11 @@ class ProviderSettings:
     """Extracts the learning content's external id from the statement's activity IRI (group "id", or group 1); an
     RE2 pattern, with `re`'s search, groups and groupindex."""
 
+    @property
+    def unknown_keys(self) -> list[str]:
+        """Keys of its configuration this version does not use: most likely typos, which `check` reports."""
+        return sorted(set(self.options) - PROVIDER_KEYS)
+
 
 @dataclass(frozen=True)
 class StorageSettings:
@@ -158,7 +163,7 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
         key = registration_id.lower()
         if key in providers:
             raise SettingsError(where, "is configured twice (registrationIds compare without regard to case)")
-        unknown = set(config) - _PROVIDER_KEYS
+        unknown = set(config) - PROVIDER_KEYS
         if unknown:
             logger.warning("%s has keys this version does not use: %s", where, ", ".join(sorted(unknown)))
         options = {k: v for k, v in config.items() if k != "webhookSecrets"}
@@ -176,7 +181,7 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
     return providers
 
 
-_PROVIDER_KEYS = {"webhookSecrets", "xapiCredentials", "createMissing", "xapiActivityId", "contentIdPattern"}
+PROVIDER_KEYS = {"webhookSecrets", "xapiCredentials", "createMissing", "xapiActivityId", "contentIdPattern"}
 
 
 def _parse_xapi_credentials(where: str, raw: object) -> tuple[XapiCredential, ...]:

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     graph = urlsplit(values["GRAPH_BASE_URL"])
 
     from connector.sandbox.process import start_sandbox_process
+    from connector.settings import AZURITE_CONNECTION_STRING
     from devtools.azurite import DEFAULT_PORTS, start_azurite
 
     with ExitStack() as stack:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             print("Azurite is already listening on 10000-10002: using it", file=sys.stderr)
         else:
             stack.enter_context(start_azurite(ports=DEFAULT_PORTS))
-        _create_queues_and_tables()
+        create_queues_and_tables(AZURITE_CONNECTION_STRING)
         sandbox = stack.enter_context(
             start_sandbox_process(
                 seed_example=True,
@@ -75,15 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         registration_id = next(iter(json.loads(values["CONNECTOR_PROVIDERS"])))
         print(
             f"""
-The connector is running.
+The connector is running (the local runner needs no function key).
   webhook:       POST {http}/api/providers/{registration_id}/course-activities
+  xAPI (LRS):    {http}/api/providers/{registration_id}/xapi/
   Graph sandbox: {sandbox.graph_url}  (state: {sandbox.admin_url}/activities, requests: {sandbox.admin_url}/requests)
   storage:       Azurite on 127.0.0.1:10000-10002 (UseDevelopmentStorage=true)
+  credentials:   local.settings.json (development only)
 
-Send the reference page's signed example callback from another terminal:
+From another terminal, send the reference page's signed examples, or an xAPI statement:
   .venv/bin/python -m devtools.send --example 1
-then see the activity it updated:
+  .venv/bin/python -m devtools.send --example 2
+  .venv/bin/python -m devtools.send --xapi-example
+then, a moment later, see the activities they updated:
   curl -s {sandbox.admin_url}/activities/8ba2228a-e020-11ec-9d64-0242ac120003
+  curl -s {sandbox.admin_url}/activities/9ca2228a-e020-11ec-9d64-0242ac120004
+The README's "Local development" has more (your own files, making Graph fail).
 
 Ctrl-C stops everything.""",
             flush=True,
@@ -93,23 +100,22 @@ Ctrl-C stops everything.""",
     return 0
 
 
-def _create_queues_and_tables() -> None:
+def create_queues_and_tables(connection_string: str) -> None:
     """What the host and the Bicep template create in Azure, so that a system can put a bare event on the queue
-    before the first webhook call."""
+    (and an LRS client post a statement) before the first webhook call."""
     from azure.core.exceptions import ResourceExistsError
     from azure.data.tables import TableServiceClient
     from azure.storage.queue import QueueServiceClient
 
     from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
-    from connector.settings import AZURITE_CONNECTION_STRING
     from connector.state import TABLE_NAME
 
-    queues = QueueServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
+    queues = QueueServiceClient.from_connection_string(connection_string)
     for name in (QUEUE_NAME, POISON_QUEUE_NAME):
         with suppress(ResourceExistsError):
             queues.create_queue(name)
     with suppress(ResourceExistsError):
-        TableServiceClient.from_connection_string(AZURITE_CONNECTION_STRING).create_table(TABLE_NAME)
+        TableServiceClient.from_connection_string(connection_string).create_table(TABLE_NAME)
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
