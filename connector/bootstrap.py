@@ -7,6 +7,7 @@ reused by every invocation on the same event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -134,21 +135,21 @@ def state_store() -> StateStore:
     parts = _current()
     if parts.store is None:
         from connector.state import TABLE_NAME, StateStore
-        from connector.storage import may_create_tables, table_client
+        from connector.storage import may_create_storage, table_client
 
         client = table_client(settings(), TABLE_NAME, **_storage_options())
-        parts.store = StateStore(client, create=may_create_tables(settings()))
+        parts.store = StateStore(client, create=may_create_storage(settings()))
     return parts.store
 
 
 def statement_records() -> StatementRecords:
     parts = _current()
     if parts.records is None:
-        from connector.storage import may_create_tables, table_client
+        from connector.storage import may_create_storage, table_client
         from connector.xapi.records import TABLE_NAME, StatementRecords
 
         client = table_client(settings(), TABLE_NAME, **_storage_options())
-        parts.records = StatementRecords(client, create=may_create_tables(settings()))
+        parts.records = StatementRecords(client, create=may_create_storage(settings()))
     return parts.records
 
 
@@ -160,7 +161,19 @@ async def enqueue(body: str, delay_seconds: int = 0) -> None:
         from connector.storage import queue_client
 
         parts.queue = queue_client(settings(), QUEUE_NAME, **_storage_options())
-    await parts.queue.send_message(body, visibility_timeout=delay_seconds)
+    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+    try:
+        await parts.queue.send_message(body, visibility_timeout=delay_seconds)
+    except ResourceNotFoundError:
+        # A new Azurite has no queue until the webhook's output binding makes one; in Azure the template creates it.
+        from connector.storage import may_create_storage
+
+        if not may_create_storage(settings()):
+            raise
+        with contextlib.suppress(ResourceExistsError):
+            await parts.queue.create_queue()
+        await parts.queue.send_message(body, visibility_timeout=delay_seconds)
 
 
 def worker() -> Worker:

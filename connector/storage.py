@@ -34,8 +34,9 @@ def queue_client(settings: Settings, queue_name: str, **options: Any) -> QueueCl
     return QueueClient(storage.queue_service_uri, queue_name, credential=credential, **options)
 
 
-def may_create_tables(settings: Settings) -> bool:
-    """Whether the connector creates its tables itself: only with a connection string (see TableOnDemand)."""
+def may_create_storage(settings: Settings) -> bool:
+    """Whether the connector creates its tables and queues itself: only with a connection string (Azurite, or keys).
+    With identity-based storage the template creates them, and the app's roles cover just those (see TableOnDemand)."""
     return settings.require_storage().connection_string is not None
 
 

@@ -279,7 +279,9 @@ class Worker:
         except GraphFailure as failure:
             logger.info("could not read the activity back (%s); sending the update instead", failure)
             return False
-        return graph_agrees(state.merged.values, current)
+        odata_type = state.odata_type or current.get("@odata.type")
+        changeable = CHANGEABLE.get(odata_type or "", ())  # an xAPI startedDateTime is never an assignment's
+        return graph_agrees({k: v for k, v in state.merged.values.items() if k in changeable}, current)
 
     async def _apply(self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> Outcome:
         """PATCHes the merged state, then records it with the ETag read; a writer who got in between may have merged

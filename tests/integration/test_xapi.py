@@ -492,3 +492,24 @@ async def test_every_401_compares_the_credential_whether_the_provider_exists_or_
         assert reply.status == 401
         seen.append(list(compared))
     assert seen == [[XAPI_KEY.encode(), b"w" * 43]] * 3
+
+
+async def test_a_statement_on_storage_without_the_queue_yet_is_queued_not_a_500(connector):
+    """A new Azurite has no queue until the webhook's output binding makes one; the LRS path sends by itself."""
+    async with connector.queue() as queue:
+        await queue.delete_queue()
+    reply = await lrs("POST", progressed(40, registration="12a2228a-e020-11ec-9d64-0242ac120002"))
+    assert reply.status == 200, reply.body
+    assert await connector.count() == 1
+
+
+async def test_an_xapi_start_on_an_assignment_does_not_make_every_later_no_op_a_patch(connector, graph):
+    """An assignment has no startedDateTime in Graph: comparing it would never agree, and each no-op would PATCH."""
+    registration = "12a2228a-e020-11ec-9d64-0242ac120002"  # the seeded assignment's external id
+    assert (await lrs("POST", statement("launched", registration=registration))).status == 200
+    await drain(connector)
+    assert [p["body"].get("startedDateTime") for p in connector.patches()] == [None]
+    graph.clear_requests()
+    again = {"@odata.type": "#microsoft.graph.learningAssignment", "externalcourseActivityId": registration}
+    await connector.deliver(REGISTRATION_ID, {**again, "status": "inProgress"})
+    assert connector.patches() == []

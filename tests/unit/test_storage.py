@@ -4,7 +4,7 @@ Azure, and the app's table roles are scoped to those tables, which does not allo
 from __future__ import annotations
 
 from connector.settings import load_settings
-from connector.storage import TableOnDemand, may_create_tables
+from connector.storage import TableOnDemand, may_create_storage
 
 
 class _RecordingTable:
@@ -23,7 +23,7 @@ async def test_with_identity_based_storage_no_table_is_created():
         }
     )
     client = _RecordingTable()
-    table = TableOnDemand(client, create=may_create_tables(settings))  # type: ignore[arg-type]
+    table = TableOnDemand(client, create=may_create_storage(settings))  # type: ignore[arg-type]
     assert await table.table() is client
     assert client.created == 0
 
@@ -31,7 +31,7 @@ async def test_with_identity_based_storage_no_table_is_created():
 async def test_with_a_connection_string_the_table_is_created_once():
     settings = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     client = _RecordingTable()
-    table = TableOnDemand(client, create=may_create_tables(settings))  # type: ignore[arg-type]
+    table = TableOnDemand(client, create=may_create_storage(settings))  # type: ignore[arg-type]
     await table.table()
     await table.table()
     assert client.created == 1
