@@ -8,10 +8,12 @@ import typing
 
 import azure.functions as func
 
-from connector import bootstrap, status, telemetry, webhook
-from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
+from connector import bootstrap
+from connector.adapters import telemetry
+from connector.app import status, webhook
+from connector.app.apply_update import Delivery
+from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME
 from connector.settings import STORAGE_SETTING
-from connector.worker import Delivery
 
 bootstrap.settings()  # a bad setting stops the app at start-up, naming the setting
 telemetry.configure()  # Application Insights, when APPLICATIONINSIGHTS_CONNECTION_STRING is set
@@ -56,7 +58,7 @@ async def course_activity_status(req: func.HttpRequest) -> func.HttpResponse:
 async def xapi_statements(req: func.HttpRequest) -> func.HttpResponse:
     """The LRS statements resource (write-only). Anonymous for the platform: LRS clients cannot add a ?code=;
     each request authenticates with the provider's HTTP Basic credentials instead."""
-    from connector.xapi import lrs  # on first use: most apps take no xAPI, and its schemas cost start-up time
+    from connector.app import lrs  # on first use: most apps take no xAPI, and its schemas cost start-up time
 
     if req.method == "GET":
         reply = lrs.only_receives()
@@ -75,7 +77,7 @@ async def xapi_statements(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="providers/{registrationId}/xapi/about", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def xapi_about(req: func.HttpRequest) -> func.HttpResponse:
     """The LRS about resource: which xAPI versions this endpoint speaks."""
-    from connector.xapi import lrs
+    from connector.app import lrs
 
     reply = lrs.about()
     return _json(reply.status, reply.body, reply.headers)

@@ -94,7 +94,7 @@ def _child_app(params: dict[str, Any]) -> dict[str, Any]:
         return done
 
     applied = asyncio.run(apply())
-    from connector import telemetry
+    from connector.adapters import telemetry
 
     if telemetry.snapshot().get("applied") != 1:
         raise RuntimeError(f"the callback was not applied: {telemetry.snapshot()}")

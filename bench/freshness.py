@@ -80,7 +80,7 @@ def _clear_queue(infra: Infra) -> None:
     from azure.core.exceptions import ResourceNotFoundError
     from azure.storage.queue import QueueClient
 
-    from connector.messages import QUEUE_NAME
+    from connector.domain.envelope import QUEUE_NAME
 
     with (
         QueueClient.from_connection_string(infra.storage, QUEUE_NAME) as queue,

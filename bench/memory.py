@@ -31,7 +31,8 @@ REPEATED = 500
 
 async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
     import function_app
-    from connector import bootstrap, telemetry
+    from connector import bootstrap
+    from connector.adapters import telemetry
 
     total = int(params.get("callbacks", 10_000))
     step = int(params.get("step", 1000))

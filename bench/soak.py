@@ -121,9 +121,9 @@ def make_callbacks(config: SoakConfig, rng: random.Random, types: list[str]) -> 
 
 def expected_states(callbacks: list[Callback]) -> dict[int, dict[str, Any]]:
     """The merge of each activity's callbacks, computed apart from the connector's own pipeline."""
-    from connector.events import parse_event_json
-    from connector.merge import MergedState, Stamp, fold
-    from connector.messages import utc_iso
+    from connector.domain.envelope import utc_iso
+    from connector.domain.events import parse_event_json
+    from connector.domain.merge import MergedState, Stamp, fold
 
     states: dict[int, MergedState] = defaultdict(MergedState)
     for callback in callbacks:
@@ -175,11 +175,12 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
             **sandbox.identity_env(),
         }
     )
-    from connector import bootstrap, telemetry
-    from connector.merge import graph_agrees
-    from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
-    from connector.replay import replay
-    from connector.state import TABLE_NAME
+    from connector import bootstrap
+    from connector.adapters import telemetry
+    from connector.adapters.activity_store import TABLE_NAME
+    from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME
+    from connector.domain.merge import graph_agrees
+    from connector.ops.replay import replay
     from devtools.runner import Runner, load_app
 
     bootstrap.reset()
@@ -235,7 +236,7 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
         async with asyncio.timeout(config.timeout):
             await runner.drain()
         settings = bootstrap.settings()
-        from connector.storage import queue_client
+        from connector.adapters.storage import queue_client
 
         report.dead_lettered = await _count(queue_client(settings, POISON_QUEUE_NAME))
         counts = telemetry.snapshot()
@@ -248,8 +249,8 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
         for name in ("applied", "duplicate", "unchanged", "throttled", "retried"):
             setattr(report, name, counts.get(name, 0))
         seen: set[str] = set()
-        from connector.state import event_hash
-        from connector.storage import table_client
+        from connector.adapters.activity_store import event_hash
+        from connector.adapters.storage import table_client
 
         async with table_client(settings, TABLE_NAME) as table:
             async for row in table.list_entities():

@@ -33,7 +33,7 @@ from bench.common import (
 
 
 def _messages(settings: Any, external_ids: list[str], n: int) -> list[str]:
-    from connector import webhook
+    from connector.app import webhook
 
     made: list[str] = []
     for ext in external_ids:
@@ -48,7 +48,7 @@ async def _enqueue(infra: Infra, texts: list[str]) -> None:
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.queue.aio import QueueClient
 
-    from connector.messages import QUEUE_NAME
+    from connector.domain.envelope import QUEUE_NAME
 
     async with QueueClient.from_connection_string(infra.storage, QUEUE_NAME) as queue:
         with contextlib.suppress(ResourceExistsError):
@@ -65,7 +65,7 @@ async def _enqueue(infra: Infra, texts: list[str]) -> None:
 
 async def _apply_all(infra: Infra, admin: Any, count: int, limit_s: float, latency_ms: float = 0) -> dict[str, Any]:
     """Start a runner on the filled queue and time it until ``count`` more callbacks are applied."""
-    from connector import telemetry
+    from connector.adapters import telemetry
     from devtools.runner import Runner, load_app
 
     runner = Runner(load_app("function_app:app", ROOT), app_dir=ROOT, port=0, http=False)

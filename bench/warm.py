@@ -169,7 +169,8 @@ async def _round_trip(raw: _Raw, storage: str, table: str) -> int:
 
 async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
     import function_app
-    from connector import bootstrap, telemetry
+    from connector import bootstrap
+    from connector.adapters import telemetry
 
     rounds, block = int(params.get("rounds", 7)), int(params.get("block", 50))
     functions = app_functions(function_app.app)

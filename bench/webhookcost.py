@@ -3,7 +3,7 @@ for a batch of 100, against the bare HMAC-SHA256 of the signed content plus ``js
 
 Measured in one process with ``time.process_time()``, no I/O (the queue write is the host's output binding):
 
-- ``receive``: ``connector.webhook.receive(settings, registrationId, headers, body)``;
+- ``receive``: ``connector.app.webhook.receive(settings, registrationId, headers, body)``;
 - ``function``: the indexed HTTP function as the worker calls it (a prepared ``func.HttpRequest`` and an output
   collector, answer serialised), which adds the header copy and the JSON answer;
 - ``bare``: ``hmac.new(key, "{id}.{timestamp}.{body}", sha256)``, the constant-time compare of its base64, and
@@ -54,7 +54,8 @@ def _time_loop(call: Any, loops: int) -> float:
 
 def run(_infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
     import function_app
-    from connector import bootstrap, webhook
+    from connector import bootstrap
+    from connector.app import webhook
 
     runs = int(params.get("runs", 9))
     settings = bootstrap.settings()
@@ -108,7 +109,7 @@ def _profile(webhook: Any, settings: Any, body: bytes) -> str:
     for _ in range(100):
         webhook.receive(settings, REGISTRATION_ID, headers, body)
     profile.stop()
-    return "100 requests of a 100-event batch through connector.webhook.receive\n" + profile.text()
+    return "100 requests of a 100-event batch through connector.app.webhook.receive\n" + profile.text()
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     import aiohttp
     from azure.storage.queue.aio import QueueClient
 
-    from connector.graph import GraphGateway
-    from connector.state import StateStore
-    from connector.worker import Worker
-    from connector.xapi.records import StatementRecords
+    from connector.adapters.activity_store import StateStore
+    from connector.adapters.graph import GraphGateway
+    from connector.adapters.statement_records import StatementRecords
+    from connector.app.apply_update import Worker
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
@@ -123,8 +123,8 @@ def _storage_options() -> dict[str, Any]:
 async def graph_gateway() -> GraphGateway:
     parts = _current()
     if parts.gateway is None:
-        from connector.graph import GraphGateway
-        from connector.identity import create_credential
+        from connector.adapters.graph import GraphGateway
+        from connector.adapters.identity import create_credential
 
         current = settings()
         parts.gateway = GraphGateway(current, create_credential(current), verify=tls_context())
@@ -134,8 +134,8 @@ async def graph_gateway() -> GraphGateway:
 def state_store() -> StateStore:
     parts = _current()
     if parts.store is None:
-        from connector.state import TABLE_NAME, StateStore
-        from connector.storage import may_create_storage, table_client
+        from connector.adapters.activity_store import TABLE_NAME, StateStore
+        from connector.adapters.storage import may_create_storage, table_client
 
         client = table_client(settings(), TABLE_NAME, **_storage_options())
         parts.store = StateStore(client, create=may_create_storage(settings()))
@@ -145,8 +145,8 @@ def state_store() -> StateStore:
 def statement_records() -> StatementRecords:
     parts = _current()
     if parts.records is None:
-        from connector.storage import may_create_storage, table_client
-        from connector.xapi.records import TABLE_NAME, StatementRecords
+        from connector.adapters.statement_records import TABLE_NAME, StatementRecords
+        from connector.adapters.storage import may_create_storage, table_client
 
         client = table_client(settings(), TABLE_NAME, **_storage_options())
         parts.records = StatementRecords(client, create=may_create_storage(settings()))
@@ -157,8 +157,8 @@ async def enqueue(body: str, delay_seconds: int = 0) -> None:
     """Puts a message on the update queue (invisible for the delay): xAPI intake, throttled updates."""
     parts = _current()
     if parts.queue is None:
-        from connector.messages import QUEUE_NAME
-        from connector.storage import queue_client
+        from connector.adapters.storage import queue_client
+        from connector.domain.envelope import QUEUE_NAME
 
         parts.queue = queue_client(settings(), QUEUE_NAME, **_storage_options())
     from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -167,7 +167,7 @@ async def enqueue(body: str, delay_seconds: int = 0) -> None:
         await parts.queue.send_message(body, visibility_timeout=delay_seconds)
     except ResourceNotFoundError:
         # A new Azurite has no queue until the webhook's output binding makes one; in Azure the template creates it.
-        from connector.storage import may_create_storage
+        from connector.adapters.storage import may_create_storage
 
         if not may_create_storage(settings()):
             raise
@@ -179,7 +179,7 @@ async def enqueue(body: str, delay_seconds: int = 0) -> None:
 def worker() -> Worker:
     parts = _current()
     if parts.worker is None:
-        from connector.worker import Worker
+        from connector.app.apply_update import Worker
 
         options = queue_options()
         parts.worker = Worker(

@@ -107,8 +107,8 @@ def create_queues_and_tables(connection_string: str) -> None:
     from azure.data.tables import TableServiceClient
     from azure.storage.queue import QueueServiceClient
 
-    from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
-    from connector.state import TABLE_NAME
+    from connector.adapters.activity_store import TABLE_NAME
+    from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME
 
     queues = QueueServiceClient.from_connection_string(connection_string)
     for name in (QUEUE_NAME, POISON_QUEUE_NAME):

@@ -18,8 +18,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient
 
-from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
-from connector.state import TABLE_NAME
+from connector.adapters.activity_store import TABLE_NAME
+from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME
 from tests.conftest import BASE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
+from connector.adapters.activity_store import TABLE_NAME
+from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME
 from connector.settings import STORAGE_SETTING
-from connector.state import TABLE_NAME
 from tests.infra.bicep_text import (
     BicepFile,
     matching,

@@ -18,8 +18,8 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
 from connector import bootstrap
-from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME
-from connector.state import TABLE_NAME
+from connector.adapters.activity_store import TABLE_NAME
+from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME
 from tests.conftest import BASE_ENV
 from tests.support.functions import OutBinding, call_webhook, indexed
 from tests.support.signing import signed_headers
@@ -115,4 +115,4 @@ async def connector(azurite, sandbox, monkeypatch) -> AsyncIterator[Connector]:
 
 @pytest.fixture
 def graph(connector):
-    return connector.graph
+    return connector.adapters.graph

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.messages import POISON_QUEUE_NAME
+from connector.domain.envelope import POISON_QUEUE_NAME
 from connector.settings import load_settings
 from tests.conftest import BASE_ENV
 from tests.support.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
@@ -208,7 +208,7 @@ async def test_replay_by_graph_id_moves_a_dead_letter_that_names_the_external_id
 
     moved = command("replay", "--activity", ASSIGNMENT_ID)
     assert moved.stdout.startswith("moved 1 message(s)"), moved.stdout + moved.stderr
-    (replayed,) = await connector.messages()
+    (replayed,) = await connector.domain.envelope()
     assert json.loads(replayed)["event"]["completionPercentage"] == 20
     assert await connector.count(POISON_QUEUE_NAME) == 1
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from connector import bootstrap
-from connector.graph import GraphFailure
+from connector.adapters.graph import GraphFailure
 from tests.support.examples import REGISTRATION_ID
 
 ASSIGNMENT = "#microsoft.graph.learningAssignment"

@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime
 
 from connector import bootstrap
-from connector.status import activity_status
+from connector.app.status import activity_status
 from tests.support.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
 
 EXT = ASSIGNMENT_EXTERNAL_ID

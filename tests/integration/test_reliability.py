@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connector import bootstrap
-from connector.replay import replay
-from connector.status import activity_status
+from connector.app.status import activity_status
+from connector.ops.replay import replay
 from tests.support.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
 
 EXT = ASSIGNMENT_EXTERNAL_ID
@@ -114,7 +114,7 @@ async def test_a_503_saying_retry_after_n_minutes_waits_that_long(connector, gra
     due = datetime.fromisoformat((await status_of())["nextAttemptAt"])
     assert 115 <= (due - before).total_seconds() <= 125
     assert await connector.count() == 1
-    assert await connector.messages() == []  # invisible until then
+    assert await connector.domain.envelope() == []  # invisible until then
 
 
 async def test_throttling_beyond_the_window_is_dead_lettered(connector, graph):
@@ -180,7 +180,7 @@ async def test_replay_moves_dead_letters_back_once_the_cause_is_fixed(connector,
     result = await replay(bootstrap.settings(), **filters)
     assert result.moved == dry.moved == (2 if scope == "all" else 1)
     assert await connector.count("course-activity-updates-poison") == 2 - result.moved
-    replayed = await connector.messages()
+    replayed = await connector.domain.envelope()
     mine = next(m for m in replayed if json.loads(m)["registrationId"] == REGISTRATION_ID)
     assert "deadLetter" not in json.loads(mine)
     assert (await connector.run(mine)).error is None

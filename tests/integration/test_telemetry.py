@@ -92,7 +92,7 @@ async def test_graph_latency_is_recorded(connector):
         for scope in resource.scope_metrics
         for metric in scope.metrics
     }
-    assert "connector.graph.duration" in names
+    assert "connector.adapters.graph.duration" in names
 
 
 async def test_log_records_carry_the_webhook_id_provider_and_graph_request_id(connector, caplog):

@@ -392,7 +392,7 @@ async def test_a_40000_character_activity_iri_is_a_400_and_nothing_is_queued(con
 async def test_a_statement_too_large_for_the_queue_rejects_the_whole_batch_before_any_is_queued(connector, monkeypatch):
     """Statements are capped so that none reaches the queue's limit today; the limit is lowered here to show that
     every message is measured before the first is queued (a 413, as the webhook answers)."""
-    monkeypatch.setattr("connector.replies.MAX_MESSAGE_BYTES", 1500)
+    monkeypatch.setattr("connector.app.replies.MAX_MESSAGE_BYTES", 1500)
     small = statement("launched")
     large = statement("https://lms.example.com/verbs/" + "v" * 1500 + "/progressed")
     reply = await lrs("POST", [small, large])
@@ -413,7 +413,7 @@ async def test_a_70_kb_actor_name_never_leaves_half_a_batch_queued(connector):
 
 async def test_a_message_carries_no_personal_data_when_the_provider_creates_nothing(connector):
     await lrs("POST", statement("launched"))
-    (message,) = await connector.messages()
+    (message,) = await connector.domain.envelope()
     assert "xapi" in json.loads(message)
     assert "ada" not in message.lower()
     assert "actor" not in json.loads(message)["xapi"]
@@ -435,13 +435,13 @@ async def test_a_message_carries_no_personal_data_when_the_provider_creates_noth
 )
 async def test_a_creating_provider_gets_only_what_finds_the_learner_and_never_a_name(connector, actor, carried):
     await lrs("POST", statement("launched", actor=actor), registration=CREATING_PROVIDER)
-    (message,) = await connector.messages()
+    (message,) = await connector.domain.envelope()
     assert json.loads(message)["xapi"]["actor"] == carried
     assert "Ada" not in message
 
 
 async def test_a_rejected_registration_id_is_logged_escaped_on_one_line(connector, caplog):
-    caplog.set_level("WARNING", logger="connector.xapi.lrs")
+    caplog.set_level("WARNING", logger="connector.app.lrs")
     reply = await lrs("POST", statement("launched"), registration="x\n12:00:00 ERROR forged line")
     assert reply.status == 401
     (line,) = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
@@ -450,11 +450,11 @@ async def test_a_rejected_registration_id_is_logged_escaped_on_one_line(connecto
 
 
 async def test_anonymous_rejections_are_sampled_and_the_next_line_counts_the_rest(connector, caplog, monkeypatch):
-    from connector.logsafe import LogSampler
+    from connector.app.logsafe import LogSampler
 
     clock = [0.0]
-    monkeypatch.setattr("connector.xapi.lrs._ANONYMOUS_REJECTIONS", LogSampler(3, 60.0, lambda: clock[0]))
-    caplog.set_level("WARNING", logger="connector.xapi.lrs")
+    monkeypatch.setattr("connector.app.lrs._ANONYMOUS_REJECTIONS", LogSampler(3, 60.0, lambda: clock[0]))
+    caplog.set_level("WARNING", logger="connector.app.lrs")
     for _ in range(10):
         assert (await lrs("POST", statement("launched"), auth=basic(secret="w" * 43))).status == 401
     lines = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connector.events import EventValidationError, parse_event_json, validate_events_json
+from connector.domain.events import EventValidationError, parse_event_json, validate_events_json
 from tests.support.examples import (
     EXAMPLE_1_ASSIGNMENT,
     EXAMPLE_1_PATCH,

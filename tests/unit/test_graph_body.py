@@ -7,8 +7,8 @@ import json
 import pytest
 from kiota_serialization_json.json_serialization_writer import JsonSerializationWriter
 
-from connector.events import parse_event_json
-from connector.graph import build_model, parse_retry_after
+from connector.adapters.graph import build_model, parse_retry_after
+from connector.domain.events import parse_event_json
 from tests.support.examples import (
     EXAMPLE_1_ASSIGNMENT,
     EXAMPLE_1_PATCH,
@@ -61,7 +61,7 @@ def test_retry_after_from_the_header_or_from_graphs_message():
 )
 def test_the_urls_written_once_are_the_sdks_own(identifier):
     """GraphGateway writes a request's URL itself (cheaper); it must be the SDK's URI-template expansion."""
-    from connector.graph import GraphGateway
+    from connector.adapters.graph import GraphGateway
     from connector.settings import load_settings
 
     settings = load_settings({"GRAPH_BASE_URL": "http://127.0.0.1:1/v1.0"})

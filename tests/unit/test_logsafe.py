@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.logsafe import LogSampler, untrusted
+from connector.app.logsafe import LogSampler, untrusted
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from functools import reduce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.merge import MergedState, Stamp, fold, patch_body, remove
+from connector.domain.merge import MergedState, Stamp, fold, patch_body, remove
 
 TIMES = [datetime(2026, 11, 26, 10, 0, i, tzinfo=UTC) for i in range(5)]
 DATES = [f"2026-01-0{i}T00:00:00+00:00" for i in range(1, 6)]
@@ -178,7 +178,7 @@ def test_stamps_compare_as_instants_whatever_text_they_were_written_in():
 @settings(max_examples=200, deadline=None)
 @given(st.lists(events | removals, max_size=6), st.lists(events | removals, max_size=6))
 def test_combining_two_states_equals_folding_all_their_callbacks(first, second):
-    from connector.merge import combine
+    from connector.domain.merge import combine
 
     items = list({stamp.event_id: (changes, stamp) for changes, stamp in first + second}.values())
     a = [i for i in items if i in first]

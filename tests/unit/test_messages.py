@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from connector.messages import Envelope, batch_messages, read_envelope
+from connector.domain.envelope import Envelope, batch_messages, read_envelope
 
 
 def test_batch_messages_equal_each_envelopes_own_json():
@@ -79,7 +79,7 @@ def test_version_1_messages_with_a_top_level_id_are_still_read():
 def test_an_event_time_that_is_not_a_time_is_an_unreadable_envelope():
     import pytest
 
-    from connector.messages import MessageError
+    from connector.domain.envelope import MessageError
 
     bad = json.loads(
         Envelope(id="e", registration_id="r", event={}, source="q", event_time="t", received_at="t").to_json()

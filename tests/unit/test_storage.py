@@ -3,8 +3,8 @@ Azure, and the app's table roles are scoped to those tables, which does not allo
 
 from __future__ import annotations
 
+from connector.adapters.storage import TableOnDemand, may_create_storage
 from connector.settings import load_settings
-from connector.storage import TableOnDemand, may_create_storage
 
 
 class _RecordingTable:

@@ -290,7 +290,7 @@ def test_a_dot_only_graph_id_is_400_and_nothing_is_queued(activity_id):
 
 
 def test_a_rejected_field_name_is_logged_escaped_on_one_line(caplog):
-    caplog.set_level("INFO", logger="connector.webhook")
+    caplog.set_level("INFO", logger="connector.app.webhook")
     result = post(json.dumps(event(**{"x\n12:00:00 ERROR forged": 1})))
     assert result.status == 400
     (line,) = [r.getMessage() for r in caplog.records if "rejected (400)" in r.getMessage()]

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connector.events import EventValidationError
-from connector.xapi.mapping import change_of, external_id
-from connector.xapi.statements import parse_statements
+from connector.domain.events import EventValidationError
+from connector.domain.xapi.mapping import change_of, external_id
+from connector.domain.xapi.statements import parse_statements
 from tests.support.xapi import CMI5_PROGRESS, VIDEO_PROGRESS, progressed, statement
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -174,7 +174,7 @@ def test_video_progress_is_a_ratio_on_any_verb():
 
 @pytest.mark.parametrize("value", [150, -1, "lots", True])
 def test_an_impossible_progress_is_rejected_naming_the_extension(value):
-    from connector.xapi.mapping import ProgressError
+    from connector.domain.xapi.mapping import ProgressError
 
     with pytest.raises(ProgressError) as caught:
         change(progressed(value))

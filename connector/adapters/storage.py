@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError
 
-from connector.identity import create_credential
+from connector.adapters.identity import create_credential
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from connector.credentials import basic_authorized, signature_authorized
-from connector.events import MAX_ID_LENGTH
-from connector.logsafe import LogSampler, untrusted
-from connector.replies import Reply, error_reply
+from connector.adapters.activity_store import StateStore
+from connector.app.credentials import basic_authorized, signature_authorized
+from connector.app.logsafe import LogSampler, untrusted
+from connector.app.replies import Reply, error_reply
+from connector.domain.events import MAX_ID_LENGTH
+from connector.domain.signatures import HEADERS, SignatureError
 from connector.settings import ProviderSettings, Settings
-from connector.signatures import HEADERS, SignatureError
-from connector.state import StateStore
 
 logger = logging.getLogger(__name__)
 

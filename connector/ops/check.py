@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from connector.graph import GraphFailure
+from connector.adapters.graph import GraphFailure
 from connector.settings import PROVIDER_KEYS, ProviderSettings, Settings, SettingsError, load_settings
 
 
@@ -121,9 +121,9 @@ def no_token(settings: Settings, area: str, audience: str, exc: BaseException, a
 async def _check_storage(settings: Settings) -> list[Finding]:
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-    from connector.messages import QUEUE_NAME
-    from connector.state import TABLE_NAME
-    from connector.storage import queue_client, table_client
+    from connector.adapters.activity_store import TABLE_NAME
+    from connector.adapters.storage import queue_client, table_client
+    from connector.domain.envelope import QUEUE_NAME
 
     try:
         settings.require_storage()
@@ -155,8 +155,8 @@ async def _check_poison_queue(settings: Settings) -> Finding:
     """How many dead letters wait, and since when: the oldest one's age says how long an activity has been stuck."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-    from connector.messages import POISON_QUEUE_NAME
-    from connector.storage import queue_client
+    from connector.adapters.storage import queue_client
+    from connector.domain.envelope import POISON_QUEUE_NAME
 
     try:
         async with queue_client(settings, POISON_QUEUE_NAME, retry_total=0) as poison:
@@ -190,8 +190,8 @@ def _age(since: datetime) -> str:
 async def _check_graph(settings: Settings) -> list[Finding]:
     from azure.core.exceptions import AzureError
 
-    from connector.graph import GraphGateway
-    from connector.identity import create_credential
+    from connector.adapters.graph import GraphGateway
+    from connector.adapters.identity import create_credential
 
     credential = create_credential(settings)
     try:

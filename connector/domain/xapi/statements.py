@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connector.events import MAX_ID_LENGTH, FieldError
+from connector.domain.events import MAX_ID_LENGTH, FieldError
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VERSION = re.compile(r"^(1\.0(\.\d+)?|2\.0(\.\d+)?)$")
@@ -186,7 +186,7 @@ class ParsedStatement(BaseModel):
 
 def parse_statements(data: Any, *, batch: bool) -> list[ParsedStatement]:
     """Parses one statement or an array of them; raises EventValidationError naming index and field."""
-    from connector.events import EventValidationError
+    from connector.domain.events import EventValidationError
 
     items = data if batch else [data]
     if batch and not isinstance(data, list):

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.events import FieldError
-from connector.messages import MAX_MESSAGE_BYTES
+from connector.domain.envelope import MAX_MESSAGE_BYTES
+from connector.domain.events import FieldError
 
 MAX_DETAILS = 100
 #: The most a request body may hold (webhook and LRS alike): 100 events of Graph's size fit many times over.

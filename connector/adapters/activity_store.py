@@ -18,8 +18,8 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-from connector.merge import MergedState
-from connector.storage import TableOnDemand
+from connector.adapters.storage import TableOnDemand
+from connector.domain.merge import MergedState
 
 TABLE_NAME = "courseactivitystate"
 SEEN_LIMIT = 500

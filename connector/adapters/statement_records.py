@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceExistsError
 
-from connector.storage import TableOnDemand
+from connector.adapters.storage import TableOnDemand
 
 if TYPE_CHECKING:
     pass

@@ -3,7 +3,7 @@
 msgraph-sdk builds the URLs, request bodies and error objects. Responses are read as bytes rather than parsed into
 models, because the first parsed entity of a process imports ~1,250 model modules (over a second of cold start)
 and all the connector needs from a lookup is the id. The SDK's retry handler is left out: a throttled update goes
-back on the queue with its delay instead of sleeping inside the invocation (see connector.worker).
+back on the queue with its delay instead of sleeping inside the invocation (see connector.app.apply_update).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import httpx
 from azure.core.exceptions import ClientAuthenticationError
 from opentelemetry.trace import SpanKind
 
-from connector import telemetry
-from connector.events import ASSIGNMENT, SELF_INITIATED
+from connector.adapters import telemetry
+from connector.domain.events import ASSIGNMENT, SELF_INITIATED
 
 if TYPE_CHECKING:
     import ssl

@@ -13,8 +13,8 @@ import hmac
 import secrets
 from collections.abc import Mapping
 
+from connector.domain.signatures import SignatureError, new_secret, verify
 from connector.settings import ProviderSettings, XapiCredential
-from connector.signatures import SignatureError, new_secret, verify
 
 _STAND_IN_CREDENTIALS = (XapiCredential("nobody", secrets.token_urlsafe(32)),)
 _STAND_IN_SECRETS = (new_secret(),)

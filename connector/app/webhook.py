@@ -11,18 +11,18 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from connector.events import (
+from connector.adapters.telemetry import record, span, traceparent
+from connector.app.logsafe import untrusted
+from connector.app.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
+from connector.domain.envelope import MAX_MESSAGE_BYTES, Envelope, batch_messages, now_iso, utc_iso
+from connector.domain.events import (
     EventValidationError,
     FieldError,
     TooManyEvents,
     validate_events_json,
 )
-from connector.logsafe import untrusted
-from connector.messages import MAX_MESSAGE_BYTES, Envelope, batch_messages, now_iso, utc_iso
-from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
+from connector.domain.signatures import SignatureError, verify
 from connector.settings import Settings
-from connector.signatures import SignatureError, verify
-from connector.telemetry import record, span, traceparent
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def receive(settings: Settings, registration_id: str, headers: Mapping[str, str]
     with span("receive course activity callbacks", **{"connector.registration_id": registration_id}) as current:
         reply = _receive(settings, registration_id, headers, body)
         current.set_attribute("http.response.status_code", reply.status)
-        current.set_attribute("connector.events", len(reply.messages))
+        current.set_attribute("connector.domain.events", len(reply.messages))
     record("accepted" if reply.status == 202 else "rejected", len(reply.messages) or 1)
     return reply
 

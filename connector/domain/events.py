@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
-from connector import timezones
+from connector.domain import timezones
 
 ASSIGNMENT = "#microsoft.graph.learningAssignment"
 SELF_INITIATED = "#microsoft.graph.learningSelfInitiatedCourse"
@@ -178,7 +178,7 @@ def _real_date_time(text: str) -> str:
 
 
 def _graph_time_zone(name: str) -> str:
-    """The time zone as Graph spells it (see connector.timezones); an unknown one is invalid."""
+    """The time zone as Graph spells it (see connector.domain.timezones); an unknown one is invalid."""
     spelled = timezones.graph_time_zone(name)
     if spelled is None:
         raise ValueError(timezones.RULE)

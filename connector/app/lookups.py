@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from connector.graph import GraphFailure, GraphGateway
-from connector.state import StateStore
+from connector.adapters.activity_store import StateStore
+from connector.adapters.graph import GraphFailure, GraphGateway
 
 
 def _literal(value: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.messages import parse_instant, utc_iso
+from connector.domain.envelope import parse_instant, utc_iso
 
 STATUS_RANK = {"notStarted": 0, "inProgress": 1, "completed": 2}
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connector.xapi.statements import ParsedStatement
+from connector.domain.xapi.statements import ParsedStatement
 
 ADL = "http://adlnet.gov/expapi/verbs/"
 ADL_W3ID = "https://w3id.org/xapi/adl/verbs/"

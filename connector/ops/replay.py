@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from connector.messages import POISON_QUEUE_NAME, QUEUE_NAME, MessageError, decode_body, is_envelope, utc_iso
+from connector.adapters.storage import queue_client
+from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME, MessageError, decode_body, is_envelope, utc_iso
 from connector.settings import Settings
-from connector.storage import queue_client
 
 if TYPE_CHECKING:
-    from connector.state import ActivityState, StateStore
+    from connector.adapters.activity_store import ActivityState, StateStore
 
 _ID_FIELDS = ("learningCourseActivityId", "externalcourseActivityId", "externalCourseActivityId")
 
@@ -92,9 +92,9 @@ class _ActivityRows:
         return {activity_id, *(i for i in (row.graph_id, row.external_id) if i)} if row else {activity_id}
 
     async def _read(self, registration_id: str, activity_id: str) -> ActivityState | None:
-        from connector.check import first_line
-        from connector.state import TABLE_NAME, StateStore
-        from connector.storage import table_client
+        from connector.adapters.activity_store import TABLE_NAME, StateStore
+        from connector.adapters.storage import table_client
+        from connector.ops.check import first_line
 
         if self._store is None:
             self._store = StateStore(table_client(self._settings, TABLE_NAME, retry_total=0))

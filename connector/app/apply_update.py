@@ -22,18 +22,10 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from connector.events import (
-    CHANGEABLE,
-    SELF_INITIATED,
-    TYPE_NAMES,
-    CourseActivityUpdate,
-    EventValidationError,
-    FieldError,
-    parse_event_json,
-)
-from connector.graph import GraphFailure, GraphGateway
-from connector.merge import Stamp, combine, fold, graph_agrees, patch_body
-from connector.messages import (
+from connector.adapters.activity_store import ActivityState, StateConflict, StateStore
+from connector.adapters.graph import GraphFailure, GraphGateway
+from connector.adapters.telemetry import parent_from, record, span
+from connector.domain.envelope import (
     KIND,
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,
@@ -46,9 +38,17 @@ from connector.messages import (
     read_envelope,
     utc_iso,
 )
+from connector.domain.events import (
+    CHANGEABLE,
+    SELF_INITIATED,
+    TYPE_NAMES,
+    CourseActivityUpdate,
+    EventValidationError,
+    FieldError,
+    parse_event_json,
+)
+from connector.domain.merge import Stamp, combine, fold, graph_agrees, patch_body
 from connector.settings import Settings
-from connector.state import ActivityState, StateConflict, StateStore
-from connector.telemetry import parent_from, record, span
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class Worker:
                 [FieldError("registrationId", "is invalid", "must be a provider configured in CONNECTOR_PROVIDERS")]
             )
         if envelope.source == "xapi":
-            # Mapped from a statement by connector.xapi: which type the activity is, Graph says when it is found.
+            # Mapped from a statement by the LRS intake: which type the activity is, Graph says when it is found.
             update = parse_event_json(
                 json.dumps({"@odata.type": SELF_INITIATED, **envelope.event}), provider.registration_id
             )
@@ -342,7 +342,7 @@ class Worker:
         self, gateway: GraphGateway, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
     ) -> dict[str, Any]:
         """Creates the self-initiated course an xAPI statement is about, for the learner and content it names."""
-        from connector.directory import Directory
+        from connector.app.lookups import Directory
 
         provider = self._settings.provider(update.registration_id)
         assert provider is not None

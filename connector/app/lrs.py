@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.credentials import basic_authorized
-from connector.events import EventValidationError, FieldError
-from connector.logsafe import LogSampler, untrusted
-from connector.messages import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
-from connector.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
+from connector.adapters.statement_records import StatementRecords
+from connector.adapters.telemetry import record, span, traceparent
+from connector.app.credentials import basic_authorized
+from connector.app.logsafe import LogSampler, untrusted
+from connector.app.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
+from connector.domain.envelope import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
+from connector.domain.events import EventValidationError, FieldError
+from connector.domain.xapi.mapping import ProgressError, XapiChange, change_of, external_id
+from connector.domain.xapi.statements import UUID, ParsedStatement, parse_statements
 from connector.settings import ProviderSettings, Settings
-from connector.telemetry import record, span, traceparent
-from connector.xapi.mapping import ProgressError, XapiChange, change_of, external_id
-from connector.xapi.records import StatementRecords
-from connector.xapi.statements import UUID, ParsedStatement, parse_statements
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def _message(
 
 def _xapi_context(parsed: ParsedStatement, provider: ProviderSettings) -> dict[str, Any]:
     """Which statement and activity; and, only for a provider that creates missing activities, what finds the
-    learner (the email, else the account name: connector.directory). Never a display name."""
+    learner (the email, else the account name: connector.app.lookups). Never a display name."""
     statement = parsed.statement
     context: dict[str, Any] = {"statementId": parsed.id, "verb": statement.verb.id, "activityId": statement.object.id}
     if provider.create_missing:

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from connector.graph import GraphFailure, failure_from
+from connector.adapters.graph import GraphFailure, failure_from
 
 if TYPE_CHECKING:
-    from connector.graph import GraphGateway
+    from connector.adapters.graph import GraphGateway
     from connector.settings import Settings
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"

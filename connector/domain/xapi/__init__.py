@@ -1,0 +1,1 @@
+"""xAPI statements as platforms send them, and the change each makes to a course activity."""

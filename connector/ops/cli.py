@@ -1,0 +1,212 @@
+"""``python -m connector``: operator commands.
+
+  new-secret          print a new webhook secret (whsec_...), or with --xapi an LRS secret, for a provider
+  check               verify a deployment: settings, storage, a Graph token, each provider in Graph
+  grant-permissions   grant the managed identity its Microsoft Graph application roles (idempotent)
+  replay              re-queue dead letters from course-activity-updates-poison
+
+Settings come from the environment. `--settings local.settings.json` reads that file's Values too (the environment
+wins), as `func start` does: for local development only; against Azure, leave it out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from connector.settings import SettingsError, load_settings
+
+
+class CommandError(Exception):
+    """What went wrong and how to fix it, in one line: printed without a traceback, exit code 1."""
+
+
+_GRANTOR = " as someone holding AppRoleAssignment.ReadWrite.All, e.g. a Privileged Role Administrator"
+
+_REPLAY_FIX = (
+    "check AzureWebJobsStorage (locally: is scripts/dev running?); against Azure, provision with "
+    "OPERATOR_QUEUE_ACCESS=true, which gives you Storage Queue Data Contributor"
+)
+
+
+def _load_local_settings(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        values = json.loads(path.read_text())["Values"]
+        pairs = [(str(name), str(value)) for name, value in values.items()]
+    except OSError as exc:
+        raise SettingsError("--settings", f"cannot read {path} ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise SettingsError("--settings", f"{path} is not valid JSON ({exc})") from None
+    except (KeyError, TypeError, AttributeError):
+        raise SettingsError("--settings", f'{path} has no "Values" object, as local.settings.json has') from None
+    for name, value in pairs:
+        os.environ.setdefault(name, value)
+
+
+def _new_secret(args: argparse.Namespace) -> int:
+    from connector.domain.signatures import new_secret
+
+    if args.xapi:  # an LRS client sends it as an HTTP Basic password: URL-safe text, 32 random bytes
+        secret = secrets.token_urlsafe(32)
+        entry: dict[str, object] = {"xapiCredentials": [{"key": args.xapi_key, "secret": secret}]}
+    else:
+        secret = new_secret()
+        entry = {"webhookSecrets": [secret]}
+    if not args.registration_id:
+        print(secret)
+        return 0
+    providers = json.dumps({args.registration_id: entry})
+    load_settings({"CONNECTOR_PROVIDERS": providers})  # read as the app will: a bad id or key is named, not printed
+    print(providers)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from connector.ops.check import run_checks
+
+    findings = asyncio.run(run_checks())
+    for finding in findings:
+        print(finding)
+    failed = sum(f.level == "fail" for f in findings)
+    print(f"{failed} problem(s) found" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+def _grant_permissions(args: argparse.Namespace) -> int:
+    import httpx
+    from azure.core.exceptions import AzureError
+
+    from connector.adapters.graph import GraphFailure, GraphGateway
+    from connector.adapters.identity import create_credential
+    from connector.ops.check import graph_answered, no_token
+    from connector.ops.permissions import grant_permissions, roles_needed
+
+    settings = load_settings()
+    roles = roles_needed(settings, args.create_missing)
+
+    async def run() -> int:
+        gateway = GraphGateway(settings, create_credential(settings))
+        try:
+            result = await grant_permissions(gateway, args.principal_id, roles)
+        except GraphFailure as failure:
+            fix = f"; fix: sign in (az login / azd auth login){_GRANTOR}" if failure.status in (401, 403) else ""
+            raise CommandError(f"{graph_answered(failure)}{fix}") from None
+        except AzureError as exc:  # from the credential: no login, or no managed identity endpoint
+            raise CommandError(no_token(settings, "graph", settings.graph_scope, exc, _GRANTOR).one_line()) from None
+        except httpx.HTTPError as exc:
+            raise CommandError(f"graph: cannot reach {settings.graph_base_url}: {exc}") from None
+        finally:
+            await gateway.close()
+        for role in result.granted:
+            print(f"granted         {role}")
+        for role in result.existing:
+            print(f"already granted {role}")
+        print(
+            f"{len(result.granted)} granted, {len(result.existing)} already in place, for principal {args.principal_id}"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
+    from connector.ops.check import storage_problem
+    from connector.ops.replay import replay
+
+    settings = load_settings()
+    try:
+        result = asyncio.run(
+            replay(settings, registration_id=args.registration_id, activity_id=args.activity, dry_run=args.dry_run)
+        )
+    except AzureError as exc:
+        problem = storage_problem(settings, "reach the storage account in AzureWebJobsStorage", exc, _REPLAY_FIX)
+        raise CommandError(problem.one_line()) from None
+    if result.state_problem and args.activity:
+        print(
+            f"warning: the activity state could not be read ({result.state_problem}): --activity matched "
+            "dead letters by the id as given only",
+            file=sys.stderr,
+        )
+    for dead_letter in result.listed:
+        print(dead_letter)
+    verb = "would move" if args.dry_run else "moved"
+    print(
+        f"{verb} {result.moved} message(s) from course-activity-updates-poison to course-activity-updates; "
+        f"{result.kept} left (other providers or activities), {result.unreadable} unreadable left in place"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m connector", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--settings", type=Path, help="also read this local.settings.json (local development; the environment wins)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    secret = commands.add_parser("new-secret", help="print a new webhook secret, or with --xapi an LRS secret")
+    secret.add_argument("--registration-id", help="print a CONNECTOR_PROVIDERS entry for this provider instead")
+    secret.add_argument("--xapi", action="store_true", help="an LRS secret for xapiCredentials instead")
+    secret.add_argument("--xapi-key", help="with --xapi --registration-id: the LRS key (HTTP Basic user)")
+    secret.set_defaults(run=_new_secret)
+
+    check = commands.add_parser("check", help="verify a deployment and say how to fix what is wrong")
+    check.set_defaults(run=_check)
+
+    grant = commands.add_parser("grant-permissions", help="grant the identity its Microsoft Graph roles")
+    grant.add_argument(
+        "--principal-id", required=True, type=_guid, help="object id of the managed identity's service principal"
+    )
+    grant.add_argument(
+        "--create-missing",
+        action="store_true",
+        help="also User.Read.All and LearningContent.Read.All (implied when a provider sets createMissing)",
+    )
+    grant.set_defaults(run=_grant_permissions)
+
+    replay = commands.add_parser("replay", help="re-queue dead letters after their cause is fixed")
+    replay.add_argument("--registration-id", help="only this provider's messages")
+    replay.add_argument("--activity", help="only this activity's (external id or Graph id)")
+    replay.add_argument("--dry-run", action="store_true", help="list what would move (activity, reason), move nothing")
+    replay.set_defaults(run=_replay)
+
+    args = parser.parse_args(argv)
+    if args.command == "new-secret" and bool(args.xapi_key) != bool(args.xapi and args.registration_id):
+        secret.error("--xapi --registration-id needs --xapi-key (the LRS key the secret goes with), and only they do")
+    # The commands report what went wrong themselves; the SDKs' own warnings (a failed credential chain) would
+    # only repeat it at length.
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        _load_local_settings(args.settings)
+        return args.run(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _guid(text: str) -> str:
+    from uuid import UUID
+
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a GUID (the service principal's object id)") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
