@@ -1,13 +1,15 @@
 """devtools.newtonsoft against what Json.NET 13 does on .NET 8 (from its source: DateTimeParser, DateTimeUtils,
-JavaScriptUtils, JsonConvert; .NET cannot run here)."""
+JavaScriptUtils, JsonConvert; .NET cannot run here), and the runner's host conversions built on it."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from devtools import newtonsoft
+from devtools.runner import message_properties, queue_trigger_metadata
 
 
 @pytest.mark.parametrize(
@@ -158,3 +160,40 @@ def test_the_reader_stops_past_64_levels():
         newtonsoft.parse("[" * 65 + "]" * 65)
     with pytest.raises(ValueError, match="MaxDepth of 64"):
         newtonsoft.parse("[" * 5000 + "]" * 5000)
+
+
+# ------------------------------------------------------------------------------- the runner's host conversions
+def test_message_properties_are_the_top_level_scalars_and_objects_of_a_json_object():
+    text = '{"id": 5, "ok": true, "n": 2.0, "o": {"x": null}, "l": [1], "z": null, "at": "2024-01-02T03:04:05Z"}'
+    assert message_properties(text) == {
+        "id": "5",
+        "ok": "True",
+        "n": "2",
+        "o": {"x": None},
+        "at": "01/02/2024 03:04:05",
+    }
+    assert message_properties('[{"id": 1}]') == {}
+    assert message_properties('{"id": 1} trailing') == {}
+    assert message_properties('{"id": "x"') == {}
+
+
+def test_trigger_metadata_keeps_the_host_s_names_and_types():
+    message = SimpleNamespace(
+        id="storage-id",
+        dequeue_count=3,
+        expires_on=None,
+        inserted_on=None,
+        next_visible_on=None,
+        pop_receipt="receipt",
+    )
+    text = '{"ID": "event-id", "popreceipt": {"a": 1}, "extra": "x"}'
+    metadata = queue_trigger_metadata(message, text, message_properties(text))
+    assert {name: (datum.type, datum.value) for name, datum in metadata.items() if "Time" not in name} == {
+        "QueueTrigger": ("string", text),
+        "DequeueCount": ("json", "3"),
+        "Id": ("string", "event-id"),
+        "PopReceipt": ("json", '{"a":1}'),
+        "extra": ("string", "x"),
+    }
+    assert metadata["ExpirationTime"].value == '"9999-12-31T23:59:59.9999999+00:00"'
+    assert metadata["InsertionTime"].type == "json"

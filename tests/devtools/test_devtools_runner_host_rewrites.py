@@ -1,0 +1,99 @@
+"""What the real Functions host does to queue messages and requests, reproduced by devtools.runner.
+
+The .NET host cannot run here: the expected values follow its source (WebJobs.Script, the queue extension and
+Json.NET) and the Python worker's issue #1373. Everything else is real: the toy app run by the runner and Azurite.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def decoded(texts: list[str]) -> list[str]:
+    return [base64.b64decode(text).decode() for text in texts]
+
+
+# ---------------------------------------------------------------------------------------- trigger metadata
+async def test_a_json_message_s_top_level_id_replaces_the_message_id_ignoring_case(make_runner, probe, toy, wait_until):
+    await make_runner()
+    bodies = ['{"id": "event-1"}', '{"ID": "event-2", "Id": "event-3"}', '[{"id": "in an array"}]', '{"id": 1']
+    sent = {body: await probe.send_for_id("work-in", body) for body in bodies}
+    await wait_until(lambda: len(toy.calls) == 4, what="4 invocations")
+    seen = {call["body"]: call["id"] for call in toy.calls}
+    assert seen['{"id": "event-1"}'] == "event-1"
+    assert seen['{"ID": "event-2", "Id": "event-3"}'] == "event-3"  # the last one of the names that match
+    # Not a JSON object: the id is storage's.
+    assert seen['[{"id": "in an array"}]'] == sent['[{"id": "in an array"}]'][1]
+    assert seen['{"id": 1'] == sent['{"id": 1'][1]
+    assert {call["dequeue_count"] for call in toy.calls} == {1}
+
+
+async def test_message_properties_reach_the_metadata_as_the_host_converts_them(make_runner, probe, toy, wait_until):
+    await make_runner()
+    body = json.dumps(
+        {
+            "id": "2024-01-02T03:04:05.5Z",  # a date to Json.NET, cast back to text in the invariant culture
+            "popReceipt": {"at": "2024-01-02T03:04:05.000Z"},  # an object: JSON to the worker, str() of a dict
+            "dequeueCount": 7,  # text "7", which the worker turns into an int
+            "nextVisibleTime": None,  # null: ignored
+            "insertionTime": ["ignored"],  # arrays are ignored
+        }
+    )
+    before = datetime.now(UTC).replace(microsecond=0)
+    await probe.send("work-in", body)
+    (call,) = await wait_until(lambda: toy.calls, what="invocation")
+    assert call["id"] == "01/02/2024 03:04:05"
+    assert call["pop_receipt"] == "{'at': '2024-01-02T03:04:05Z'}"
+    assert call["dequeue_count"] == 7
+    assert call["insertion_time"] >= before  # storage's, as an aware UTC datetime
+    assert call["insertion_time"].tzinfo is UTC
+    assert call["time_next_visible"] > call["insertion_time"]
+    assert call["expiration_time"] > call["time_next_visible"]
+    await wait_until(lambda: probe.count_is("work-in", 0), what="message deleted")
+
+
+async def test_the_poison_decision_uses_storage_s_dequeue_count_not_the_message_s(make_runner, probe, toy, wait_until):
+    await make_runner()  # toy host.json: maxDequeueCount 2
+    sent = await probe.send("fail-in", '{"dequeueCount": 1}')
+    assert await wait_until(lambda: probe.peek("fail-in-poison"), what="poison") == [sent]
+    assert [call["dequeue_count"] for call in toy.calls] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"dequeueCount": "x"}',  # the worker: int("x") fails
+        b'{"DEQUEUECOUNT": 2.5}',
+        b'{"insertionTime": "2024-01-02T03:04:05Z"}',  # reaches the worker as "01/02/2024 03:04:05": no format fits
+        b'{"expirationTime": {"a": 1}}',
+        b'\xff{"id": "x"}',  # not UTF-8: the host's string binding fails
+    ],
+)
+async def test_a_message_the_host_or_worker_cannot_bind_fails_without_invoking(
+    make_runner, probe, toy, wait_until, body
+):
+    runner = await make_runner()
+    sent = await probe.send("work-in", body)
+    assert await wait_until(lambda: probe.peek("work-in-poison"), what="poison after 2 attempts") == [sent]
+    await wait_until(lambda: probe.count_is("work-in", 0), what="work-in message deleted")
+    assert toy.calls == []
+    assert runner.stats[("work_sync", "failed")] == 2
+    assert await probe.peek("work-out") == []
+
+
+async def test_a_binary_trigger_gets_any_bytes_and_storage_s_metadata(make_runner, probe, toy, wait_until):
+    await make_runner()  # dataType "binary": the host binds bytes and reads no properties from them
+    _, json_id = await probe.send_for_id("binary-in", '{"id": "event-1", "dequeueCount": "x"}')
+    _, bytes_id = await probe.send_for_id("binary-in", b'\xff{"id": "x"}')
+    await wait_until(lambda: len(toy.calls) == 2, what="2 invocations")
+    assert {call["id"] for call in toy.calls} == {json_id, bytes_id}
+    assert {call["dequeue_count"] for call in toy.calls} == {1}
+    await wait_until(lambda: probe.count_is("binary-in", 0), what="messages deleted")
