@@ -13,7 +13,9 @@ introspection of the ``azure-functions`` library and mirrors the host where it m
   ``<queue>-poison``, messageEncoding; a 10-minute lease renewed while an invocation runs. The
   ``QueueMessage`` is built from the trigger metadata the host sends, which a JSON message's
   top-level properties overwrite (``"id"`` becomes ``msg.id``).
-* ``queue`` output bindings flushed after the function returns normally (nothing when it raises).
+* ``queue`` output bindings flushed after the function returns normally (nothing when it raises); a
+  string that looks like JSON is rewritten as the host's Json.NET writes it (indented, dates
+  reformatted, an array split into one message per element).
 * ``def`` functions in a thread pool, ``async def`` functions on the runner's loop, ``functionTimeout``.
 
 CLI: ``python -m devtools.runner --help``. Python API: :class:`Runner`, :func:`load_app`.
@@ -703,8 +705,10 @@ def encode_queue_values(value: Any, encoding: str) -> list[str]:
     """What a queue output binding was set to, as message texts to send (one per message)."""
     if value is None:
         return []
-    if isinstance(value, str | bytes | func.QueueMessage):
-        items: Iterable[Any] = [value]
+    if isinstance(value, str):
+        items: Iterable[Any] = host_queue_texts(value)
+    elif isinstance(value, bytes | func.QueueMessage):
+        items = [value]
     elif isinstance(value, Iterable) and not isinstance(value, Mapping):
         items = list(value)
         if any(isinstance(i, bytes) for i in items):
@@ -726,6 +730,20 @@ def encode_queue_values(value: Any, encoding: str) -> list[str]:
         else:
             texts.append(data.decode("utf-8"))
     return texts
+
+
+def host_queue_texts(text: str) -> list[str]:
+    """The messages the host writes for one string set on a queue output (FunctionBinding.ReadAsEnumerable, then
+    JToken.ToString() each): text that looks like JSON is read by Json.NET, dates included, and written back
+    indented, one message per element of an array (python-worker #1492); other text as it is.
+
+    Raises ValueError for text that looks like JSON but is not: the host's output binding fails. The strings of a
+    list output reach the host as one JSON array of strings, read without dates, and are written as they are.
+    """
+    if not newtonsoft.looks_like_json(text):
+        return [text]
+    token = newtonsoft.parse(text)
+    return [newtonsoft.to_string(item) or "" for item in (token if isinstance(token, list) else [token])]
 
 
 def decode_queue_body(content: str | bytes | None, encoding: str) -> bytes:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from devtools import newtonsoft
-from devtools.runner import message_properties, queue_trigger_metadata
+from devtools.runner import host_queue_texts, message_properties, queue_trigger_metadata
 
 
 @pytest.mark.parametrize(
@@ -163,6 +163,15 @@ def test_the_reader_stops_past_64_levels():
 
 
 # ------------------------------------------------------------------------------- the runner's host conversions
+def test_host_queue_texts_rewrite_json_and_leave_other_text():
+    assert host_queue_texts("plain {text}") == ["plain {text}"]
+    assert host_queue_texts('{"at":"2024-05-08T10:00:31.000000Z"}') == ['{\n  "at": "2024-05-08T10:00:31Z"\n}']
+    assert host_queue_texts("[]") == []
+    assert host_queue_texts('[[1], "a", false]') == ["[\n  1\n]", "a", "False"]
+    with pytest.raises(ValueError, match="Extra data"):
+        host_queue_texts("[1, 2] [3]")
+
+
 def test_message_properties_are_the_top_level_scalars_and_objects_of_a_json_object():
     text = '{"id": 5, "ok": true, "n": 2.0, "o": {"x": null}, "l": [1], "z": null, "at": "2024-01-02T03:04:05Z"}'
     assert message_properties(text) == {

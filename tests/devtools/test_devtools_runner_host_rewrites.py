@@ -1,7 +1,8 @@
 """What the real Functions host does to queue messages and requests, reproduced by devtools.runner.
 
 The .NET host cannot run here: the expected values follow its source (WebJobs.Script, the queue extension and
-Json.NET) and the Python worker's issue #1373. Everything else is real: the toy app run by the runner and Azurite.
+Json.NET) and the Python worker's issues #1373 and #1492. Everything else is real: the toy app run by the runner,
+Azurite and HTTP over loopback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import json
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 
@@ -97,3 +99,61 @@ async def test_a_binary_trigger_gets_any_bytes_and_storage_s_metadata(make_runne
     assert {call["id"] for call in toy.calls} == {json_id, bytes_id}
     assert {call["dequeue_count"] for call in toy.calls} == {1}
     await wait_until(lambda: probe.count_is("binary-in", 0), what="messages deleted")
+
+
+# ------------------------------------------------------------------------------------------ string outputs
+async def test_a_json_string_output_is_written_back_as_json_net_writes_it(make_runner, probe):
+    runner = await make_runner()
+    text = (
+        '{"id":"e1","at":"2024-05-08T10:00:31.000000Z","seven":"2024-05-08T10:00:31.1234567Z",'
+        '"offset":"2024-05-08T12:00:31.1200000+02:00","local":"2024-05-08T10:00:31","n":1.0,"big":1e15,'
+        '"text":"caf\u00e9\u2028","nested":{"list":[1,true,null],"empty":{}}}'
+    )
+    async with httpx.AsyncClient(base_url=runner.http_url) as client:
+        assert (await client.post("/api/enqueue", content=text.encode())).status_code == 202
+    assert decoded(await probe.peek("http-out")) == [
+        "{\n"
+        '  "id": "e1",\n'
+        '  "at": "2024-05-08T10:00:31Z",\n'
+        '  "seven": "2024-05-08T10:00:31.1234567Z",\n'
+        '  "offset": "2024-05-08T10:00:31.12+00:00",\n'
+        '  "local": "2024-05-08T10:00:31",\n'
+        '  "n": 1.0,\n'
+        '  "big": 1E+15,\n'
+        '  "text": "caf\u00e9\\u2028",\n'
+        '  "nested": {\n'
+        '    "list": [\n'
+        "      1,\n"
+        "      true,\n"
+        "      null\n"
+        "    ],\n"
+        '    "empty": {}\n'
+        "  }\n"
+        "}"
+    ]
+
+
+async def test_a_json_array_string_output_becomes_one_message_per_element(make_runner, probe):
+    runner = await make_runner()
+    async with httpx.AsyncClient(base_url=runner.http_url) as client:
+        response = await client.post("/api/enqueue", content=b'[{"a": 1}, "text", 2.50, null, "2024-05-08T10:00:31Z"]')
+    assert response.status_code == 202
+    assert decoded(await probe.peek("http-out")) == ['{\n  "a": 1\n}', "text", "2.5", "", "05/08/2024 10:00:31"]
+
+
+async def test_the_strings_of_a_list_output_are_written_as_they_are(make_runner, probe):
+    runner = await make_runner()
+    messages = ['{"at": "2024-05-08T10:00:31.000000Z"}', "[1, 2]", "plain"]
+    async with httpx.AsyncClient(base_url=runner.http_url) as client:
+        response = await client.post("/api/enqueue", params={"many": "1"}, content=json.dumps(messages))
+    assert response.status_code == 202
+    assert decoded(await probe.peek("http-out")) == messages
+
+
+async def test_a_string_output_that_looks_like_json_but_is_not_fails_the_invocation(make_runner, probe):
+    runner = await make_runner()
+    async with httpx.AsyncClient(base_url=runner.http_url) as client:
+        response = await client.post("/api/enqueue", content=b"{not json}")
+    assert response.status_code == 500
+    assert runner.stats[("enqueue", "failed")] == 1
+    assert not await probe.exists("http-out")
