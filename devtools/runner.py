@@ -7,7 +7,8 @@ introspection of the ``azure-functions`` library and mirrors the host where it m
 * HTTP triggers on ``http://HOST:PORT/{routePrefix}/{route}`` (route templates with ``{name}``,
   ``{name?}``, ``{name=default}``, ``{name:constraint}``, ``{*rest}``), trigger methods (405 otherwise),
   function keys (``?code=`` / ``x-functions-key``; enforced only when a key is configured, like
-  ``func start``, which does not enforce keys locally), 500 when the function raises.
+  ``func start``, which does not enforce keys locally), 500 when the function raises; a body only
+  with a Content-Length (a chunked request arrives empty).
 * Queue triggers polled from Azure Storage / Azurite with ``host.json``'s ``extensions.queues``:
   batchSize, newBatchThreshold, maxPollingInterval back-off, visibilityTimeout, maxDequeueCount with
   ``<queue>-poison``, messageEncoding; a 10-minute lease renewed while an invocation runs. The
@@ -1243,7 +1244,9 @@ class Runner:
     ) -> web.StreamResponse:
         if not self._authorized(spec, request):
             return web.Response(status=401)
-        body = await request.read()
+        # The host passes a body only with a Content-Length above 0 (azure-functions-host#4926): a chunked request
+        # reaches the function empty, its headers intact.
+        body = await request.read() if (request.content_length or 0) > 0 else b""
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
             key = name.lower()

@@ -1,8 +1,8 @@
 """What the real Functions host does to queue messages and requests, reproduced by devtools.runner.
 
 The .NET host cannot run here: the expected values follow its source (WebJobs.Script, the queue extension and
-Json.NET) and the Python worker's issues #1373 and #1492. Everything else is real: the toy app run by the runner,
-Azurite and HTTP over loopback.
+Json.NET), the Python worker's issues #1373 and #1492 and the host's #4926. Everything else is real: the toy app
+run by the runner, Azurite and HTTP over loopback.
 """
 
 from __future__ import annotations
@@ -157,3 +157,23 @@ async def test_a_string_output_that_looks_like_json_but_is_not_fails_the_invocat
     assert response.status_code == 500
     assert runner.stats[("enqueue", "failed")] == 1
     assert not await probe.exists("http-out")
+
+
+# ----------------------------------------------------------------------------------------------- HTTP body
+async def test_a_body_without_content_length_does_not_reach_the_function(make_runner):
+    runner = await make_runner()
+
+    async def chunks():
+        yield b'{"signed": '
+        yield b"true}"
+
+    async with httpx.AsyncClient(base_url=runner.http_url) as client:
+        chunked = await client.post("/api/echo", content=chunks())
+        empty = await client.post("/api/echo", content=b"")
+        with_length = await client.post("/api/echo", content=b'{"signed": true}')
+    assert chunked.status_code == 200
+    assert chunked.json()["body"] == ""
+    assert chunked.json()["headers"]["transfer-encoding"] == "chunked"  # the headers still pass
+    assert "content-length" not in chunked.json()["headers"]
+    assert empty.json()["body"] == ""
+    assert with_length.json()["body"] == '{"signed": true}'

@@ -71,6 +71,11 @@ def items(req: func.HttpRequest) -> func.HttpResponse:
     return _describe(req, "items")
 
 
+@app.route(route="echo", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def echo(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"body": req.get_body().decode("utf-8"), "headers": dict(req.headers)}))
+
+
 @app.route(route="boom", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def boom(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("boom (expected by the test)")
