@@ -7,11 +7,16 @@ introspection of the ``azure-functions`` library and mirrors the host where it m
 * HTTP triggers on ``http://HOST:PORT/{routePrefix}/{route}`` (route templates with ``{name}``,
   ``{name?}``, ``{name=default}``, ``{name:constraint}``, ``{*rest}``), trigger methods (405 otherwise),
   function keys (``?code=`` / ``x-functions-key``; enforced only when a key is configured, like
-  ``func start``, which does not enforce keys locally), 500 when the function raises.
+  ``func start``, which does not enforce keys locally), 500 when the function raises; a body only
+  with a Content-Length (a chunked request arrives empty).
 * Queue triggers polled from Azure Storage / Azurite with ``host.json``'s ``extensions.queues``:
   batchSize, newBatchThreshold, maxPollingInterval back-off, visibilityTimeout, maxDequeueCount with
-  ``<queue>-poison``, messageEncoding; a 10-minute lease renewed while an invocation runs.
-* ``queue`` output bindings flushed after the function returns normally (nothing when it raises).
+  ``<queue>-poison``, messageEncoding; a 10-minute lease renewed while an invocation runs. The
+  ``QueueMessage`` is built from the trigger metadata the host sends, which a JSON message's
+  top-level properties overwrite (``"id"`` becomes ``msg.id``).
+* ``queue`` output bindings flushed after the function returns normally (nothing when it raises); a
+  string that looks like JSON is rewritten as the host's Json.NET writes it (indented, dates
+  reformatted, an array split into one message per element).
 * ``def`` functions in a thread pool, ``async def`` functions on the runner's loop, ``functionTimeout``.
 
 CLI: ``python -m devtools.runner --help``. Python API: :class:`Runner`, :func:`load_app`.
@@ -29,6 +34,7 @@ import collections
 import contextlib
 import contextvars
 import dataclasses
+import datetime
 import functools
 import hmac
 import importlib
@@ -56,10 +62,12 @@ import aiohttp
 import azure.functions as func
 from aiohttp import web
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.functions.queue import QueueMessage as WorkerQueueMessage
+from azure.functions import meta
+from azure.functions.queue import QueueMessageInConverter
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 from multidict import CIMultiDict
 
+from devtools import newtonsoft
 from devtools.azurite import DEFAULT_PORTS
 from devtools.azurite import connection_string as azurite_connection_string
 
@@ -690,7 +698,7 @@ def build_spec(function: Any, settings: Mapping[str, str]) -> FunctionSpec:
 
 
 # ==================================================================================================
-# Queue message encoding
+# Queue messages, as the host reads and writes them
 # ==================================================================================================
 
 
@@ -698,8 +706,10 @@ def encode_queue_values(value: Any, encoding: str) -> list[str]:
     """What a queue output binding was set to, as message texts to send (one per message)."""
     if value is None:
         return []
-    if isinstance(value, str | bytes | func.QueueMessage):
-        items: Iterable[Any] = [value]
+    if isinstance(value, str):
+        items: Iterable[Any] = host_queue_texts(value)
+    elif isinstance(value, bytes | func.QueueMessage):
+        items = [value]
     elif isinstance(value, Iterable) and not isinstance(value, Mapping):
         items = list(value)
         if any(isinstance(i, bytes) for i in items):
@@ -723,6 +733,20 @@ def encode_queue_values(value: Any, encoding: str) -> list[str]:
     return texts
 
 
+def host_queue_texts(text: str) -> list[str]:
+    """The messages the host writes for one string set on a queue output (FunctionBinding.ReadAsEnumerable, then
+    JToken.ToString() each): text that looks like JSON is read by Json.NET, dates included, and written back
+    indented, one message per element of an array (python-worker #1492); other text as it is.
+
+    Raises ValueError for text that looks like JSON but is not: the host's output binding fails. The strings of a
+    list output reach the host as one JSON array of strings, read without dates, and are written as they are.
+    """
+    if not newtonsoft.looks_like_json(text):
+        return [text]
+    token = newtonsoft.parse(text)
+    return [newtonsoft.to_string(item) or "" for item in (token if isinstance(token, list) else [token])]
+
+
 def decode_queue_body(content: str | bytes | None, encoding: str) -> bytes:
     """A received message's text as the body bytes the function sees (ValueError if not base64)."""
     if content is None:
@@ -734,6 +758,83 @@ def decode_queue_body(content: str | bytes | None, encoding: str) -> bytes:
         except binascii.Error as exc:
             raise ValueError(f"message is not valid base64 ({exc})") from exc
     return raw
+
+
+def bind_queue_trigger(spec: FunctionSpec, message: Any, body: bytes) -> Any:
+    """The trigger argument as the host and the Python worker make it, from the body and the trigger metadata the host
+    sends, by azure.functions' own QueueMessageInConverter. Raises where the host or the worker would fail the
+    invocation: a body that is not UTF-8 (the host binds the trigger as a string, strictly), or metadata the worker
+    cannot convert (e.g. ``"dequeueCount": "x"`` in the message)."""
+    binary = str(spec.trigger.get("dataType") or "").lower() == "binary"  # bound as bytes: any bytes, no properties
+    text = _utf8(body) if binary else body.decode("utf-8")
+    if spec.trigger_annotation in (bytes, "bytes"):
+        return body
+    if spec.trigger_annotation in (str, "str"):
+        return body.decode("utf-8")
+    data = meta.Datum(body, "bytes") if binary else meta.Datum(text, "string")
+    properties = {} if binary or text is None else message_properties(text)
+    return QueueMessageInConverter.decode(data, trigger_metadata=queue_trigger_metadata(message, text, properties))
+
+
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def queue_trigger_metadata(message: Any, text: str | None, properties: Mapping[str, Any]) -> dict[str, meta.Datum]:
+    """The trigger metadata the host sends the worker for a received message: QueueTriggerBinding's fields
+    (``QueueTrigger`` only for UTF-8 text), then the message's properties over them, names compared ignoring case,
+    so that a message's ``"id"`` replaces storage's ``Id`` (python-worker #1373). Values as the host's ToRpc sends
+    them: strings as strings, the rest as JSON (storage times as ``DateTimeOffset`` values at +00:00)."""
+    binding_data: dict[str, Any] = {
+        "QueueTrigger": text,
+        "DequeueCount": message.dequeue_count,
+        "ExpirationTime": _storage_time(message.expires_on),
+        "Id": message.id,
+        "InsertionTime": _storage_time(message.inserted_on or datetime.datetime.now(datetime.UTC)),
+        "NextVisibleTime": _storage_time(message.next_visible_on),
+        "PopReceipt": message.pop_receipt,
+    }
+    names = {name.lower(): name for name in binding_data}
+    for name, value in properties.items():
+        binding_data[names.setdefault(name.lower(), name)] = value
+    return {name: _rpc_datum(value) for name, value in binding_data.items() if value is not None}
+
+
+def _storage_time(moment: datetime.datetime | None) -> newtonsoft.NetDateTime:
+    """A storage time as a .NET value; none is DateTimeOffset.MaxValue, the host's default."""
+    if moment is None:
+        return newtonsoft.NetDateTime(newtonsoft.MAX_TICKS, "Local")
+    return newtonsoft.NetDateTime.from_datetime(moment)
+
+
+def _rpc_datum(value: Any) -> meta.Datum:
+    if isinstance(value, str):
+        return meta.Datum(value, "string")
+    return meta.Datum(newtonsoft.write(value, indented=False), "json")
+
+
+def message_properties(text: str) -> dict[str, Any]:
+    """The host's ``Utility.ApplyBindingData``: a JSON object message's top-level properties, objects kept, arrays and
+    nulls left out, other values as .NET's ``(string)`` cast makes them (``"7"``, ``"True"``, a date as
+    ``"01/02/2024 03:04:05"``). Nothing for other text."""
+    if not newtonsoft.looks_like_json(text):
+        return {}
+    try:
+        token = newtonsoft.parse(text)
+    except ValueError:
+        return {}
+    if not isinstance(token, dict):
+        return {}
+    properties: dict[str, Any] = {}
+    for name, value in token.items():
+        if isinstance(value, dict):
+            properties[name] = value
+        elif value is not None and not isinstance(value, list):
+            properties[name] = newtonsoft.to_string(value)
+    return properties
 
 
 # ==================================================================================================
@@ -1143,7 +1244,9 @@ class Runner:
     ) -> web.StreamResponse:
         if not self._authorized(spec, request):
             return web.Response(status=401)
-        body = await request.read()
+        # The host passes a body only with a Content-Length above 0 (azure-functions-host#4926): a chunked request
+        # reaches the function empty, its headers intact.
+        body = await request.read() if (request.content_length or 0) > 0 else b""
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
             key = name.lower()
@@ -1248,16 +1351,14 @@ class Runner:
                 await self._close_lease(lease, renewer)
                 await self._to_poison(client, poison, message, lease)
                 return
-            queue_message = WorkerQueueMessage(
-                id=message.id,
-                body=body,
-                dequeue_count=message.dequeue_count,
-                insertion_time=message.inserted_on,
-                expiration_time=message.expires_on,
-                time_next_visible=message.next_visible_on,
-                pop_receipt=message.pop_receipt,
-            )
-            ok, _ = await self._invoke(spec, _convert_queue_trigger(queue_message, spec), reason="New queue message")
+            try:
+                trigger = bind_queue_trigger(spec, message, body)
+            except Exception as exc:
+                log.error("Executed 'Functions.%s' (Failed): binding message %s failed: %r", spec.name, message.id, exc)
+                self.stats[(spec.name, "failed")] += 1
+                ok = False
+            else:
+                ok, _ = await self._invoke(spec, trigger, reason="New queue message")
             await self._close_lease(lease, renewer)
             if ok:
                 await client.delete_message(message.id, lease.pop_receipt)
@@ -1309,15 +1410,6 @@ class Runner:
         async with lease.lock:
             lease.closed = True
         renewer.cancel()
-
-
-def _convert_queue_trigger(message: WorkerQueueMessage, spec: FunctionSpec) -> Any:
-    annotation = spec.trigger_annotation
-    if annotation in (str, "str"):
-        return message.get_body().decode("utf-8")
-    if annotation in (bytes, "bytes"):
-        return message.get_body()
-    return message
 
 
 def _to_web_response(result: Any) -> web.Response:

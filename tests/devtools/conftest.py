@@ -99,13 +99,19 @@ class QueueProbe:
         self.service = service
 
     async def send(self, queue: str, body: bytes | str, *, encoding: str = "base64") -> str:
+        """Send a message; returns its raw (encoded) text."""
+        text, _ = await self.send_for_id(queue, body, encoding=encoding)
+        return text
+
+    async def send_for_id(self, queue: str, body: bytes | str, *, encoding: str = "base64") -> tuple[str, str]:
+        """Send a message; returns its raw text and the message id storage gave it."""
         data = body.encode() if isinstance(body, str) else body
         text = base64.b64encode(data).decode() if encoding == "base64" else data.decode()
         client = self.service.get_queue_client(queue)
         with contextlib.suppress(ResourceExistsError):
             await client.create_queue()
-        await client.send_message(text)
-        return text
+        sent = await client.send_message(text)
+        return text, sent.id
 
     async def peek(self, queue: str) -> list[str]:
         """Raw texts of the visible messages (nothing decoded); [] if the queue does not exist."""

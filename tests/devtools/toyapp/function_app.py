@@ -14,7 +14,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 STORAGE = "AzureWebJobsStorage"
 
-# What the queue functions saw, in order: dicts with function, body, dequeue_count, type, thread.
+# What the queue functions saw, in order: dicts with function, body, the message's metadata, type, thread.
 calls: list[dict] = []
 # Concurrency of `slow`, and the gate it waits on (replaced by the tests).
 concurrency = {"current": 0, "max": 0}
@@ -26,8 +26,12 @@ def _record(function: str, msg: func.QueueMessage) -> None:
         {
             "function": function,
             "id": msg.id,
-            "body": msg.get_body().decode("utf-8"),
+            "body": msg.get_body().decode("utf-8", "replace"),
             "dequeue_count": msg.dequeue_count,
+            "pop_receipt": msg.pop_receipt,
+            "insertion_time": msg.insertion_time,
+            "expiration_time": msg.expiration_time,
+            "time_next_visible": msg.time_next_visible,
             "type": f"{type(msg).__module__}.{type(msg).__qualname__}",
             "thread": threading.current_thread().name,
         }
@@ -65,6 +69,11 @@ def public(req: func.HttpRequest) -> str:
 @app.route(route="items/{id:int}/{label?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def items(req: func.HttpRequest) -> func.HttpResponse:
     return _describe(req, "items")
+
+
+@app.route(route="echo", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def echo(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"body": req.get_body().decode("utf-8"), "headers": dict(req.headers)}))
 
 
 @app.route(route="boom", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -113,6 +122,11 @@ async def work_async(msg: func.QueueMessage, out: func.Out[str]) -> None:
     await asyncio.sleep(0)
     _record("work_async", msg)
     out.set(f"async:{msg.get_body().decode('utf-8')}")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="binary-in", connection=STORAGE, data_type=func.DataType.BINARY)
+def work_binary(msg: func.QueueMessage) -> None:
+    _record("work_binary", msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name="fail-in", connection=STORAGE)
