@@ -109,6 +109,9 @@ def load_json(body: bytes | str, error: type[FormatError]) -> Any:
         raise error.one("body", "must be a JSON object (UTF-8)") from None
 
 
+_MAX_PATH = 200
+
+
 def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     """pydantic's errors as one FieldError per field, named by its JSON path (`data[0].object.assignee.id`)."""
     found: dict[str, FieldError] = {}
@@ -120,6 +123,8 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
             elif not str(part).startswith("function-"):
                 path += f".{part}" if path else str(part)
         path = path or "body"
+        if len(path) > _MAX_PATH:  # a body nested a thousand deep names its field by where it starts
+            path = path[:_MAX_PATH] + "..."
         problem: Literal["is required", "is invalid"] = "is required" if detail["type"] == "missing" else "is invalid"
         rule = str(detail.get("msg", "")).removeprefix("Value error, ")
         found.setdefault(path, FieldError(path, problem, rule))
