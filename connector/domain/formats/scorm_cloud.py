@@ -201,12 +201,13 @@ def _from_xml(text: str) -> dict[str, Any]:
     if report is None:
         raise ScormCloudError.one("registrationreport", "the XML holds no registration report", "is required")
     summary = report if report.find("complete") is not None else report.find("activity")
-    values: dict[str, Any] = {"id": report.get("regid"), "instance": report.get("instanceid", "0")}
-    for tag, name in (("complete", "registrationCompletion"), ("success", "registrationSuccess")):
-        value = _text(summary, tag)
-        if value is not None:
-            values[name] = value
-    return values
+    found = {
+        "id": report.get("regid"),
+        "instance": report.get("instanceid"),
+        "registrationCompletion": _text(summary, "complete"),
+        "registrationSuccess": _text(summary, "success"),
+    }
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def _text(element: Element | None, tag: str) -> str | None:
