@@ -4,9 +4,15 @@ documentation show), and the fold of mapped events in any order."""
 from __future__ import annotations
 
 import copy
+import json
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from connector.domain.formats.mapped import MappedEvent
 from connector.merge import MergedState, Stamp, fold
@@ -284,6 +290,34 @@ def enrollment(event_name: str, state: str, at: str, kind: str = "StudentEnrollm
             "workflow_state": state,
         },
     }
+
+
+# --- Canvas's signed form: a key set of the test's own (Instructure's stays unknown to tests) ---
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_key: rsa.RSAPrivateKey
+
+    @property
+    def jwk(self) -> dict[str, Any]:
+        public = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        return {**public, "kid": self.kid, "alg": "RS256", "use": "sig"}
+
+    def sign(self, claims: dict[str, Any], *, kid: str | None = None) -> str:
+        """An RS256 JWT of `claims`, its header naming this key (or `kid`)."""
+        header = {"kid": self.kid if kid is None else kid}
+        return jwt.encode(claims, self.private_key, algorithm="RS256", headers=header)
+
+
+def signing_key(kid: str) -> SigningKey:
+    return SigningKey(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+def jwks(*keys: SigningKey) -> dict[str, Any]:
+    """A JWK set as Instructure publishes it (previous, current and next key)."""
+    return {"keys": [key.jwk for key in keys]}
 
 
 # --- Folding ---
