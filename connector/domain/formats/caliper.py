@@ -57,7 +57,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from connector.domain.formats.canvas import canvas_local_iri
 from connector.domain.formats.mapped import (
     ContentId,
-    FieldError,
     FormatError,
     IdText,
     Instant,
@@ -77,6 +76,7 @@ from connector.domain.formats.mapped import (
     load_json,
     percentage,
 )
+from connector.events import FieldError
 
 V1P1 = "http://purl.imsglobal.org/ctx/caliper/v1p1"
 V1P2 = "http://purl.imsglobal.org/ctx/caliper/v1p2"
@@ -90,6 +90,8 @@ _COMPLETING: Mapping[str, frozenset[str]] = {
     "Submitted": frozenset({"Submitted", "Completed", "Graded"}),
     "Graded": frozenset({"Graded"}),
 }
+#: The changes an event makes, and whether it counts as progress (a content miss is then Unmappable, not Skipped).
+Progress = tuple[dict[str, Any], bool]
 _STARTING = frozenset({"Started", "Resumed", "Restarted", "Paused"})
 _EMAIL_TYPES = ("EmailAddress", "AccountUserName")
 _EMPLOYEE_ID_TYPES = ("SisSourcedId", "LisSourcedId", "OneRosterSourcedId")
@@ -326,9 +328,8 @@ def map_event(
     )
 
 
-def _progress(event: Event, completion: Completion, described: Mapping[str, Entity]) -> Skipped | tuple[dict, bool]:
-    """The changes the event makes and whether it counts as progress (a content miss is then Unmappable), or
-    why it makes none."""
+def _progress(event: Event, completion: Completion, described: Mapping[str, Entity]) -> Skipped | Progress:
+    """The changes the event makes, or why it makes none."""
     kind, action = _term(event.type), _term(event.action)
     attempt = _attempt(event, described)
     started = attempt.started_at if attempt else None
@@ -351,7 +352,7 @@ def _progress(event: Event, completion: Completion, described: Mapping[str, Enti
     return Skipped(f"{kind or 'an event'} {action} carries no learner progress")
 
 
-def _units_completed(event: Event, described: Mapping[str, Entity]) -> Skipped | tuple[dict, bool]:
+def _units_completed(event: Event, described: Mapping[str, Entity]) -> Skipped | Progress:
     generated = _resolved(event.generated, described)
     measures = [_resolved(item, described) for item in (generated.items or [])] if generated else []
     units = next((m for m in measures if m and _term(m.metric) == "UnitsCompleted"), None)
@@ -379,7 +380,7 @@ def _media_position(event: Event, described: Mapping[str, Entity]) -> dict[str, 
 
 def _resolved(entity: Entity | None, described: Mapping[str, Entity]) -> Entity | None:
     """The entity, or its description in the envelope when the event gives only its IRI."""
-    if entity is not None and entity.reference_only and entity.id in described:
+    if entity is not None and entity.reference_only and entity.id is not None and entity.id in described:
         return described[entity.id]
     return entity
 

@@ -40,7 +40,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connector.domain.formats.mapped import (
     ContentId,
-    FieldError,
     FormatError,
     IdText,
     Instant,
@@ -60,7 +59,7 @@ from connector.domain.formats.mapped import (
     load_json,
     percentage,
 )
-from connector.events import ASSIGNMENT
+from connector.events import ASSIGNMENT, FieldError
 
 _SHARD_FACTOR = 10**13
 _CANVAS_IRI = re.compile(r"^(urn:instructure:canvas:[A-Za-z_]+:)([0-9]+)$")

@@ -51,7 +51,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from connector.domain.formats.mapped import (
     ContentId,
-    FieldError,
     FormatError,
     IdText,
     Instant,
@@ -69,6 +68,7 @@ from connector.domain.formats.mapped import (
     load_json,
     percentage,
 )
+from connector.events import FieldError
 
 _MAX_FORM_FIELDS = 20
 _XML_NAMES = {
@@ -160,9 +160,9 @@ def read_form(body: bytes | str) -> FormPostback:
     if len(data) != 1 or not data[0].strip():
         problem: Literal["is required", "is invalid"] = "is invalid" if data else "is required"
         raise ScormCloudError.one("data", "must be given once: the registration as JSON (or the v1 XML)", problem)
-    user_name = fields.get("userName") or fields.get("username") or [None]
-    password = fields.get("password") or [None]
-    return FormPostback(user_name[0], password[0], data[0])
+    user_name = (fields.get("userName") or fields.get("username") or [""])[0]
+    password = (fields.get("password") or [""])[0]
+    return FormPostback(user_name or None, password or None, data[0])
 
 
 def parse_registration(document: bytes | str | Mapping[str, Any]) -> Registration:
