@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import strategies as st
 from jwt.algorithms import RSAAlgorithm
 
 from connector.domain.formats.mapped import MappedEvent
@@ -334,3 +335,11 @@ def fold_shuffled(mapped: Sequence[MappedEvent], orders: int = 30) -> list[dict[
             state = fold(state, event.changes, Stamp(event.event_time, 0, event.event_id))
         results.append(dict(state.values))
     return results
+
+
+#: Any JSON value, for fuzzing parsers with bodies they never saw.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=30,
+)

@@ -30,6 +30,7 @@ from tests.support.formats import (
     course,
     envelope,
     fold_shuffled,
+    json_values,
     person,
     units_completed,
 )
@@ -340,11 +341,6 @@ def test_the_get_answer():
 
 # --- Fuzzing: bodies never seen raise CaliperError and nothing else ---
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
-    max_leaves=30,
-)
 KEYS = ["id", "type", "action", "actor", "object", "eventTime", "generated", "target", "items", "metric",
         "metricValue", "maxMetricValue", "assignee", "assignable", "startedAtTime", "endedAtTime", "duration",
         "currentTime", "otherIdentifiers", "identifier", "identifierType", "extensions", "dateToSubmit"]

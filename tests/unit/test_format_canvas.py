@@ -30,7 +30,15 @@ from connector.domain.formats.canvas import (
 )
 from connector.domain.formats.mapped import MappedEvent, Skipped, Unmappable
 from connector.events import ASSIGNMENT
-from tests.support.formats import course_completed, course_progress, enrollment, fold_shuffled, jwks, signing_key
+from tests.support.formats import (
+    course_completed,
+    course_progress,
+    enrollment,
+    fold_shuffled,
+    json_values,
+    jwks,
+    signing_key,
+)
 
 COURSE = "urn:instructure:canvas:course:565"
 PREVIOUS, CURRENT, NEXT = signing_key("2025-02"), signing_key("2025-03"), signing_key("2025-04")
@@ -264,11 +272,6 @@ def test_verified_claims_that_are_no_event_are_a_format_error_not_a_token_error(
 
 # --- Fuzzing: bodies never seen raise CanvasError and nothing else ---
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
-    max_leaves=30,
-)
 VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.sampled_from(
     ["course_progress", "course_completed", "enrollment_updated", "deleted", "StudentEnrollment", "a@b.c",
      "2025-03-10T09:00:00Z", "21070000000000123"]

@@ -20,7 +20,7 @@ from connector.domain.formats.scorm_cloud import (
     read_form,
 )
 from connector.events import ASSIGNMENT, SELF_INITIATED
-from tests.support.formats import SCORM_REGISTRATION, SCORM_REPORT_XML, fold_shuffled, registration
+from tests.support.formats import SCORM_REGISTRATION, SCORM_REPORT_XML, fold_shuffled, json_values, registration
 
 RECEIVED = datetime(2025, 3, 6, 14, 6, 0, tzinfo=UTC)
 
@@ -247,11 +247,6 @@ def test_xml_with_a_dtd_or_entities_is_refused(name):
 
 # --- Fuzzing: bodies never seen raise ScormCloudError and nothing else ---
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
-    max_leaves=30,
-)
 VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.sampled_from(
     ["COMPLETED", "complete", "FAILED", "NaN", "2025-03-06T14:05:09Z", "a@b.c", "0.5"]
 ) | st.dictionaries(st.sampled_from(["id", "email", "scaled"]), st.text(max_size=10) | st.integers(), max_size=2)

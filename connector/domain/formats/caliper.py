@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from connector.domain.formats.canvas import canvas_local_iri
 from connector.domain.formats.mapped import (
@@ -61,6 +61,7 @@ from connector.domain.formats.mapped import (
     IdText,
     Instant,
     LearnerKind,
+    Lenient,
     Mapped,
     MappedEvent,
     Skipped,
@@ -147,20 +148,16 @@ def _entity_object(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 
 
-class SystemIdentifier(BaseModel):
+class SystemIdentifier(Lenient):
     """Caliper 1.2's other identifiers of an entity (an email address, an SIS id...)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     identifier: IdText
     identifier_type: str = Field(alias="identifierType")
 
 
-class Entity(BaseModel):
+class Entity(Lenient):
     """Any Caliper entity: only the properties the mapping reads (Person, Attempt, AssignableDigitalResource,
     MediaObject, MediaLocation, AggregateMeasure...). One model, because senders differ in which type they name."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     id: IdText | None = None
     type: str | None = None
@@ -189,10 +186,8 @@ EntityRef = Annotated[Entity, BeforeValidator(_entity_object)]
 Entity.model_rebuild()
 
 
-class Event(BaseModel):
+class Event(Lenient):
     """A Caliper event: the properties the mapping reads."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     id: IdText = Field(min_length=1)
     type: str = Field(min_length=1)
@@ -204,9 +199,7 @@ class Event(BaseModel):
     target: EntityRef | None = None
 
 
-class _EnvelopeFields(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
+class _EnvelopeFields(Lenient):
     sensor: IdText = Field(min_length=1)
     send_time: Instant = Field(alias="sendTime")
     data_version: str = Field(alias="dataVersion")

@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 import jwt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from connector.domain.formats.mapped import (
     ContentId,
@@ -44,6 +44,7 @@ from connector.domain.formats.mapped import (
     IdText,
     Instant,
     LearnerKind,
+    Lenient,
     Mapped,
     MappedEvent,
     Skipped,
@@ -109,10 +110,8 @@ class ExpiredTokenError(CanvasTokenError):
 # --- The payload model. ---
 
 
-class Metadata(BaseModel):
+class Metadata(Lenient):
     """What Canvas says about every event: its name and time, and the acting user on user-generated events."""
-
-    model_config = ConfigDict(extra="ignore")
 
     event_name: str = Field(min_length=1)
     event_time: Instant
@@ -121,41 +120,31 @@ class Metadata(BaseModel):
     user_sis_id: IdText | None = None
 
 
-class Course(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class Course(Lenient):
     id: IdText | None = None
 
 
-class Progress(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class Progress(Lenient):
     completed_at: Instant | None = None
     requirement_count: int | None = None
     requirement_completed_count: int | None = None
 
 
-class User(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class User(Lenient):
     id: IdText | None = None
     email: str | None = None
 
 
-class ProgressBody(BaseModel):
+class ProgressBody(Lenient):
     """`course_progress` and `course_completed`."""
-
-    model_config = ConfigDict(extra="ignore")
 
     course: Course = Course()
     progress: Progress = Progress()
     user: User = User()
 
 
-class EnrollmentBody(BaseModel):
+class EnrollmentBody(Lenient):
     """`enrollment_created` and `enrollment_updated`."""
-
-    model_config = ConfigDict(extra="ignore")
 
     course_id: IdText | None = None
     user_id: IdText | None = None
@@ -168,9 +157,7 @@ PROGRESS_EVENTS = frozenset({"course_progress", "course_completed"})
 ENROLLMENT_EVENTS = frozenset({"enrollment_created", "enrollment_updated"})
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _Event(Lenient):
     metadata: Metadata
     body: dict[str, Any]
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from connector.events import CHANGEABLE, STATUSES, EventValidationError, FieldError, format_graph_date_time
 
@@ -132,6 +132,12 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
 
 
 # --- Values as the formats send them, leniently. ---
+
+
+class Lenient(BaseModel):
+    """A payload model that reads the properties the mapping needs and ignores the rest (senders add their own)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)

@@ -47,7 +47,7 @@ from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from connector.domain.formats.mapped import (
     ContentId,
@@ -55,6 +55,7 @@ from connector.domain.formats.mapped import (
     IdText,
     Instant,
     LearnerKind,
+    Lenient,
     Mapped,
     MappedEvent,
     Unmappable,
@@ -103,23 +104,17 @@ def _amount(value: Any) -> Any:
     return value
 
 
-class Course(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class Course(Lenient):
     id: IdText | None = None
 
 
-class Learner(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class Learner(Lenient):
     id: IdText | None = None
     email: str | None = None
 
 
-class Registration(BaseModel):
+class Registration(Lenient):
     """The registration as a postback reports it (v2 names; the legacy XML is read into them)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     id: IdText = Field(min_length=1)
     instance: int = Field(0, ge=0)
