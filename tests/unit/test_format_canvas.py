@@ -257,6 +257,14 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def test_a_broken_key_in_the_set_is_a_bad_signature_not_a_crash():
+    without_modulus = {name: value for name, value in CURRENT.jwk.items() if name != "n"}
+    broken = {"keys": [without_modulus, {"kid": NEXT.kid, "kty": "oct", "k": "c2VjcmV0"}]}
+    for key in (CURRENT, NEXT):
+        with pytest.raises(BadSignatureError):
+            verify_jwt(key.sign({"a": 1}), broken)
+
+
 def test_an_expired_token_is_told_apart():
     token = CURRENT.sign(claims_of(course_progress(1, 6, "2025-03-10T09:00:00Z"), exp=int(time.time()) - 3600))
     with pytest.raises(ExpiredTokenError):

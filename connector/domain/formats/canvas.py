@@ -231,6 +231,9 @@ def verify_jwt(token: bytes | str, jwks: Mapping[str, Any], *, leeway_seconds: f
         raise UnknownKeyError(kid)
     try:
         key = jwt.PyJWK(dict(found[0]), algorithm="RS256").key
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        raise BadSignatureError(f"the key set's key {kid!r} is not a usable RSA key") from None
+    try:
         claims = jwt.decode(text, key, algorithms=["RS256"], options={"verify_aud": False}, leeway=leeway_seconds)
     except jwt.ExpiredSignatureError:
         raise ExpiredTokenError("the token has expired (exp)") from None
