@@ -68,6 +68,7 @@ from connector.domain.formats.mapped import (
     in_progress,
     load_json,
     percentage,
+    utc,
 )
 from connector.events import FieldError
 
@@ -220,14 +221,14 @@ def map_registration(
     failed_in_progress: bool = False,
     content_id: ContentId = as_given,
 ) -> Mapped:
-    """The change a postback makes. `received` (aware) orders a report that carries no `updated` (the legacy XML);
+    """The change a postback makes. `received` orders a report that carries no `updated` (the legacy XML);
     `failed_in_progress` keeps a FAILED registration in progress although SCORM Cloud says COMPLETED."""
     content = None
     if registration.course is not None and registration.course.id:
         content = content_id(registration.course.id)
         if content is None:
             return Unmappable("course.id", "the course is not a content of this provider (contentIdPattern)")
-    when = registration.updated or received
+    when = registration.updated or utc(received)
     learner, kind = _learner(registration.learner)
     return MappedEvent(
         event_id=_event_id(registration),
