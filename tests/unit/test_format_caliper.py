@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connector.domain.events import ASSIGNMENT, SELF_INITIATED
 from connector.domain.formats.caliper import (
     V1P1,
     V1P2,
@@ -19,7 +20,6 @@ from connector.domain.formats.caliper import (
     parse_envelope,
 )
 from connector.domain.formats.mapped import MappedEvent, Skipped, Unmappable
-from connector.domain.events import ASSIGNMENT, SELF_INITIATED
 from tests.support.formats import (
     CANVAS_SUBMISSION,
     COURSE_IRI,

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connector.domain.events import ASSIGNMENT
 from connector.domain.formats.canvas import (
     BadSignatureError,
     CanvasError,
@@ -29,7 +30,6 @@ from connector.domain.formats.canvas import (
     verify_jwt,
 )
 from connector.domain.formats.mapped import MappedEvent, Skipped, Unmappable
-from connector.domain.events import ASSIGNMENT
 from tests.support.formats import (
     course_completed,
     course_progress,

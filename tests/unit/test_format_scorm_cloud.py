@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connector.domain.events import ASSIGNMENT, SELF_INITIATED
 from connector.domain.formats.mapped import MappedEvent, Unmappable
 from connector.domain.formats.scorm_cloud import (
     ScormCloudError,
@@ -19,7 +20,6 @@ from connector.domain.formats.scorm_cloud import (
     parse_registration,
     read_form,
 )
-from connector.domain.events import ASSIGNMENT, SELF_INITIATED
 from tests.support.formats import SCORM_REGISTRATION, SCORM_REPORT_XML, fold_shuffled, json_values, registration
 
 RECEIVED = datetime(2025, 3, 6, 14, 6, 0, tzinfo=UTC)

@@ -54,6 +54,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, Field, ValidationError
 
+from connector.domain.events import FieldError
 from connector.domain.formats.canvas import canvas_local_iri
 from connector.domain.formats.mapped import (
     ContentId,
@@ -77,7 +78,6 @@ from connector.domain.formats.mapped import (
     load_json,
     percentage,
 )
-from connector.domain.events import FieldError
 
 V1P1 = "http://purl.imsglobal.org/ctx/caliper/v1p1"
 V1P2 = "http://purl.imsglobal.org/ctx/caliper/v1p2"

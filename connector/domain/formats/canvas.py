@@ -38,6 +38,7 @@ from typing import Any
 import jwt
 from pydantic import Field, ValidationError
 
+from connector.domain.events import ASSIGNMENT, FieldError
 from connector.domain.formats.mapped import (
     ContentId,
     FormatError,
@@ -60,7 +61,6 @@ from connector.domain.formats.mapped import (
     load_json,
     percentage,
 )
-from connector.domain.events import ASSIGNMENT, FieldError
 
 _SHARD_FACTOR = 10**13
 _CANVAS_IRI = re.compile(r"^(urn:instructure:canvas:[A-Za-z_]+:)([0-9]+)$")

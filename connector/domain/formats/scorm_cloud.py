@@ -49,6 +49,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml
 from pydantic import BeforeValidator, Field, ValidationError
 
+from connector.domain.events import FieldError
 from connector.domain.formats.mapped import (
     ContentId,
     FormatError,
@@ -70,7 +71,6 @@ from connector.domain.formats.mapped import (
     percentage,
     utc,
 )
-from connector.domain.events import FieldError
 
 _MAX_FORM_FIELDS = 20
 _XML_NAMES = {
