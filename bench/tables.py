@@ -230,12 +230,12 @@ class SdkTable:
 
 
 def state_key(activity_key: str) -> str:
-    """The row key of an activity, hashed as the app hashes it (connector/state.py ``row_key``)."""
+    """The row key of an activity, hashed as the app hashes it (connector/adapters/activity_store.py ``row_key``)."""
     return hashlib.sha256(activity_key.encode()).hexdigest()
 
 
 def state_entity(ext: str, n: int, *, graph_id: str | None = None, applied: bool = False) -> dict[str, Any]:
-    """The row of an activity after its callbacks 0..n, with the properties of connector/state.py's
+    """The row of an activity after its callbacks 0..n, with the properties of connector/adapters/activity_store.py's
     ``_to_entity`` and about their sizes: ``merged`` (values and stamps, ~470 characters), ``applied`` (~260),
     ``seen`` and ``recent`` growing by one event each, the ids and times; before the PATCH (``applied=False``)
     or after it."""

@@ -88,8 +88,8 @@ var tags = { 'azd-env-name': environmentName }
 var functionAppName = !empty(apiServiceName) ? apiServiceName : '${abbrs.webSitesFunctions}api-${resourceToken}'
 var deploymentStorageContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
 
-// The queues and tables the code uses: connector/messages.py QUEUE_NAME and POISON_QUEUE_NAME, connector/state.py
-// TABLE_NAME (activity state), connector/xapi/records.py TABLE_NAME (xAPI statement ids already seen).
+// The queues and tables the code uses: connector/domain/envelope.py QUEUE_NAME and POISON_QUEUE_NAME, connector/adapters/activity_store.py
+// TABLE_NAME (activity state), connector/adapters/statement_records.py TABLE_NAME (xAPI statement ids already seen).
 // tests/infra checks that these names match the code.
 var queueNames = [
   'course-activity-updates'

@@ -32,7 +32,7 @@ _tracer = trace.get_tracer("connector")
 _meter = metrics.get_meter("connector")
 _callbacks = _meter.create_counter("connector.callbacks", unit="{callback}", description="Callbacks by outcome")
 _graph_latency = _meter.create_histogram(
-    "connector.adapters.graph.duration", unit="ms", description="Latency of Microsoft Graph requests"
+    "connector.graph.duration", unit="ms", description="Latency of Microsoft Graph requests"
 )
 _configured = False
 

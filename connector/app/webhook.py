@@ -32,7 +32,7 @@ def receive(settings: Settings, registration_id: str, headers: Mapping[str, str]
     with span("receive course activity callbacks", **{"connector.registration_id": registration_id}) as current:
         reply = _receive(settings, registration_id, headers, body)
         current.set_attribute("http.response.status_code", reply.status)
-        current.set_attribute("connector.domain.events", len(reply.messages))
+        current.set_attribute("connector.events", len(reply.messages))
     record("accepted" if reply.status == 202 else "rejected", len(reply.messages) or 1)
     return reply
 

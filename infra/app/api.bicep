@@ -43,10 +43,10 @@ var appSettings = union(
     AzureWebJobsStorage__tableServiceUri: stg.properties.primaryEndpoints.table
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
-    // The user-assigned identity azure.identity uses for Microsoft Graph (connector/identity.py).
+    // The user-assigned identity azure.identity uses for Microsoft Graph (connector/adapters/identity.py).
     AZURE_CLIENT_ID: identityClientId
     // Application Insights with local authentication disabled: the host, and the app's own exporter
-    // (connector/telemetry.py), authenticate as the identity named here.
+    // (connector/adapters/telemetry.py), authenticate as the identity named here.
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     // The providers' webhook secrets stay in Key Vault; App Service resolves the reference with

@@ -115,4 +115,4 @@ async def connector(azurite, sandbox, monkeypatch) -> AsyncIterator[Connector]:
 
 @pytest.fixture
 def graph(connector):
-    return connector.adapters.graph
+    return connector.graph

@@ -208,7 +208,7 @@ async def test_replay_by_graph_id_moves_a_dead_letter_that_names_the_external_id
 
     moved = command("replay", "--activity", ASSIGNMENT_ID)
     assert moved.stdout.startswith("moved 1 message(s)"), moved.stdout + moved.stderr
-    (replayed,) = await connector.domain.envelope()
+    (replayed,) = await connector.messages()
     assert json.loads(replayed)["event"]["completionPercentage"] == 20
     assert await connector.count(POISON_QUEUE_NAME) == 1
 

@@ -114,7 +114,7 @@ async def test_a_503_saying_retry_after_n_minutes_waits_that_long(connector, gra
     due = datetime.fromisoformat((await status_of())["nextAttemptAt"])
     assert 115 <= (due - before).total_seconds() <= 125
     assert await connector.count() == 1
-    assert await connector.domain.envelope() == []  # invisible until then
+    assert await connector.messages() == []  # invisible until then
 
 
 async def test_throttling_beyond_the_window_is_dead_lettered(connector, graph):
@@ -180,7 +180,7 @@ async def test_replay_moves_dead_letters_back_once_the_cause_is_fixed(connector,
     result = await replay(bootstrap.settings(), **filters)
     assert result.moved == dry.moved == (2 if scope == "all" else 1)
     assert await connector.count("course-activity-updates-poison") == 2 - result.moved
-    replayed = await connector.domain.envelope()
+    replayed = await connector.messages()
     mine = next(m for m in replayed if json.loads(m)["registrationId"] == REGISTRATION_ID)
     assert "deadLetter" not in json.loads(mine)
     assert (await connector.run(mine)).error is None

@@ -92,7 +92,7 @@ async def test_graph_latency_is_recorded(connector):
         for scope in resource.scope_metrics
         for metric in scope.metrics
     }
-    assert "connector.adapters.graph.duration" in names
+    assert "connector.graph.duration" in names
 
 
 async def test_log_records_carry_the_webhook_id_provider_and_graph_request_id(connector, caplog):
@@ -129,7 +129,7 @@ async def test_no_email_address_or_secret_reaches_the_logs(connector, graph, cap
 
 def test_application_insights_is_configured_only_when_its_connection_string_is_set():
     script = (
-        "from connector import telemetry; from opentelemetry import trace; "
+        "from connector.adapters import telemetry; from opentelemetry import trace; "
         "print(telemetry.configure({}), type(trace.get_tracer_provider()).__name__); "
         "print(telemetry.configure({'APPLICATIONINSIGHTS_CONNECTION_STRING': "
         "'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/'}), "

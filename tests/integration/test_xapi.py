@@ -413,7 +413,7 @@ async def test_a_70_kb_actor_name_never_leaves_half_a_batch_queued(connector):
 
 async def test_a_message_carries_no_personal_data_when_the_provider_creates_nothing(connector):
     await lrs("POST", statement("launched"))
-    (message,) = await connector.domain.envelope()
+    (message,) = await connector.messages()
     assert "xapi" in json.loads(message)
     assert "ada" not in message.lower()
     assert "actor" not in json.loads(message)["xapi"]
@@ -435,7 +435,7 @@ async def test_a_message_carries_no_personal_data_when_the_provider_creates_noth
 )
 async def test_a_creating_provider_gets_only_what_finds_the_learner_and_never_a_name(connector, actor, carried):
     await lrs("POST", statement("launched", actor=actor), registration=CREATING_PROVIDER)
-    (message,) = await connector.domain.envelope()
+    (message,) = await connector.messages()
     assert json.loads(message)["xapi"]["actor"] == carried
     assert "Ada" not in message
 
