@@ -15,6 +15,9 @@
     GET    /_sandbox/stats
     GET|POST|PUT|DELETE /_sandbox/faults   list / append one rule / replace the list / clear
     GET|PUT /_sandbox/latency           {"latencyMs": n} on every Graph request
+    GET|PUT /_sandbox/create-answers    {"duplicateExternalId": "conflict"|"badRequest",
+                                        "unknownReference": "badRequest"|"notFound"}: how a create fails where
+                                        Graph's docs leave it unconfirmed (defaults first; see rules.CreateAnswers)
 
 Errors here are plain ``{"error": "..."}`` with 400/404: the admin API is the test's tool, not Graph.
 """
@@ -210,6 +213,17 @@ def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> Non
         state_of(request).faults.latency_ms = float(value)
         return _json({"latencyMs": float(value)})
 
+    async def get_create_answers(request: web.Request) -> web.Response:
+        return _json(state_of(request).create_answers.describe())
+
+    async def put_create_answers(request: web.Request) -> web.Response:
+        answers = state_of(request).create_answers
+        try:
+            answers.configure(await _body(request))
+        except ValueError as exc:
+            return _error(str(exc))
+        return _json(answers.describe())
+
     p = ADMIN_PREFIX
     router = app.router
     router.add_get(p, info)
@@ -232,3 +246,5 @@ def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> Non
     router.add_delete(f"{p}/faults", clear_faults)
     router.add_get(f"{p}/latency", get_latency)
     router.add_put(f"{p}/latency", put_latency)
+    router.add_get(f"{p}/create-answers", get_create_answers)
+    router.add_put(f"{p}/create-answers", put_create_answers)

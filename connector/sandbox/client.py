@@ -79,6 +79,19 @@ class SandboxClient:
         """Create or update a provider, e.g. ``put_provider(reg, isCourseActivitySyncEnabled=False)``."""
         return self._call("PUT", f"/providers/{registration_id}", fields)
 
+    def create_answers(self) -> dict[str, str]:
+        """How a create fails where the docs leave it unconfirmed (``duplicateExternalId``, ``unknownReference``)."""
+        return self._call("GET", "/create-answers")
+
+    def set_create_answers(
+        self, *, duplicate_external_id: str | None = None, unknown_reference: str | None = None
+    ) -> dict[str, str]:
+        """``duplicate_external_id``: "conflict" (409, default) or "badRequest" (400 invalid field);
+        ``unknown_reference`` (learner, assigner or content): "badRequest" (400, default) or "notFound" (404).
+        A reset restores the defaults."""
+        settings = {"duplicateExternalId": duplicate_external_id, "unknownReference": unknown_reference}
+        return self._call("PUT", "/create-answers", {k: v for k, v in settings.items() if v is not None})
+
     # identity ----------------------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         return self._call("GET", "/identity")

@@ -21,11 +21,11 @@ from aiohttp import web
 
 from . import admin_api
 from .faults import HTML_GATEWAY_PAGE, FaultRule
-from .graph_api import INVALID_BODY, dispatch
+from .graph_api import INVALID_BODY, GraphCall, dispatch
 from .identity import TokenError, TokenInfo
 from .odata import split_path
 from .requestlog import redact_headers, utc_now_iso
-from .rules import GraphError, error_body
+from .rules import PREFER_UNKNOWN_ENUMS, GraphError, error_body
 from .state import SandboxState
 
 STATE_KEY: Final = web.AppKey("sandbox_state", SandboxState)
@@ -171,11 +171,27 @@ async def _graph(request: web.Request, state: SandboxState) -> web.StreamRespons
     return response
 
 
+def _prefers_unknown_enums(headers: Any) -> bool:
+    """``Prefer: include-unknown-enum-members`` among the request's preferences (comma-separated, repeatable)."""
+    return any(
+        part.strip().lower() == PREFER_UNKNOWN_ENUMS
+        for value in headers.getall("Prefer", ())
+        for part in value.split(",")
+    )
+
+
 def _answer(state: SandboxState, ex: _Exchange) -> web.Response:
+    request_headers = ex.request.headers
     headers = {"request-id": ex.request_id, "client-request-id": ex.client_request_id}
     try:
-        token = _authenticate(state, ex.request.headers)
-        status, payload = dispatch(state, ex.method, ex.segments, ex.request.query, ex.body, token)
+        call = GraphCall(
+            store=state.store,
+            graph_url=state.graph_url,
+            token=_authenticate(state, request_headers),
+            create_answers=state.create_answers,
+            include_unknown_enums="Prefer" in request_headers and _prefers_unknown_enums(request_headers),
+        )
+        status, payload = dispatch(call, ex.method, ex.segments, ex.request.query, ex.body)
     except GraphError as exc:
         headers["Content-Type"] = ERROR_JSON
         if exc.status == 401:
@@ -189,6 +205,8 @@ def _answer(state: SandboxState, ex: _Exchange) -> web.Response:
         headers["Content-Type"] = ERROR_JSON
         body = error_body("internalServerError", "Internal server error.", ex.request_id, ex.client_request_id)
         return web.Response(status=500, body=dumps(body), headers=headers)
+    if call.include_unknown_enums:
+        headers["Preference-Applied"] = PREFER_UNKNOWN_ENUMS
     if payload is None:
         return web.Response(status=status, headers=headers)
     headers["Content-Type"] = GRAPH_JSON

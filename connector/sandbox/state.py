@@ -8,6 +8,7 @@ from typing import Any
 from .faults import FaultInjector
 from .identity import Identity
 from .requestlog import DEFAULT_LOG_LIMIT, RequestLog, Stats
+from .rules import CreateAnswers
 from .seed import example_seed
 from .store import Store
 
@@ -21,6 +22,7 @@ class SandboxState:
     faults: FaultInjector = field(default_factory=FaultInjector)
     log: RequestLog = field(default_factory=lambda: RequestLog(DEFAULT_LOG_LIMIT))
     stats: Stats = field(default_factory=Stats)
+    create_answers: CreateAnswers = field(default_factory=CreateAnswers)
     # Base of @odata.context URLs; the server sets it to its own /v1.0 URL once it listens.
     graph_url: str = "https://graph.microsoft.com/v1.0"
     # The --latency-ms of the command line, which a reset restores.
@@ -30,7 +32,7 @@ class SandboxState:
         self.reset()
 
     def reset(self, *, seed_example: bool = False) -> dict[str, Any] | None:
-        """Empty tenant, no faults, empty log, zeroed counters, default identity settings.
+        """Empty tenant, no faults, empty log, zeroed counters, default identity settings and create answers.
 
         The identity header secret and signing key survive, so running clients and their tokens keep working.
         """
@@ -38,6 +40,7 @@ class SandboxState:
         self.store.reset(self.identity.client_id, self.identity.principal_id)
         self.faults.reset()
         self.faults.latency_ms = self.startup_latency_ms
+        self.create_answers = CreateAnswers()
         self.log.clear()
         self.stats.reset()
         return self.store.seed(example_seed()) if seed_example else None

@@ -235,7 +235,9 @@ def test_delete(sandbox, graph):
     assert response.content == b""
     assert sandbox.admin.activity(EXAMPLE_ASSIGNMENT_ID) is None
     assert graph.get(by_external(EXAMPLE_ASSIGNMENT_EXTERNAL_ID)).status_code == 404
-    assert_graph_error(graph.delete(url), 404, "notFound", NOT_FOUND)
+    assert_graph_error(
+        graph.delete(url), 404, "notFound", f"The requested assignment {EXAMPLE_ASSIGNMENT_ID} doesn't exist"
+    )
     # The external id is free again.
     assert (
         graph.post(ACTIVITIES, json=new_assignment(externalcourseActivityId=EXAMPLE_ASSIGNMENT_EXTERNAL_ID)).status_code
