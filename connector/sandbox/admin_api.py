@@ -12,9 +12,15 @@
     POST   /_sandbox/token              {"roles", "audience", "lifetimeSeconds", "clientId"}: a token, no MI round trip
     GET    /_sandbox/requests           [?method=&pathContains=&sinceSeq=] -> {"value": [...], "lastSeq"}
     DELETE /_sandbox/requests
-    GET    /_sandbox/stats
+    GET    /_sandbox/stats              counters; "rateLimit": {"allowed", "throttled", "byTenant": {tid: {...}}}
     GET|POST|PUT|DELETE /_sandbox/faults   list / append one rule / replace the list / clear
     GET|PUT /_sandbox/latency           {"latencyMs": n} on every Graph request
+    GET|PUT|DELETE /_sandbox/rate-limit  {"requestsPerSecond": n > 0, "burst": n >= 1 (default max(1, rate)),
+                                        "retryAfterSeconds": int | null (null: the wait, rounded up),
+                                        "retryAfterHeader": bool (default true), "tenantId": only that tenant}:
+                                        a budget per app per tenant, 429 beyond it (see ratelimit.py);
+                                        DELETE [?tenantId=] switches it off (for all, or that tenant's own);
+                                        GET -> {"default": limit | null, "tenants": {tid: limit}}
     GET|PUT /_sandbox/create-answers    {"duplicateExternalId": "conflict"|"badRequest",
                                         "unknownReference": "badRequest"|"notFound"}: how a create fails where
                                         Graph's docs leave it unconfirmed (defaults first; see rules.CreateAnswers)
@@ -169,7 +175,9 @@ def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> Non
 
     async def stats(request: web.Request) -> web.Response:
         state = state_of(request)
-        return _json(state.stats.describe(state.faults.injected, state.identity.tokens_issued))
+        described = state.stats.describe(state.faults.injected, state.identity.tokens_issued)
+        described["rateLimit"] = state.rate_limiter.counters()
+        return _json(described)
 
     async def get_faults(request: web.Request) -> web.Response:
         return _json(state_of(request).faults.describe())
@@ -224,6 +232,22 @@ def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> Non
             return _error(str(exc))
         return _json(answers.describe())
 
+    async def get_rate_limit(request: web.Request) -> web.Response:
+        return _json(state_of(request).rate_limiter.describe())
+
+    async def put_rate_limit(request: web.Request) -> web.Response:
+        limiter = state_of(request).rate_limiter
+        try:
+            limiter.configure(await _body(request))
+        except ValueError as exc:
+            return _error(str(exc))
+        return _json(limiter.describe())
+
+    async def clear_rate_limit(request: web.Request) -> web.Response:
+        limiter = state_of(request).rate_limiter
+        limiter.clear(request.query.get("tenantId"))
+        return _json(limiter.describe())
+
     p = ADMIN_PREFIX
     router = app.router
     router.add_get(p, info)
@@ -246,5 +270,8 @@ def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> Non
     router.add_delete(f"{p}/faults", clear_faults)
     router.add_get(f"{p}/latency", get_latency)
     router.add_put(f"{p}/latency", put_latency)
+    router.add_get(f"{p}/rate-limit", get_rate_limit)
+    router.add_put(f"{p}/rate-limit", put_rate_limit)
+    router.add_delete(f"{p}/rate-limit", clear_rate_limit)
     router.add_get(f"{p}/create-answers", get_create_answers)
     router.add_put(f"{p}/create-answers", put_create_answers)

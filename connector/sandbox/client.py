@@ -185,3 +185,34 @@ class SandboxClient:
 
     def set_latency(self, latency_ms: float) -> None:
         self._call("PUT", "/latency", {"latencyMs": latency_ms})
+
+    # rate limit --------------------------------------------------------------------------------------------
+    def rate_limit(self) -> dict[str, Any]:
+        """``{"default": limit or None, "tenants": {tenant id: limit}}``."""
+        return self._call("GET", "/rate-limit")
+
+    def set_rate_limit(
+        self,
+        requests_per_second: float,
+        *,
+        burst: float | None = None,
+        retry_after_seconds: int | None = None,
+        retry_after_header: bool = True,
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        """Give each app in each tenant (or only in ``tenant``) a budget of ``requests_per_second``, holding up to
+        ``burst`` (default: one second's worth); beyond it Graph requests get 429 with ``Retry-After`` (the wait
+        rounded up, or ``retry_after_seconds``; none if ``retry_after_header`` is false) and "Retry after N
+        minutes". Counted in ``stats()["rateLimit"]``; a reset or :meth:`clear_rate_limit` switches it off."""
+        settings: dict[str, Any] = {"requestsPerSecond": requests_per_second, "retryAfterHeader": retry_after_header}
+        if burst is not None:
+            settings["burst"] = burst
+        if retry_after_seconds is not None:
+            settings["retryAfterSeconds"] = retry_after_seconds
+        if tenant is not None:
+            settings["tenantId"] = tenant
+        return self._call("PUT", "/rate-limit", settings)
+
+    def clear_rate_limit(self, tenant: str | None = None) -> dict[str, Any]:
+        """No rate limit at all, or none of ``tenant``'s own (it then has the limit of every tenant, if any)."""
+        return self._call("DELETE", "/rate-limit", params={"tenantId": tenant} if tenant else None)

@@ -46,6 +46,7 @@ class TokenInfo:
     expires_on: int
     app_id: str
     audience: str
+    tenant_id: str
 
 
 def _b64(data: bytes) -> bytes:
@@ -160,6 +161,7 @@ class Identity:
             expires_on=int(claims["exp"]),
             app_id=str(claims.get("appid", "")),
             audience=str(claims.get("aud", "")),
+            tenant_id=str(claims.get("tid", "")),
         )
 
     def answer_msi(

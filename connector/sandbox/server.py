@@ -98,7 +98,7 @@ def _authenticate(state: SandboxState, headers: Any) -> TokenInfo:
 
 
 async def graph_entry(request: web.Request) -> web.StreamResponse:
-    """Every ``/v1.0/...`` request: latency, faults, token, route, request log, counters."""
+    """Every ``/v1.0/...`` request: latency, faults, token, rate limit, route, request log, counters."""
     state = request.app[STATE_KEY]
     stats = state.stats
     stats.in_flight += 1
@@ -124,6 +124,7 @@ class _Exchange:
     request_id: str
     client_request_id: str
     started: float
+    throttled: bool = False  # answered 429 by the rate limit
 
 
 async def _graph(request: web.Request, state: SandboxState) -> web.StreamResponse:
@@ -184,10 +185,16 @@ def _answer(state: SandboxState, ex: _Exchange) -> web.Response:
     request_headers = ex.request.headers
     headers = {"request-id": ex.request_id, "client-request-id": ex.client_request_id}
     try:
+        token = _authenticate(state, request_headers)
+        if state.rate_limiter.active:
+            throttled = state.rate_limiter.spend(token.tenant_id, token.app_id)
+            if throttled is not None:
+                ex.throttled = True
+                raise throttled
         call = GraphCall(
             store=state.store,
             graph_url=state.graph_url,
-            token=_authenticate(state, request_headers),
+            token=token,
             create_answers=state.create_answers,
             include_unknown_enums="Prefer" in request_headers and _prefers_unknown_enums(request_headers),
         )
@@ -220,7 +227,7 @@ def _record(state: SandboxState, ex: _Exchange, status: int | None, rule: FaultR
     if log.limit <= 0:
         return
     body = ex.raw_body.decode("utf-8", "replace") if ex.body is INVALID_BODY else ex.body
-    fault = None
+    fault = "rateLimit" if ex.throttled else None
     if rule is not None:
         fault = "drop" if rule.drop else ("status" if rule.status is not None else "latency")
     log.add(

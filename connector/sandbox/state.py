@@ -7,6 +7,7 @@ from typing import Any
 
 from .faults import FaultInjector
 from .identity import Identity
+from .ratelimit import RateLimiter
 from .requestlog import DEFAULT_LOG_LIMIT, RequestLog, Stats
 from .rules import CreateAnswers
 from .seed import example_seed
@@ -23,6 +24,7 @@ class SandboxState:
     log: RequestLog = field(default_factory=lambda: RequestLog(DEFAULT_LOG_LIMIT))
     stats: Stats = field(default_factory=Stats)
     create_answers: CreateAnswers = field(default_factory=CreateAnswers)
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     # Base of @odata.context URLs; the server sets it to its own /v1.0 URL once it listens.
     graph_url: str = "https://graph.microsoft.com/v1.0"
     # The --latency-ms of the command line, which a reset restores.
@@ -32,7 +34,8 @@ class SandboxState:
         self.reset()
 
     def reset(self, *, seed_example: bool = False) -> dict[str, Any] | None:
-        """Empty tenant, no faults, empty log, zeroed counters, default identity settings and create answers.
+        """Empty tenant, no faults or rate limit, empty log, zeroed counters, default identity settings and create
+        answers.
 
         The identity header secret and signing key survive, so running clients and their tokens keep working.
         """
@@ -41,6 +44,7 @@ class SandboxState:
         self.faults.reset()
         self.faults.latency_ms = self.startup_latency_ms
         self.create_answers = CreateAnswers()
+        self.rate_limiter.reset()
         self.log.clear()
         self.stats.reset()
         return self.store.seed(example_seed()) if seed_example else None
