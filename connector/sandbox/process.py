@@ -40,6 +40,10 @@ class SandboxProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def token_url(self, tenant_id: str) -> str:
+        """Entra's token endpoint of a tenant."""
+        return f"{self.graph_url.removesuffix('/v1.0')}/{tenant_id}/oauth2/v2.0/token"
+
     def identity_env(self, client_id: str | None = None) -> dict[str, str]:
         """Environment that points ``azure.identity``'s ManagedIdentityCredential at this sandbox."""
         env = {"IDENTITY_ENDPOINT": self.identity_endpoint, "IDENTITY_HEADER": self.identity_header}

@@ -1,4 +1,4 @@
-"""The sandbox's in-memory tenant: providers, activities, users, contents and service principals.
+"""One in-memory tenant: providers, activities, users, contents and service principals.
 
 Plain dicts with the indexes the routes need (activity by provider and external id, users by mail/UPN/
 employeeId, contents by provider and external id), so every Graph lookup is O(1). Single-threaded: only the
@@ -53,11 +53,13 @@ class Store:
         self._sp_by_app_id: dict[str, str] = {}
         self.app_role_assignments: dict[str, list[dict[str, Any]]] = {}
 
-    def reset(self, mi_client_id: str, mi_principal_id: str) -> None:
-        """Empty the tenant, keeping the two built-in service principals (Microsoft Graph and the identity)."""
+    def reset(self, mi_client_id: str | None = None, mi_principal_id: str | None = None) -> None:
+        """Empty the tenant, keeping its built-in service principals: Microsoft Graph, and the managed identity
+        in the identity's own tenant."""
         self._clear()
         self.put_service_principal(graph_service_principal())
-        self.put_service_principal(managed_identity_service_principal(mi_client_id, mi_principal_id))
+        if mi_client_id is not None and mi_principal_id is not None:
+            self.put_service_principal(managed_identity_service_principal(mi_client_id, mi_principal_id))
 
     # providers -------------------------------------------------------------------------------------------
     def put_provider(self, registration_id: str, fields: dict[str, Any]) -> dict[str, Any]:
