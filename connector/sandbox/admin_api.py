@@ -49,6 +49,7 @@ Errors here are plain ``{"error": "..."}`` with 400/404: the admin API is the te
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
@@ -264,27 +265,22 @@ def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> Non
         state_of(request).faults.latency_ms = float(value)
         return _json({"latencyMs": float(value)})
 
-    async def get_create_answers(request: web.Request) -> web.Response:
-        return _json(state_of(request).create_answers.describe())
+    def add_settings_routes(path: str, settings_of: Callable[[SandboxState], Any]) -> None:
+        """GET and PUT of a settings object with ``describe()`` and ``configure(json)`` (ValueError: a 400)."""
 
-    async def put_create_answers(request: web.Request) -> web.Response:
-        answers = state_of(request).create_answers
-        try:
-            answers.configure(await _body(request))
-        except ValueError as exc:
-            return _error(str(exc))
-        return _json(answers.describe())
+        async def get(request: web.Request) -> web.Response:
+            return _json(settings_of(state_of(request)).describe())
 
-    async def get_rate_limit(request: web.Request) -> web.Response:
-        return _json(state_of(request).rate_limiter.describe())
+        async def put(request: web.Request) -> web.Response:
+            settings = settings_of(state_of(request))
+            try:
+                settings.configure(await _body(request))
+            except ValueError as exc:
+                return _error(str(exc))
+            return _json(settings.describe())
 
-    async def put_rate_limit(request: web.Request) -> web.Response:
-        limiter = state_of(request).rate_limiter
-        try:
-            limiter.configure(await _body(request))
-        except ValueError as exc:
-            return _error(str(exc))
-        return _json(limiter.describe())
+        app.router.add_get(path, get)
+        app.router.add_put(path, put)
 
     async def clear_rate_limit(request: web.Request) -> web.Response:
         limiter = state_of(request).rate_limiter
@@ -367,8 +363,6 @@ def add_routes(app: web.Application, state_key: web.AppKey[SandboxState]) -> Non
     router.add_delete(f"{p}/tenants/{{tenantId}}/consents/{{appId}}", revoke_consent)
     router.add_get(f"{p}/apps", list_apps)
     router.add_put(f"{p}/apps/{{appId}}", put_app)
-    router.add_get(f"{p}/rate-limit", get_rate_limit)
-    router.add_put(f"{p}/rate-limit", put_rate_limit)
+    add_settings_routes(f"{p}/rate-limit", lambda state: state.rate_limiter)
     router.add_delete(f"{p}/rate-limit", clear_rate_limit)
-    router.add_get(f"{p}/create-answers", get_create_answers)
-    router.add_put(f"{p}/create-answers", put_create_answers)
+    add_settings_routes(f"{p}/create-answers", lambda state: state.create_answers)

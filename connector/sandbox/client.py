@@ -17,6 +17,11 @@ def _tenant(tenant: str | None) -> dict[str, str]:
     return {} if tenant is None else {"tenantId": tenant}
 
 
+def _given(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that were given (not None): the admin API keeps its default for the others."""
+    return {k: v for k, v in settings.items() if v is not None}
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
@@ -107,12 +112,8 @@ class SandboxClient:
         """Register the multi-tenant app; by default its one federated credential trusts the sandbox's managed
         identity (issuer ``https://login.microsoftonline.com/{home tenant}/v2.0``, subject its principal id,
         audience ``api://AzureADTokenExchange``). Credentials: ``[{"name", "issuer", "subject", "audiences"}]``."""
-        settings: dict[str, Any] = {}
-        if display_name is not None:
-            settings["displayName"] = display_name
-        if federated_credentials is not None:
-            settings["federatedCredentials"] = federated_credentials
-        return self._call("PUT", f"/apps/{app_id}", settings)
+        settings = {"displayName": display_name, "federatedCredentials": federated_credentials}
+        return self._call("PUT", f"/apps/{app_id}", _given(settings))
 
     def apps(self) -> list[dict[str, Any]]:
         return self._call("GET", "/apps")
@@ -140,7 +141,7 @@ class SandboxClient:
         ``unknown_reference`` (learner, assigner or content): "badRequest" (400, default) or "notFound" (404).
         A reset restores the defaults."""
         settings = {"duplicateExternalId": duplicate_external_id, "unknownReference": unknown_reference}
-        return self._call("PUT", "/create-answers", {k: v for k, v in settings.items() if v is not None})
+        return self._call("PUT", "/create-answers", _given(settings))
 
     # identity ----------------------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -161,7 +162,7 @@ class SandboxClient:
             "clientId": client_id,
             "principalId": principal_id,
         }
-        return self._call("PUT", "/identity", {k: v for k, v in settings.items() if v is not None})
+        return self._call("PUT", "/identity", _given(settings))
 
     def mint_token(
         self,
@@ -173,16 +174,14 @@ class SandboxClient:
         tenant: str | None = None,
     ) -> str:
         """A signed token without the managed-identity round trip (negative lifetime: already expired)."""
-        spec: dict[str, Any] = {"audience": audience}
-        if tenant is not None:
-            spec["tenantId"] = tenant
-        if roles is not None:
-            spec["roles"] = roles
-        if lifetime_seconds is not None:
-            spec["lifetimeSeconds"] = lifetime_seconds
-        if client_id is not None:
-            spec["clientId"] = client_id
-        return self._call("POST", "/token", spec)["access_token"]
+        spec = {
+            "audience": audience,
+            "roles": roles,
+            "lifetimeSeconds": lifetime_seconds,
+            "clientId": client_id,
+            "tenantId": tenant,
+        }
+        return self._call("POST", "/token", _given(spec))["access_token"]
 
     # observation -------------------------------------------------------------------------------------------
     def requests(
@@ -196,7 +195,7 @@ class SandboxClient:
         """The Graph request log (paths decoded, without the /v1.0 prefix), oldest first; ``tenant``: only the
         requests whose token was of that tenant."""
         params = {"method": method, "pathContains": path_contains, "sinceSeq": since_seq, "tenantId": tenant}
-        return self._call("GET", "/requests", params={k: v for k, v in params.items() if v is not None})["value"]
+        return self._call("GET", "/requests", params=_given(params))["value"]
 
     def clear_requests(self) -> None:
         self._call("DELETE", "/requests")
@@ -264,14 +263,14 @@ class SandboxClient:
         ``burst`` (default: one second's worth); beyond it Graph requests get 429 with ``Retry-After`` (the wait
         rounded up, or ``retry_after_seconds``; none if ``retry_after_header`` is false) and "Retry after N
         minutes". Counted in ``stats()["rateLimit"]``; a reset or :meth:`clear_rate_limit` switches it off."""
-        settings: dict[str, Any] = {"requestsPerSecond": requests_per_second, "retryAfterHeader": retry_after_header}
-        if burst is not None:
-            settings["burst"] = burst
-        if retry_after_seconds is not None:
-            settings["retryAfterSeconds"] = retry_after_seconds
-        if tenant is not None:
-            settings["tenantId"] = tenant
-        return self._call("PUT", "/rate-limit", settings)
+        settings = {
+            "requestsPerSecond": requests_per_second,
+            "burst": burst,
+            "retryAfterSeconds": retry_after_seconds,
+            "retryAfterHeader": retry_after_header,
+            "tenantId": tenant,
+        }
+        return self._call("PUT", "/rate-limit", _given(settings))
 
     def clear_rate_limit(self, tenant: str | None = None) -> dict[str, Any]:
         """No rate limit at all, or none of ``tenant``'s own (it then has the limit of every tenant, if any)."""

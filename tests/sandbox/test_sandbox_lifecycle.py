@@ -11,33 +11,20 @@ from connector.sandbox.seed import (
     EXAMPLE_ASSIGNMENT_EXTERNAL_ID,
     EXAMPLE_ASSIGNMENT_ID,
     EXAMPLE_CONTENT_EXTERNAL_ID,
-    EXAMPLE_CONTENT_ID,
     EXAMPLE_LEARNER_ID,
 )
 
-from .conftest import ACTIVITIES, REG, assert_graph_error
+from .conftest import ACTIVITIES, REG, assert_graph_error, new_assignment
 
 ASSIGNMENT = "#microsoft.graph.learningAssignment"
 SELF = "#microsoft.graph.learningSelfInitiatedCourse"
 PREFER_ALL_ENUMS = {"Prefer": "include-unknown-enum-members"}
 
 
-def new_assignment(**overrides):
-    body = {
-        "@odata.type": ASSIGNMENT,
-        "learnerUserId": EXAMPLE_LEARNER_ID,
-        "learningContentId": EXAMPLE_CONTENT_ID,
-        "learningProviderId": REG,
-        "externalcourseActivityId": "lms-enrolment-7",
-        "status": "notStarted",
-        "assignmentType": "required",
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not ...}
-
-
 def new_self_initiated(**overrides):
-    return new_assignment(**{"@odata.type": SELF, "assignmentType": ..., "status": "inProgress", **overrides})
+    return new_assignment(
+        **{"@odata.type": SELF, "assignmentType": ..., "dueDateTime": ..., "status": "inProgress", **overrides}
+    )
 
 
 # --- required fields per type ------------------------------------------------------------------------------
@@ -82,7 +69,7 @@ def test_peer_recommended_reads_as_unknown_future_value_without_the_header(graph
     assert plain.json()["assignmentType"] == "unknownFutureValue"
     assert "Preference-Applied" not in plain.headers
     assert graph.get(url, headers=PREFER_ALL_ENUMS).json()["assignmentType"] == "peerRecommended"
-    by_external = f"{ACTIVITIES}(externalcourseActivityId='lms-enrolment-7')"
+    by_external = f"{ACTIVITIES}(externalcourseActivityId='lms-enrolment-42')"
     assert graph.get(by_external).json()["assignmentType"] == "unknownFutureValue"
 
 
