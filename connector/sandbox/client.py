@@ -48,7 +48,7 @@ class SandboxClient:
         response.raise_for_status()
         return response.json()
 
-    # tenant data (the home tenant unless ``tenant`` names one added with put_tenant) ------------------------------
+    # tenant data (the home tenant unless ``tenant`` names one added with put_tenant) --------------------------
     def reset(self, *, seed_example: bool = False) -> dict[str, Any] | None:
         """Only the home tenant, empty; no apps, consents, faults, rate limit; empty log and counters (optionally
         re-seed the example into the home tenant); returns what was seeded."""
@@ -93,7 +93,7 @@ class SandboxClient:
         """Create or update a provider, e.g. ``put_provider(reg, isCourseActivitySyncEnabled=False)``."""
         return self._call("PUT", f"/providers/{registration_id}", fields, params=_tenant(tenant))
 
-    # tenants, the multi-tenant app and consents (Entra's token endpoint, see entra.py) --------------------------
+    # tenants, the multi-tenant app and consents (Entra's token endpoint, see entra.py) ------------------------
     def tenants(self) -> list[dict[str, Any]]:
         """Every tenant: ``[{"tenantId", "consents": {app id: {"servicePrincipalId", "roles", "granted"}}}]``."""
         return self._call("GET", "/tenants")
@@ -121,7 +121,7 @@ class SandboxClient:
     def grant_consent(self, tenant_id: str, app_id: str, *, roles: list[str] | None = None) -> dict[str, Any]:
         """The tenant's admin consents to the app (again): its tokens there carry ``roles`` (default: the four
         the connector needs)."""
-        return self._call("PUT", f"/tenants/{tenant_id}/consents/{app_id}", {} if roles is None else {"roles": roles})
+        return self._call("PUT", f"/tenants/{tenant_id}/consents/{app_id}", _given({"roles": roles}))
 
     def revoke_consent(self, tenant_id: str, app_id: str, *, delete_service_principal: bool = False) -> dict[str, Any]:
         """Token requests for that tenant fail from now on: AADSTS65001 (consent revoked), or with
@@ -130,6 +130,7 @@ class SandboxClient:
         params = {"deleteServicePrincipal": "true"} if delete_service_principal else None
         return self._call("DELETE", f"/tenants/{tenant_id}/consents/{app_id}", params=params)
 
+    # create answers ----------------------------------------------------------------------------------------
     def create_answers(self) -> dict[str, str]:
         """How a create fails where the docs leave it unconfirmed (``duplicateExternalId``, ``unknownReference``)."""
         return self._call("GET", "/create-answers")
@@ -274,4 +275,4 @@ class SandboxClient:
 
     def clear_rate_limit(self, tenant: str | None = None) -> dict[str, Any]:
         """No rate limit at all, or none of ``tenant``'s own (it then has the limit of every tenant, if any)."""
-        return self._call("DELETE", "/rate-limit", params={"tenantId": tenant} if tenant else None)
+        return self._call("DELETE", "/rate-limit", params=_tenant(tenant))
