@@ -6,7 +6,7 @@ body and redacts the bearer token. Bounded so that a long benchmark cannot exhau
 Path convention of an entry: ``path`` is the path after ``/v1.0``, each segment percent-decoded, OData
 literals left as sent (``...(externalcourseActivityId='O''Brien')``); ``rawPath`` is the same part exactly as
 received; ``query`` is the decoded query string. Fault rules' ``pathContains`` matches ``path``. ``tenant`` is
-the tenant of the request's token (None when it had no valid one).
+the tenant of the request's token (None when it had no valid one, or a fault answered before it was read).
 """
 
 from __future__ import annotations
