@@ -1,7 +1,9 @@
 """``python -m connector.sandbox``: serve the Graph sandbox until SIGTERM/SIGINT.
 
 Prints exactly one JSON line on stdout once listening (the launcher waits for it); everything else goes to
-stderr.
+stderr. ``--https`` adds a second, TLS listener serving the same routes, with a certificate from a throwaway CA
+made at start-up: azure-identity accepts only an https authority for Entra's token endpoint. The ready line then
+also names ``authority`` (its base URL) and ``caPath`` (the CA's PEM, for the client to trust; removed at exit).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import sys
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -36,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--log-limit", type=int, default=DEFAULT_LOG_LIMIT, help="request log entries kept (0 turns the log off)"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request to stderr (slow)")
+    parser.add_argument("--https", action="store_true", help="also listen with TLS (a throwaway CA; see caPath)")
     return parser.parse_args(argv)
 
 
@@ -52,6 +57,24 @@ def build_state(args: argparse.Namespace) -> SandboxState:
     return state
 
 
+def _url(runner: web.AppRunner, scheme: str, index: int) -> str:
+    host, port = runner.addresses[index][:2]
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _tls_context(host: str, directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a certificate for loopback names from a new CA; returns it and the CA's PEM path."""
+    import trustme  # dev dependency, needed only here
+
+    ca = trustme.CA(organization_name="Graph sandbox (throwaway)")
+    names = dict.fromkeys([host, "127.0.0.1", "localhost", "::1"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(context)
+    ca_path = directory / "sandbox-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    return context, ca_path
+
+
 async def serve(args: argparse.Namespace) -> None:
     state = build_state(args)
     app = create_app(state)
@@ -63,11 +86,15 @@ async def serve(args: argparse.Namespace) -> None:
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port, backlog=1024)
     await site.start()
-    host, port = runner.addresses[0][:2]
-    if ":" in host:
-        host = f"[{host}]"
-    base = f"http://{host}:{port}"
+    base = _url(runner, "http", 0)
     state.graph_url = base + GRAPH_PREFIX
+    tls: dict[str, str] = {}
+    tls_dir = None
+    if args.https:
+        tls_dir = tempfile.TemporaryDirectory(prefix="graph-sandbox-tls-")
+        context, ca_path = _tls_context(args.host, Path(tls_dir.name))
+        await web.TCPSite(runner, args.host, 0, ssl_context=context, backlog=1024).start()
+        tls = {"authority": _url(runner, "https", 1), "caPath": str(ca_path)}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,6 +105,7 @@ async def serve(args: argparse.Namespace) -> None:
         "identityEndpoint": f"{base}/msi/token",
         "identityHeader": state.identity.header_secret,
         "admin": f"{base}/_sandbox",
+        **tls,
     }
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
@@ -85,6 +113,8 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        if tls_dir is not None:
+            tls_dir.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """Fault rules: throttling, outages, gateway pages, slow answers and dropped connections, on demand.
 
-A rule picks requests by target (Graph or the identity endpoint), method and path substring; it fires with a
-probability (seedable, so a test run is reproducible) at most ``count`` times. Rules are tried in order and
-the first one that matches *and fires* applies, so ``[10% 429, 5% 503]`` composes. A rule with neither
-``status`` nor ``drop`` only adds latency and lets the request through.
+A rule picks requests by target (Graph, the identity endpoint or Entra's token endpoint, whose path names the
+tenant), method and path substring; it fires with a probability (seedable, so a test run is reproducible) at
+most ``count`` times. Rules are tried in order and the first one that matches *and fires* applies, so
+``[10% 429, 5% 503]`` composes. A rule with neither ``status`` nor ``drop`` only adds latency and lets the
+request through.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Final
 
 from .rules import DEFAULT_ERRORS
 
-TARGETS: Final = ("graph", "identity")
+TARGETS: Final = ("graph", "identity", "entra")
 _KEYS: Final = {
     "target": "target",
     "method": "method",

@@ -22,6 +22,10 @@ from .seed import DEFAULT_MI_CLIENT_ID, DEFAULT_MI_PRINCIPAL_ID, GRAPH_APP_ID, T
 
 GRAPH_RESOURCE: Final = "https://graph.microsoft.com"
 GRAPH_AUDIENCES: Final = frozenset({GRAPH_RESOURCE, GRAPH_RESOURCE + "/", GRAPH_APP_ID})
+# The audience of a managed-identity token meant as a federated client assertion, and its issuer (Entra's v2.0
+# issuer of the identity's tenant), which a federated identity credential names.
+ASSERTION_AUDIENCE: Final = "api://AzureADTokenExchange"
+ASSERTION_ISSUER: Final = f"https://login.microsoftonline.com/{TENANT_ID}/v2.0"
 DEFAULT_ROLES: Final = (
     "LearningAssignedCourse.ReadWrite.All",
     "LearningSelfInitiatedCourse.ReadWrite.All",
@@ -46,6 +50,7 @@ class TokenInfo:
     expires_on: int
     app_id: str
     audience: str
+    tenant_id: str
 
 
 def _b64(data: bytes) -> bytes:
@@ -109,24 +114,32 @@ class Identity:
         client_id: str | None = None,
         roles: tuple[str, ...] | list[str] | None = None,
         lifetime_seconds: int | None = None,
+        tenant_id: str = TENANT_ID,
+        object_id: str | None = None,
     ) -> tuple[str, int]:
-        """Sign a token; returns it with its expiry (epoch seconds). A negative lifetime makes an expired one."""
+        """Sign a token; returns it with its expiry (epoch seconds). A negative lifetime makes an expired one.
+
+        ``tenant_id`` and ``object_id`` (the caller's service principal there) default to the managed identity's.
+        A token for ``api://AzureADTokenExchange`` is shaped like Entra's v2.0 one: the issuer a federated
+        credential names, no roles."""
         now = int(time.time())
         expires_on = now + (self.token_lifetime_seconds if lifetime_seconds is None else lifetime_seconds)
+        exchange = audience == ASSERTION_AUDIENCE
+        principal_id = object_id or self.principal_id
         claims = {
             "aud": audience,
-            "iss": f"https://sts.windows.net/{TENANT_ID}/",
+            "iss": ASSERTION_ISSUER if exchange else f"https://sts.windows.net/{tenant_id}/",
             "iat": now,
             "nbf": now,
             "exp": expires_on,
             "appid": client_id or self.client_id,
             "idtyp": "app",
-            "oid": self.principal_id,
-            "sub": self.principal_id,
-            "tid": TENANT_ID,
-            "roles": list(self.roles if roles is None else roles),
+            "oid": principal_id,
+            "sub": principal_id,
+            "tid": tenant_id,
+            "roles": [] if exchange else list(self.roles if roles is None else roles),
             "uti": uuid.uuid4().hex,
-            "ver": "1.0",
+            "ver": "2.0" if exchange else "1.0",
         }
         signing_input = _JWT_HEADER + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
         signature = hmac.new(self._key, signing_input, hashlib.sha256).digest()
@@ -146,7 +159,8 @@ class Identity:
             raise TokenError("Invalid audience.")
         return info
 
-    def _decode(self, token: str) -> TokenInfo:
+    def claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token this sandbox signed (TokenError otherwise); nothing else is checked."""
         parts = token.split(".")
         if len(parts) != 3:
             raise TokenError("IDX14100: JWT is not well formed, there are no dots (.).")
@@ -154,12 +168,16 @@ class Identity:
         expected = _b64(hmac.new(self._key, signing_input, hashlib.sha256).digest())
         if not hmac.compare_digest(expected, parts[2].encode("ascii", "replace")):
             raise TokenError("Access token validation failure.")
-        claims = json.loads(_unb64(parts[1]))
+        return json.loads(_unb64(parts[1]))
+
+    def _decode(self, token: str) -> TokenInfo:
+        claims = self.claims(token)
         return TokenInfo(
             roles=frozenset(claims.get("roles", ())),
             expires_on=int(claims["exp"]),
             app_id=str(claims.get("appid", "")),
             audience=str(claims.get("aud", "")),
+            tenant_id=str(claims.get("tid", "")),
         )
 
     def answer_msi(
@@ -167,7 +185,8 @@ class Identity:
     ) -> tuple[int, dict[str, Any]]:
         """The App Service managed-identity endpoint: ``GET ?api-version=2019-08-01&resource=...[&client_id=]``
         with ``X-IDENTITY-HEADER``. Returns (status, JSON body). ``granted``: roles granted to the identity's
-        service principal through appRoleAssignedTo, which its tokens carry besides the configured roles."""
+        service principal through appRoleAssignedTo, which its tokens carry besides the configured roles.
+        ``resource=api://AzureADTokenExchange`` gives the client assertion of the multi-tenant flow (entra.py)."""
         if header_value is None or not hmac.compare_digest(header_value.encode(), self.header_secret.encode()):
             return 401, _msi_error(401, "The X-IDENTITY-HEADER header is missing or does not match IDENTITY_HEADER.")
         if query.get("api-version") != MSI_API_VERSION:

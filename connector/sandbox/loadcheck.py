@@ -4,7 +4,8 @@ Benchmarks of the product are only meaningful while the sandbox is not their bot
 sandbox alone. The load comes from separate processes speaking raw HTTP/1.1 keep-alive over asyncio streams
 (an HTTP client library would cost more CPU than the server and measure itself). Two figures come out:
 the throughput reached, and requests per CPU-second of the sandbox process (its capacity on one core, which
-stays meaningful when the load generator shares the machine).
+stays meaningful when the load generator shares the machine). ``--rate-limit`` measures it with the rate-limit
+mode on (every connection shares one token, so one budget).
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--processes", type=int, default=1, help="load-generating processes")
     parser.add_argument("--log-limit", type=int, default=None, help="sandbox request log size (0: off)")
+    parser.add_argument("--rate-limit", type=float, default=None, help="rate-limit mode: requests per second")
+    parser.add_argument("--burst", type=float, default=None, help="rate-limit burst (default: one second's worth)")
     args = parser.parse_args(argv)
     with start_sandbox_process(log_limit=args.log_limit) as sandbox:
         admin = sandbox.admin
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
         token = admin.mint_token()
+        if args.rate_limit is not None:
+            admin.set_rate_limit(args.rate_limit, burst=args.burst)
         before = admin.stats()
         result = run_load(
             sandbox.graph_url,
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     result["requestsPerSecond"] = round(result["requests"] / args.seconds)
     result["sandboxCpuSeconds"] = round(cpu, 2)
     result["sandboxRequestsPerCpuSecond"] = round(served / cpu) if cpu > 0 else None
+    if args.rate_limit is not None:
+        result["rateLimit"] = after["rateLimit"]
     result["concurrency"] = args.concurrency
     result["processes"] = args.processes
     print(json.dumps(result))

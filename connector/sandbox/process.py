@@ -25,7 +25,12 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SandboxProcess:
-    """A running sandbox: its URLs, its identity secret, an admin client, and ``stop()``."""
+    """A running sandbox: its URLs, its identity secret, an admin client, and ``stop()``.
+
+    Started with ``https=True`` it also serves every route over TLS: ``authority_url`` (``https://127.0.0.1:PORT``,
+    for azure-identity's ``authority=`` or ``AZURE_AUTHORITY_HOST``) with a certificate of a throwaway CA whose
+    PEM is at ``ca_path`` (trust it with ``connection_verify=ca_path``, httpx's ``verify=``, or SSL_CERT_FILE).
+    """
 
     def __init__(self, process: subprocess.Popen[bytes], ready: dict[str, str], stderr_tail: collections.deque[str]):
         self.process = process
@@ -33,12 +38,19 @@ class SandboxProcess:
         self.identity_endpoint: str = ready["identityEndpoint"]
         self.identity_header: str = ready["identityHeader"]
         self.admin_url: str = ready["admin"]
+        self.authority_url: str | None = ready.get("authority")
+        self.ca_path: str | None = ready.get("caPath")
         self.admin = SandboxClient(self.admin_url)
         self._stderr_tail = stderr_tail
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def token_url(self, tenant_id: str) -> str:
+        """Entra's token endpoint of a tenant, over TLS when the sandbox has it."""
+        base = self.authority_url or self.graph_url.removesuffix("/v1.0")
+        return f"{base}/{tenant_id}/oauth2/v2.0/token"
 
     def identity_env(self, client_id: str | None = None) -> dict[str, str]:
         """Environment that points ``azure.identity``'s ManagedIdentityCredential at this sandbox."""
@@ -109,9 +121,14 @@ def start_sandbox_process(
     python: str = sys.executable,
     ready_timeout: float = 20.0,
     env: dict[str, str] | None = None,
+    https: bool = False,
 ) -> SandboxProcess:
-    """Run ``python -m connector.sandbox`` and wait for its ready line; use as a context manager."""
+    """Run ``python -m connector.sandbox`` and wait for its ready line; use as a context manager.
+
+    ``https``: also listen with TLS (see :class:`SandboxProcess`); plain HTTP stays the default."""
     args = [python, "-m", "connector.sandbox", "--host", host, "--port", str(port)]
+    if https:
+        args.append("--https")
     if seed_example:
         args.append("--seed-example")
     for path in seed_files or []:

@@ -5,7 +5,8 @@ body and redacts the bearer token. Bounded so that a long benchmark cannot exhau
 
 Path convention of an entry: ``path`` is the path after ``/v1.0``, each segment percent-decoded, OData
 literals left as sent (``...(externalcourseActivityId='O''Brien')``); ``rawPath`` is the same part exactly as
-received; ``query`` is the decoded query string. Fault rules' ``pathContains`` matches ``path``.
+received; ``query`` is the decoded query string. Fault rules' ``pathContains`` matches ``path``. ``tenant`` is
+the tenant of the request's token (None when it had no valid one, or a fault answered before it was read).
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ class RequestLog:
         self._entries.clear()
 
     def query(
-        self, method: str | None = None, path_contains: str | None = None, since_seq: int | None = None
+        self,
+        method: str | None = None,
+        path_contains: str | None = None,
+        since_seq: int | None = None,
+        tenant: str | None = None,
     ) -> list[dict[str, Any]]:
         method = method.upper() if method else None
         return [
@@ -62,6 +67,7 @@ class RequestLog:
             if (method is None or e["method"] == method)
             and (path_contains is None or path_contains in e["path"])
             and (since_seq is None or e["seq"] > since_seq)
+            and (tenant is None or e["tenant"] == tenant)
         ]
 
 

@@ -8,6 +8,7 @@ are copied verbatim from the page (with a real apostrophe where the page shows m
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -76,6 +77,11 @@ STATUS_VALUES: Final = {
     SELF_INITIATED: frozenset({"inProgress", "completed"}),
 }
 ASSIGNMENT_TYPES: Final = frozenset({"required", "recommended"})
+# Graph's evolvable enums: members after the sentinel are usable only by clients that send
+# ``Prefer: include-unknown-enum-members``; others read the sentinel instead.
+UNKNOWN_FUTURE_VALUE: Final = "unknownFutureValue"
+EVOLVED_ASSIGNMENT_TYPES: Final = frozenset({"peerRecommended"})
+PREFER_UNKNOWN_ENUMS: Final = "include-unknown-enum-members"
 # Every property of each type, in the order Graph lists them; stored activities carry all of them.
 PROPERTIES: Final = {
     ASSIGNMENT: (
@@ -179,6 +185,11 @@ def not_found() -> GraphError:
     return GraphError(404, "notFound", MSG_NOT_FOUND)
 
 
+def delete_not_found(activity_id: str) -> GraphError:
+    """The 404 of a DELETE, which names the id (the delete page's wording, not the update page's)."""
+    return GraphError(404, "notFound", f"The requested assignment {activity_id} doesn't exist")
+
+
 def method_not_allowed() -> GraphError:
     return GraphError(405, "methodNotAllowed", MSG_METHOD_NOT_ALLOWED)
 
@@ -194,6 +205,62 @@ def directory_not_found(key: str) -> GraphError:
         "Request_ResourceNotFound",
         f"Resource '{key}' does not exist or one of its queried reference-property objects are not present.",
     )
+
+
+_MISSING_REFERENCE: Final = {
+    "learnerUserId": "The learner requested doesn\u2019t exist.",
+    "assignerUserId": "The assigner requested doesn\u2019t exist.",
+    "learningContentId": "The learning content requested doesn\u2019t exist.",
+}
+_CREATE_ANSWER_CHOICES: Final = {
+    "duplicateExternalId": ("conflict", "badRequest"),
+    "unknownReference": ("badRequest", "notFound"),
+}
+
+
+@dataclass
+class CreateAnswers:
+    """How a create fails where Graph's docs leave the answer unconfirmed; the first choice of each is the default.
+
+    ``duplicateExternalId``: ``conflict`` (409 ``conflict``) or ``badRequest`` (400 "Input field
+    externalcourseActivityId is invalid"). ``unknownReference`` (a learner, assigner or content the tenant does
+    not have): ``badRequest`` (400 "Input field {field} is invalid", the documented field validation) or
+    ``notFound`` (404 ``notFound`` "The learner requested doesn't exist." and alike).
+    """
+
+    duplicate_external_id: str = "conflict"
+    unknown_reference: str = "badRequest"
+
+    def describe(self) -> dict[str, str]:
+        return {"duplicateExternalId": self.duplicate_external_id, "unknownReference": self.unknown_reference}
+
+    def configure(self, settings: Any) -> None:
+        """Apply ``{"duplicateExternalId", "unknownReference"}`` (each optional); nothing changes on an error."""
+        if not isinstance(settings, dict):
+            raise ValueError("create answers must be a JSON object")
+        for key, value in settings.items():
+            choices = _CREATE_ANSWER_CHOICES.get(key)
+            if choices is None:
+                raise ValueError(f"unknown create answer {key!r}; known: {sorted(_CREATE_ANSWER_CHOICES)}")
+            if value not in choices:
+                raise ValueError(f"{key} must be one of {list(choices)}")
+        self.duplicate_external_id = settings.get("duplicateExternalId", self.duplicate_external_id)
+        self.unknown_reference = settings.get("unknownReference", self.unknown_reference)
+
+    def duplicate(self, external_id: str) -> GraphError:
+        if self.duplicate_external_id == "badRequest":
+            return field_invalid("externalcourseActivityId")
+        return GraphError(
+            409,
+            "conflict",
+            f"A learning course activity with externalcourseActivityId '{external_id}' already exists for this "
+            "provider.",
+        )
+
+    def missing(self, field: str) -> GraphError:
+        if self.unknown_reference == "notFound":
+            return GraphError(404, "notFound", _MISSING_REFERENCE[field])
+        return field_invalid(field)
 
 
 def error_body(code: str, message: str, request_id: str, client_request_id: str) -> dict[str, Any]:
@@ -332,8 +399,25 @@ def _stored_value(activity: dict[str, Any], name: str) -> Any:
     return activity.get(name)
 
 
-def validate_patch(activity: dict[str, Any], body: Any) -> dict[str, Any]:
-    """Rules 4 to 8 for a PATCH of ``activity``; returns the changes to merge (explicit nulls included)."""
+def check_assignment_type(value: Any, include_unknown_enums: bool) -> None:
+    """Known members always; evolved ones (``peerRecommended``) only with the Prefer header; never the sentinel."""
+    if value in ASSIGNMENT_TYPES or (include_unknown_enums and value in EVOLVED_ASSIGNMENT_TYPES):
+        return
+    raise field_invalid("assignmentType")
+
+
+def as_read(activity: dict[str, Any], include_unknown_enums: bool) -> dict[str, Any]:
+    """The activity as a client sees it: an evolved assignmentType reads as the sentinel unless asked for."""
+    if include_unknown_enums or activity.get("assignmentType") not in EVOLVED_ASSIGNMENT_TYPES:
+        return activity
+    return {**activity, "assignmentType": UNKNOWN_FUTURE_VALUE}
+
+
+def validate_patch(activity: dict[str, Any], body: Any, include_unknown_enums: bool = False) -> dict[str, Any]:
+    """Rules 4 to 8 for a PATCH of ``activity``; returns the changes to merge (explicit nulls included).
+
+    A repeated ``assignmentType`` of ``unknownFutureValue`` counts as absent (Graph's evolvable-enum rule for
+    PATCH), so a client may send back what it read."""
     if not isinstance(body, dict):
         raise bad_request(MSG_BAD_JSON)
     odata_type = check_odata_type(body)
@@ -348,6 +432,11 @@ def validate_patch(activity: dict[str, Any], body: Any) -> dict[str, Any]:
         if name in changeable:
             changes[name] = value
         elif name in identity:
+            if name == "assignmentType":
+                if value == UNKNOWN_FUTURE_VALUE:
+                    continue
+                if value in EVOLVED_ASSIGNMENT_TYPES and not include_unknown_enums:
+                    raise field_invalid(name)
             if value != _stored_value(activity, name):
                 raise field_invalid(name)
         else:
@@ -368,7 +457,9 @@ def _check_required_string(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def validate_create(registration_id: str, body: dict[str, Any], odata_type: str) -> dict[str, Any]:
+def validate_create(
+    registration_id: str, body: dict[str, Any], odata_type: str, include_unknown_enums: bool = False
+) -> dict[str, Any]:
     """Property rules of a POST (after the provider, @odata.type and role checks).
 
     Returns the new activity without ``id``; reference checks (users, contents, duplicates) are the store's.
@@ -390,9 +481,7 @@ def validate_create(registration_id: str, body: dict[str, Any], odata_type: str)
         raise field_invalid("learningProviderId")
     _check_status(body, odata_type)
     if odata_type == ASSIGNMENT:
-        _check_required_string(body, "assignmentType")
-        if body["assignmentType"] not in ASSIGNMENT_TYPES:
-            raise field_invalid("assignmentType")
+        check_assignment_type(_check_required_string(body, "assignmentType"), include_unknown_enums)
         assigner = body.get("assignerUserId")
         if assigner is not None and not isinstance(assigner, str):
             raise field_invalid("assignerUserId")

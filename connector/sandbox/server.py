@@ -1,4 +1,5 @@
-"""The aiohttp application: one entry for all of Graph, the managed-identity endpoint and the admin API.
+"""The aiohttp application: one entry for all of Graph, the managed-identity endpoint, Entra's token endpoint
+and the admin API.
 
 Built for benchmarks: no middleware, no per-request logging unless asked, one ``transport.write`` per
 response (aiohttp buffers the headers until the body and sets TCP_NODELAY), O(1) routing by hand, token
@@ -20,12 +21,13 @@ from typing import Any, Final
 from aiohttp import web
 
 from . import admin_api
+from .entra import EntraError, answer_token_request, openid_configuration, unknown_tenant
 from .faults import HTML_GATEWAY_PAGE, FaultRule
-from .graph_api import INVALID_BODY, dispatch
+from .graph_api import INVALID_BODY, GraphCall, dispatch
 from .identity import TokenError, TokenInfo
 from .odata import split_path
 from .requestlog import redact_headers, utc_now_iso
-from .rules import GraphError, error_body
+from .rules import PREFER_UNKNOWN_ENUMS, GraphError, error_body
 from .state import SandboxState
 
 STATE_KEY: Final = web.AppKey("sandbox_state", SandboxState)
@@ -48,7 +50,8 @@ def _retry_after_value(seconds: float) -> str:
 
 
 def fault_response(rule: FaultRule, target: str, request_id: str, client_request_id: str) -> web.Response:
-    """The answer of a rule with a status: Graph's error body, App Service's for identity, or a gateway page."""
+    """The answer of a rule with a status: Graph's error body, App Service's for identity, Entra's for entra
+    (AADSTS90033 unless the rule names another message), or a gateway page."""
     assert rule.status is not None
     headers = {"request-id": request_id, "client-request-id": client_request_id}
     if rule.retry_after is not None:
@@ -66,6 +69,11 @@ def fault_response(rule: FaultRule, target: str, request_id: str, client_request
     elif target == "identity":
         _code, message = rule.code_and_message()
         body = dumps({"statusCode": rule.status, "message": message, "correlationId": request_id})
+        headers["Content-Type"] = ERROR_JSON
+    elif target == "entra":
+        error = rule.code or ("temporarily_unavailable" if rule.status >= 429 else "invalid_request")
+        message = rule.message or "A transient error has occurred. Please try again."
+        body = dumps(EntraError(rule.status, error, 90033, message).body(request_id))
         headers["Content-Type"] = ERROR_JSON
     else:
         code, message = rule.code_and_message()
@@ -98,7 +106,7 @@ def _authenticate(state: SandboxState, headers: Any) -> TokenInfo:
 
 
 async def graph_entry(request: web.Request) -> web.StreamResponse:
-    """Every ``/v1.0/...`` request: latency, faults, token, route, request log, counters."""
+    """Every ``/v1.0/...`` request: latency, faults, token, rate limit, route, request log, counters."""
     state = request.app[STATE_KEY]
     stats = state.stats
     stats.in_flight += 1
@@ -124,6 +132,8 @@ class _Exchange:
     request_id: str
     client_request_id: str
     started: float
+    throttled: bool = False  # answered 429 by the rate limit
+    tenant: str | None = None  # the token's tenant, once verified
 
 
 async def _graph(request: web.Request, state: SandboxState) -> web.StreamResponse:
@@ -171,11 +181,37 @@ async def _graph(request: web.Request, state: SandboxState) -> web.StreamRespons
     return response
 
 
+def _prefers_unknown_enums(headers: Any) -> bool:
+    """``Prefer: include-unknown-enum-members`` among the request's preferences (comma-separated, repeatable)."""
+    return any(
+        part.strip().lower() == PREFER_UNKNOWN_ENUMS
+        for value in headers.getall("Prefer", ())
+        for part in value.split(",")
+    )
+
+
 def _answer(state: SandboxState, ex: _Exchange) -> web.Response:
+    request_headers = ex.request.headers
     headers = {"request-id": ex.request_id, "client-request-id": ex.client_request_id}
     try:
-        token = _authenticate(state, ex.request.headers)
-        status, payload = dispatch(state, ex.method, ex.segments, ex.request.query, ex.body, token)
+        token = _authenticate(state, request_headers)
+        store = state.tenants.get(token.tenant_id)
+        if store is None:  # a tenant the last reset removed
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid tenant.")
+        ex.tenant = token.tenant_id
+        if state.rate_limiter.active:
+            throttled = state.rate_limiter.spend(token.tenant_id, token.app_id)
+            if throttled is not None:
+                ex.throttled = True
+                raise throttled
+        call = GraphCall(
+            store=store,
+            graph_url=state.graph_url,
+            token=token,
+            create_answers=state.create_answers,
+            include_unknown_enums="Prefer" in request_headers and _prefers_unknown_enums(request_headers),
+        )
+        status, payload = dispatch(call, ex.method, ex.segments, ex.request.query, ex.body)
     except GraphError as exc:
         headers["Content-Type"] = ERROR_JSON
         if exc.status == 401:
@@ -189,6 +225,8 @@ def _answer(state: SandboxState, ex: _Exchange) -> web.Response:
         headers["Content-Type"] = ERROR_JSON
         body = error_body("internalServerError", "Internal server error.", ex.request_id, ex.client_request_id)
         return web.Response(status=500, body=dumps(body), headers=headers)
+    if call.include_unknown_enums:
+        headers["Preference-Applied"] = PREFER_UNKNOWN_ENUMS
     if payload is None:
         return web.Response(status=status, headers=headers)
     headers["Content-Type"] = GRAPH_JSON
@@ -202,7 +240,7 @@ def _record(state: SandboxState, ex: _Exchange, status: int | None, rule: FaultR
     if log.limit <= 0:
         return
     body = ex.raw_body.decode("utf-8", "replace") if ex.body is INVALID_BODY else ex.body
-    fault = None
+    fault = "rateLimit" if ex.throttled else None
     if rule is not None:
         fault = "drop" if rule.drop else ("status" if rule.status is not None else "latency")
     log.add(
@@ -218,10 +256,27 @@ def _record(state: SandboxState, ex: _Exchange, status: int | None, rule: FaultR
             "requestId": ex.request_id,
             "clientRequestId": ex.client_request_id,
             "fault": fault,
+            "tenant": ex.tenant,
             "durationMs": round((time.perf_counter() - ex.started) * 1000, 3),
             "at": utc_now_iso(),
         }
     )
+
+
+async def _token_endpoint_fault(
+    request: web.Request, state: SandboxState, target: str, request_id: str
+) -> web.StreamResponse | None:
+    """What a fault rule makes a token endpoint answer (after its latency): a dropped connection, a status, or
+    None to go on."""
+    rule = state.faults.select(target, request.method, request.path) if state.faults.rules else None
+    if rule is None:
+        return None
+    if rule.latency_ms:
+        await asyncio.sleep(rule.latency_ms / 1000)
+    if rule.drop:
+        _drop(request)
+        return web.Response(status=499)
+    return None if rule.status is None else fault_response(rule, target, request_id, request_id)
 
 
 async def msi_token(request: web.Request) -> web.StreamResponse:
@@ -229,20 +284,48 @@ async def msi_token(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     state.stats.token_requests += 1
     request_id = str(uuid.uuid4())
-    faults = state.faults
-    rule = faults.select("identity", request.method, request.path) if faults.rules else None
-    if rule is not None:
-        if rule.latency_ms:
-            await asyncio.sleep(rule.latency_ms / 1000)
-        if rule.drop:
-            _drop(request)
-            return web.Response(status=499)
-        if rule.status is not None:
-            return fault_response(rule, "identity", request_id, request_id)
+    faulty = await _token_endpoint_fault(request, state, "identity", request_id)
+    if faulty is not None:
+        return faulty
     granted = state.store.granted_role_values(state.identity.principal_id)
     status, payload = state.identity.answer_msi(request.query, request.headers.get("X-IDENTITY-HEADER"), granted)
     headers = {"Content-Type": "application/json", "request-id": request_id}
     return web.Response(status=status, body=dumps(payload), headers=headers)
+
+
+async def entra_token(request: web.Request) -> web.StreamResponse:
+    """Entra's ``POST /{tenant}/oauth2/v2.0/token`` (client credentials with a federated assertion)."""
+    state = request.app[STATE_KEY]
+    tenant_id = request.match_info["tenant"]
+    state.entra.requests[tenant_id] += 1
+    correlation_id = request.headers.get("client-request-id") or str(uuid.uuid4())
+    faulty = await _token_endpoint_fault(request, state, "entra", correlation_id)
+    if faulty is not None:
+        return faulty
+    try:
+        status, body = 200, answer_token_request(state, tenant_id, await request.post())
+    except EntraError as exc:
+        status, body = exc.status, exc.body(correlation_id)
+    return _entra_response(status, body, correlation_id)
+
+
+async def entra_openid_configuration(request: web.Request) -> web.StreamResponse:
+    """``GET /{tenant}/v2.0/.well-known/openid-configuration``, what MSAL reads before its first token request."""
+    state = request.app[STATE_KEY]
+    tenant_id = request.match_info["tenant"]
+    correlation_id = request.headers.get("client-request-id") or str(uuid.uuid4())
+    if tenant_id not in state.tenants:
+        return _entra_response(400, unknown_tenant(tenant_id, "invalid_tenant").body(correlation_id), correlation_id)
+    return _entra_response(200, openid_configuration(f"{request.scheme}://{request.host}", tenant_id), correlation_id)
+
+
+def _entra_response(status: int, body: dict[str, Any], correlation_id: str) -> web.Response:
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Cache-Control": "no-store, no-cache",
+        "client-request-id": correlation_id,
+    }
+    return web.Response(status=status, body=dumps(body), headers=headers)
 
 
 def create_app(state: SandboxState) -> web.Application:
@@ -251,5 +334,7 @@ def create_app(state: SandboxState) -> web.Application:
     app[STATE_KEY] = state
     app.router.add_route("*", GRAPH_PREFIX + "/{tail:.*}", graph_entry)
     app.router.add_get("/msi/token", msi_token)
+    app.router.add_post("/{tenant}/oauth2/v2.0/token", entra_token)
+    app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", entra_openid_configuration)
     admin_api.add_routes(app, STATE_KEY)
     return app

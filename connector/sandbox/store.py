@@ -1,4 +1,4 @@
-"""The sandbox's in-memory tenant: providers, activities, users, contents and service principals.
+"""One in-memory tenant: providers, activities, users, contents and service principals.
 
 Plain dicts with the indexes the routes need (activity by provider and external id, users by mail/UPN/
 employeeId, contents by provider and external id), so every Graph lookup is O(1). Single-threaded: only the
@@ -16,8 +16,8 @@ from .rules import (
     ACTIVITY_TYPES,
     MSG_CONTENT_PROVIDER_MISMATCH,
     PROPERTIES,
+    CreateAnswers,
     GraphError,
-    field_invalid,
 )
 from .seed import graph_service_principal, managed_identity_service_principal
 
@@ -53,11 +53,13 @@ class Store:
         self._sp_by_app_id: dict[str, str] = {}
         self.app_role_assignments: dict[str, list[dict[str, Any]]] = {}
 
-    def reset(self, mi_client_id: str, mi_principal_id: str) -> None:
-        """Empty the tenant, keeping the two built-in service principals (Microsoft Graph and the identity)."""
+    def reset(self, mi_client_id: str | None = None, mi_principal_id: str | None = None) -> None:
+        """Empty the tenant, keeping its built-in service principals: Microsoft Graph, and the managed identity
+        in the identity's own tenant."""
         self._clear()
         self.put_service_principal(graph_service_principal())
-        self.put_service_principal(managed_identity_service_principal(mi_client_id, mi_principal_id))
+        if mi_client_id is not None and mi_principal_id is not None:
+            self.put_service_principal(managed_identity_service_principal(mi_client_id, mi_principal_id))
 
     # providers -------------------------------------------------------------------------------------------
     def put_provider(self, registration_id: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -112,29 +114,25 @@ class Store:
         self._activity_by_external[(provider_id, external_id)] = activity_id
         return activity
 
-    def create_activity(self, registration_id: str, activity: dict[str, Any]) -> dict[str, Any]:
-        """The reference checks of a Graph POST: known learner and content (when any are seeded), content of
-        this provider, no duplicate external id."""
-        learner = activity["learnerUserId"]
-        if self.users and learner not in self.users:
-            raise field_invalid("learnerUserId")
+    def create_activity(self, registration_id: str, activity: dict[str, Any], answers: CreateAnswers) -> dict[str, Any]:
+        """The reference checks of a Graph POST: learner, assigner and content known (each checked only while
+        the tenant has any users, resp. contents), content of this provider, no duplicate external id."""
+        for field in ("learnerUserId", "assignerUserId"):
+            user_id = activity.get(field)
+            if user_id is not None and self.users and user_id not in self.users:
+                raise answers.missing(field)
         content_id = activity["learningContentId"]
         if self.contents:
             content = self.contents.get(content_id)
             if content is None:
-                raise field_invalid("learningContentId")
+                raise answers.missing("learningContentId")
             owner = content.get("learningProviderId")
             if owner is not None and owner != registration_id:
                 raise GraphError(403, "Forbidden", MSG_CONTENT_PROVIDER_MISMATCH)
         external_id = activity["externalcourseActivityId"]
         if (registration_id, external_id) in self._activity_by_external:
-            raise GraphError(
-                409,
-                "conflict",
-                f"A learning course activity with externalcourseActivityId '{external_id}' already exists for "
-                "this provider.",
-            )
-        activity_id = f"{learner}:{uuid.uuid4()}"
+            raise answers.duplicate(external_id)
+        activity_id = f"{activity['learnerUserId']}:{uuid.uuid4()}"
         stored = {"@odata.type": activity["@odata.type"], "id": activity_id}
         stored.update((k, v) for k, v in activity.items() if k != "@odata.type")
         self.activities[activity_id] = stored

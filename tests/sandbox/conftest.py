@@ -11,12 +11,34 @@ import httpx
 import pytest
 
 from connector.sandbox.process import SandboxProcess, start_sandbox_process
-from connector.sandbox.seed import EXAMPLE_ASSIGNMENT_ID, EXAMPLE_PROVIDER_ID, EXAMPLE_SELF_INITIATED_ID
+from connector.sandbox.seed import (
+    EXAMPLE_ASSIGNMENT_ID,
+    EXAMPLE_CONTENT_ID,
+    EXAMPLE_LEARNER_ID,
+    EXAMPLE_PROVIDER_ID,
+    EXAMPLE_SELF_INITIATED_ID,
+)
 
 REG = EXAMPLE_PROVIDER_ID
 ACTIVITIES = f"/employeeExperience/learningProviders/{REG}/learningCourseActivities"
 ASSIGNMENT_URL = f"{ACTIVITIES}/{EXAMPLE_ASSIGNMENT_ID}"
 SELF_URL = f"{ACTIVITIES}/{EXAMPLE_SELF_INITIATED_ID}"
+
+
+def new_assignment(**overrides: Any) -> dict[str, Any]:
+    """A create body for the example tenant; an override of ``...`` leaves the property out."""
+    body = {
+        "@odata.type": "#microsoft.graph.learningAssignment",
+        "learnerUserId": EXAMPLE_LEARNER_ID,
+        "learningContentId": EXAMPLE_CONTENT_ID,
+        "learningProviderId": REG,
+        "externalcourseActivityId": "lms-enrolment-42",
+        "status": "notStarted",
+        "assignmentType": "recommended",
+        "dueDateTime": {"dateTime": "2030-01-01T00:00:00.0000000", "timeZone": "UTC"},
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not ...}
 
 
 @pytest.fixture(scope="session")

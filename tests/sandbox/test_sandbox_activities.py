@@ -11,13 +11,12 @@ from connector.sandbox.rules import MSG_BAD_REGISTRATION, MSG_CONTENT_PROVIDER_M
 from connector.sandbox.seed import (
     EXAMPLE_ASSIGNMENT_EXTERNAL_ID,
     EXAMPLE_ASSIGNMENT_ID,
-    EXAMPLE_CONTENT_ID,
     EXAMPLE_LEARNER_ID,
     EXAMPLE_SELF_INITIATED_EXTERNAL_ID,
     EXAMPLE_SELF_INITIATED_ID,
 )
 
-from .conftest import ACTIVITIES, REG, assert_graph_error, graph_client
+from .conftest import ACTIVITIES, REG, assert_graph_error, graph_client, new_assignment
 
 ASSIGNMENT = "#microsoft.graph.learningAssignment"
 SELF = "#microsoft.graph.learningSelfInitiatedCourse"
@@ -28,21 +27,6 @@ PROVIDER = f"/employeeExperience/learningProviders/{REG}"
 def by_external(external_id: str, key: str = "externalcourseActivityId") -> str:
     """The URL as a careful client builds it: OData-escape the quote, then percent-encode everything."""
     return f"{PROVIDER}/learningCourseActivities({key}='{quote(encode_literal(external_id), safe='')}')"
-
-
-def new_assignment(**overrides):
-    body = {
-        "@odata.type": ASSIGNMENT,
-        "learnerUserId": EXAMPLE_LEARNER_ID,
-        "learningContentId": EXAMPLE_CONTENT_ID,
-        "learningProviderId": REG,
-        "externalcourseActivityId": "lms-enrolment-42",
-        "status": "notStarted",
-        "assignmentType": "recommended",
-        "dueDateTime": {"dateTime": "2030-01-01T00:00:00.0000000", "timeZone": "UTC"},
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not ...}
 
 
 # --- lookup by external id ---------------------------------------------------------------------------------
@@ -235,7 +219,9 @@ def test_delete(sandbox, graph):
     assert response.content == b""
     assert sandbox.admin.activity(EXAMPLE_ASSIGNMENT_ID) is None
     assert graph.get(by_external(EXAMPLE_ASSIGNMENT_EXTERNAL_ID)).status_code == 404
-    assert_graph_error(graph.delete(url), 404, "notFound", NOT_FOUND)
+    assert_graph_error(
+        graph.delete(url), 404, "notFound", f"The requested assignment {EXAMPLE_ASSIGNMENT_ID} doesn't exist"
+    )
     # The external id is free again.
     assert (
         graph.post(ACTIVITIES, json=new_assignment(externalcourseActivityId=EXAMPLE_ASSIGNMENT_EXTERNAL_ID)).status_code
