@@ -21,13 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from devtools.examples import CONTENT_ID, LEARNER_ID, example_1
+
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRATION_ID = "b3c4e5f6-0a1b-4c2d-8e3f-5a6b7c8d9e0f"
 SECRET_BYTES = b"bench-secret-0123456789abcdefghij"
 SECRET = "whsec_" + base64.b64encode(SECRET_BYTES).decode()
 ASSIGNMENT = "#microsoft.graph.learningAssignment"
-LEARNER = "7ba2228a-e020-11ec-9d64-0242ac120002"
-CONTENT = "57baf9dc-e020-11ec-9d64-0242ac120002"
+LEARNER = LEARNER_ID
+CONTENT = CONTENT_ID
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 INFRA_ENV = "BENCH_INFRA"
 
@@ -68,7 +70,7 @@ class Infra:
         return cls(**json.loads(os.environ[INFRA_ENV]))
 
     def admin(self) -> Any:
-        from connector.sandbox.client import SandboxClient
+        from sandbox.client import SandboxClient
 
         return SandboxClient(self.admin_url, timeout=60)
 
@@ -77,18 +79,11 @@ class Infra:
 
 
 def event(external_id: str, n: int = 0, *, status: str = "inProgress") -> dict[str, Any]:
-    """An assignment progress callback shaped like the reference page's Example 1."""
+    """The reference page's Example 1 as the bench provider's progress callback for one activity."""
     return {
-        "@odata.type": ASSIGNMENT,
+        **example_1(),
         "externalcourseActivityId": external_id,
         "learningProviderId": REGISTRATION_ID,
-        "learnerUserId": LEARNER,
-        "learningContentId": CONTENT,
-        "assignerUserId": "cea1684d-57dc-438d-a9d1-e666ec1a7f3d",
-        "assignmentType": "required",
-        "assignedDateTime": "2021-05-11T22:57:17+00:00",
-        "dueDateTime": {"dateTime": "2022-09-22T16:05:00.0000000", "timeZone": "UTC"},
-        "notes": {"contentType": "text", "content": "required assignment added for user"},
         "completionPercentage": min(99, 1 + n),
         "status": status,
     }

@@ -6,7 +6,7 @@
 
 Benchmarks (``--only`` takes these names, comma-separated):
 
-- ``sandbox``: the Graph sandbox's own capacity (``connector.sandbox.loadcheck``), so that it is seen not to be
+- ``sandbox``: the Graph sandbox's own capacity (``sandbox.loadcheck``), so that it is seen not to be
   the bottleneck; the throughput run also reports how busy it was;
 - ``cold``: a fresh process imports the app and applies its first callback end to end (webhook function, queue
   function, token, lookup, PATCH) vs fresh processes doing the same with raw ``httpx`` + ``azure.identity``;
@@ -154,7 +154,7 @@ def _machine() -> dict[str, Any]:
 
 def _loadcheck(params: dict[str, Any]) -> dict[str, Any]:
     completed = subprocess.run(
-        [sys.executable, "-m", "connector.sandbox.loadcheck", "--concurrency", str(params["concurrency"]),
+        [sys.executable, "-m", "sandbox.loadcheck", "--concurrency", str(params["concurrency"]),
          "--seconds", str(params["seconds"])],
         cwd=ROOT,
         capture_output=True,
@@ -167,8 +167,8 @@ def _loadcheck(params: dict[str, Any]) -> dict[str, Any]:
 
 def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[str, Any]:
     from bench import coldstart, size
-    from connector.sandbox.process import start_sandbox_process
     from devtools.azurite import start_azurite
+    from sandbox.process import start_sandbox_process
 
     params = QUICK if quick else FULL
     results: dict[str, Any] = {

@@ -330,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     import logging
 
-    from connector.sandbox.process import start_sandbox_process
     from devtools.azurite import start_azurite
+    from sandbox.process import start_sandbox_process
 
     logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr)  # expected failures would drown the report
     with start_azurite() as azurite, start_sandbox_process() as sandbox:

@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     values = json.loads(SETTINGS.read_text())["Values"]
     graph = urlsplit(values["GRAPH_BASE_URL"])
 
-    from connector.sandbox.process import start_sandbox_process
     from connector.settings import AZURITE_CONNECTION_STRING
     from devtools.azurite import DEFAULT_PORTS, start_azurite
+    from sandbox.process import start_sandbox_process
 
     with ExitStack() as stack:
         if all(_listening(port) for port in DEFAULT_PORTS):

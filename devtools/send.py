@@ -20,37 +20,11 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from devtools.examples import example_1, example_2
+
 ROOT = Path(__file__).resolve().parent.parent
 
-EXAMPLES = {
-    "1": {
-        "@odata.type": "#microsoft.graph.learningAssignment",
-        "assignedDateTime": "2021-05-11T22:57:17+00:00",
-        "assignmentType": "required",
-        "assignerUserId": "cea1684d-57dc-438d-a9d1-e666ec1a7f3d",
-        "completedDateTime": None,
-        "completionPercentage": 20,
-        "learningProviderId": "01e8f81b-3060-4dec-acf0-0389665a0a38",
-        "dueDateTime": {"dateTime": "2022-09-22T16:05:00.0000000", "timeZone": "UTC"},
-        "externalcourseActivityId": "12a2228a-e020-11ec-9d64-0242ac120002",
-        "learningContentId": "57baf9dc-e020-11ec-9d64-0242ac120002",
-        "learnerUserId": "7ba2228a-e020-11ec-9d64-0242ac120002",
-        "notes": {"contentType": "text", "content": "required assignment added for user"},
-        "status": "inProgress",
-    },
-    # The reference's Example 2, pointed at the sandbox's self-initiated course: the page gives both examples the
-    # same external id, and one id cannot name an assignment and a self-initiated course at once.
-    "2": {
-        "@odata.type": "#microsoft.graph.learningSelfInitiatedCourse",
-        "completedDateTime": None,
-        "completionPercentage": 30,
-        "externalcourseActivityId": "13a2228a-e020-11ec-9d64-0242ac120002",
-        "learningContentId": "57baf9dc-e020-11ec-9d64-0242ac120002",
-        "learningProviderId": "01e8f81b-3060-4dec-acf0-0389665a0a38",
-        "startedDateTime": "2021-05-11T22:57:17+00:00",
-        "status": "inProgress",
-    },
-}
+EXAMPLES = {"1": example_1(), "2": example_2()}
 
 
 def xapi_example() -> dict[str, Any]:

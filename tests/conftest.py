@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.support.examples import REGISTRATION_ID
+from devtools.examples import REGISTRATION_ID
 from tests.support.signing import OTHER_SECRET, SECRET
 from tests.support.xapi import CREATING_PROVIDER, ROTATED_SECRET, XAPI_KEY, XAPI_SECRET
 
@@ -53,7 +53,7 @@ def azurite():
 @pytest.fixture(scope="session")
 def sandbox():
     """The project's Graph sandbox with its managed-identity endpoint, in its own process."""
-    from connector.sandbox.process import start_sandbox_process
+    from sandbox.process import start_sandbox_process
 
     with start_sandbox_process(seed_example=True) as running:
         yield running

@@ -14,8 +14,8 @@ import pytest
 
 from devtools.azurite import REPO_ROOT
 from devtools.dev import create_queues_and_tables
+from devtools.examples import ASSIGNMENT_ID, REGISTRATION_ID
 from tests.e2e.conftest import wait_until
-from tests.support.examples import ASSIGNMENT_ID, REGISTRATION_ID
 
 EXAMPLE_VALUES = json.loads((REPO_ROOT / "local.settings.example.json").read_text())["Values"]
 SELF_INITIATED_ID = "9ca2228a-e020-11ec-9d64-0242ac120004"

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from devtools.examples import ASSIGNMENT_ID, EXAMPLE_1_ASSIGNMENT, EXAMPLE_1_PATCH, REGISTRATION_ID
 from tests.e2e.conftest import FUNCTION_KEY, wait_until
-from tests.support.examples import ASSIGNMENT_ID, EXAMPLE_1_ASSIGNMENT, EXAMPLE_1_PATCH, REGISTRATION_ID
 from tests.support.signing import signed_headers
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ import signal
 import httpx
 import pytest
 
+from devtools.examples import EXAMPLE_1_ASSIGNMENT, REGISTRATION_ID
 from tests.e2e.conftest import FUNCTION_KEY
-from tests.support.examples import EXAMPLE_1_ASSIGNMENT, REGISTRATION_ID
 from tests.support.signing import signed_headers
 
 pytestmark = pytest.mark.e2e

@@ -616,7 +616,7 @@ def test_the_xapi_endpoint_output_is_where_the_apps_xapi_routes_are(functions, r
 
 def test_dev_tools_and_infra_are_not_deployed():
     ignored = set((ROOT / ".funcignore").read_text().split())
-    assert {"infra", "azure.yaml", "tests", "devtools", "connector/sandbox"} <= ignored
+    assert {"infra", "azure.yaml", "tests", "devtools", "sandbox"} <= ignored
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from tests.support.examples import (
+from devtools.examples import (
     ASSIGNMENT_EXTERNAL_ID,
     ASSIGNMENT_ID,
     EXAMPLE_1_ASSIGNMENT,

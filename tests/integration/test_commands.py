@@ -14,8 +14,8 @@ import pytest
 
 from connector.domain.envelope import POISON_QUEUE_NAME
 from connector.settings import load_settings
+from devtools.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
 from tests.conftest import BASE_ENV
-from tests.support.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
 from tests.support.signing import SECRET
 from tests.support.xapi import CREATING_PROVIDER
 

@@ -10,7 +10,7 @@ import pytest
 
 from connector import bootstrap
 from connector.adapters.graph import GraphFailure
-from tests.support.examples import REGISTRATION_ID
+from devtools.examples import REGISTRATION_ID
 
 ASSIGNMENT = "#microsoft.graph.learningAssignment"
 ACTIVITIES = f"/employeeExperience/learningProviders/{REGISTRATION_ID}/learningCourseActivities"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from connector import bootstrap
 from connector.app.status import activity_status
-from tests.support.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
+from devtools.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
 
 EXT = ASSIGNMENT_EXTERNAL_ID
 OTHER_PROVIDER = "5d0c6a7e-1f2b-4c3d-8e9f-0a1b2c3d4e5f"

@@ -11,7 +11,7 @@ import pytest
 from connector import bootstrap
 from connector.app.status import activity_status
 from connector.ops.replay import replay
-from tests.support.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
+from devtools.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
 
 EXT = ASSIGNMENT_EXTERNAL_ID
 

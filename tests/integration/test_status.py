@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.support.examples import ASSIGNMENT_EXTERNAL_ID, EXAMPLE_1_ASSIGNMENT, REGISTRATION_ID
+from devtools.examples import ASSIGNMENT_EXTERNAL_ID, EXAMPLE_1_ASSIGNMENT, REGISTRATION_ID
 from tests.support.functions import call_http_async
 from tests.support.signing import OTHER_SECRET, signed_headers
 from tests.support.xapi import CREATING_PROVIDER, basic

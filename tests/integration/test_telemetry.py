@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.support.examples import EXAMPLE_1_ASSIGNMENT, REGISTRATION_ID
+from devtools.examples import EXAMPLE_1_ASSIGNMENT, REGISTRATION_ID
 from tests.support.functions import call_webhook
 from tests.support.signing import SECRET, signed_headers
 

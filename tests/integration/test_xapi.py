@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support.examples import REGISTRATION_ID
+from devtools.examples import REGISTRATION_ID
 from tests.support.functions import call_http_async
 from tests.support.xapi import (
     CMI5_PROGRESS,

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.sandbox.process import SandboxProcess, start_sandbox_process
-from connector.sandbox.seed import (
+from sandbox.process import SandboxProcess, start_sandbox_process
+from sandbox.seed import (
     EXAMPLE_ASSIGNMENT_ID,
     EXAMPLE_CONTENT_ID,
     EXAMPLE_LEARNER_ID,

@@ -6,9 +6,9 @@ from urllib.parse import quote
 
 import pytest
 
-from connector.sandbox.odata import encode_literal
-from connector.sandbox.rules import MSG_BAD_REGISTRATION, MSG_CONTENT_PROVIDER_MISMATCH, MSG_FORBIDDEN
-from connector.sandbox.seed import (
+from sandbox.odata import encode_literal
+from sandbox.rules import MSG_BAD_REGISTRATION, MSG_CONTENT_PROVIDER_MISMATCH, MSG_FORBIDDEN
+from sandbox.seed import (
     EXAMPLE_ASSIGNMENT_EXTERNAL_ID,
     EXAMPLE_ASSIGNMENT_ID,
     EXAMPLE_LEARNER_ID,

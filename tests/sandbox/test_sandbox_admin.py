@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connector.sandbox.process import start_sandbox_process
-from connector.sandbox.seed import EXAMPLE_ASSIGNMENT_ID
+from sandbox.process import start_sandbox_process
+from sandbox.seed import EXAMPLE_ASSIGNMENT_ID
 
 from .conftest import ASSIGNMENT_URL, fetch_token
 
@@ -201,7 +201,7 @@ def test_cli_seed_file_and_identity_header(tmp_path):
 
 def test_cli_prints_one_ready_line_and_exits_cleanly_on_sigterm():
     process = subprocess.Popen(
-        [sys.executable, "-m", "connector.sandbox", "--port", "0"],
+        [sys.executable, "-m", "sandbox", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

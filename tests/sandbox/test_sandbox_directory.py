@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connector.sandbox.rules import MSG_BAD_REGISTRATION, MSG_FORBIDDEN
-from connector.sandbox.seed import (
+from sandbox.rules import MSG_BAD_REGISTRATION, MSG_FORBIDDEN
+from sandbox.seed import (
     DEFAULT_MI_CLIENT_ID,
     DEFAULT_MI_PRINCIPAL_ID,
     EXAMPLE_ASSIGNER_ID,

@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from connector.sandbox.rules import MSG_FORBIDDEN
-from connector.sandbox.seed import EXAMPLE_ASSIGNMENT_ID
+from sandbox.rules import MSG_FORBIDDEN
+from sandbox.seed import EXAMPLE_ASSIGNMENT_ID
 
 from .conftest import ASSIGNMENT_URL, assert_graph_error, fetch_token
 
@@ -164,7 +164,7 @@ async def test_global_latency_does_not_block_the_event_loop(sandbox, graph_token
 
 
 def test_cli_latency_applies_and_survives_reset():
-    from connector.sandbox.process import start_sandbox_process
+    from sandbox.process import start_sandbox_process
 
     with start_sandbox_process(seed_example=True, latency_ms=250) as sandbox:
         token = fetch_token(sandbox)["access_token"]

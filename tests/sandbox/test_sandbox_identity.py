@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from connector.sandbox.identity import DEFAULT_ROLES
-from connector.sandbox.seed import DEFAULT_MI_CLIENT_ID, EXAMPLE_ASSIGNMENT_ID
+from sandbox.identity import DEFAULT_ROLES
+from sandbox.seed import DEFAULT_MI_CLIENT_ID, EXAMPLE_ASSIGNMENT_ID
 
 from .conftest import ASSIGNMENT_URL, assert_graph_error, fetch_token, graph_client, token_claims
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from connector.sandbox.rules import MSG_PROVIDER_DISABLED
-from connector.sandbox.seed import (
+from sandbox.rules import MSG_PROVIDER_DISABLED
+from sandbox.seed import (
     EXAMPLE_ASSIGNER_ID,
     EXAMPLE_ASSIGNMENT_EXTERNAL_ID,
     EXAMPLE_ASSIGNMENT_ID,

@@ -12,7 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def loadcheck(*options: str) -> dict:
     completed = subprocess.run(
-        [sys.executable, "-m", "connector.sandbox.loadcheck", "--concurrency", "4", "--seconds", "0.5", *options],
+        [sys.executable, "-m", "sandbox.loadcheck", "--concurrency", "4", "--seconds", "0.5", *options],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

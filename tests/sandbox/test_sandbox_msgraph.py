@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connector.sandbox.seed import EXAMPLE_ASSIGNMENT_EXTERNAL_ID, EXAMPLE_ASSIGNMENT_ID, EXAMPLE_PROVIDER_ID
+from sandbox.seed import EXAMPLE_ASSIGNMENT_EXTERNAL_ID, EXAMPLE_ASSIGNMENT_ID, EXAMPLE_PROVIDER_ID
 
 ACTIVITY_PATH = (
     f"/employeeExperience/learningProviders/{EXAMPLE_PROVIDER_ID}/learningCourseActivities/{EXAMPLE_ASSIGNMENT_ID}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connector.sandbox.odata import decode_literal, encode_literal, key_segment, parse_eq_filter, split_path
-from connector.sandbox.rules import GraphError
+from sandbox.odata import decode_literal, encode_literal, key_segment, parse_eq_filter, split_path
+from sandbox.rules import GraphError
 
 KEYS = ("externalcourseActivityId", "externalCourseActivityId")
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
-from connector.sandbox.rules import MSG_BAD_JSON, MSG_BAD_REGISTRATION, MSG_FORBIDDEN, MSG_PROVIDER_DISABLED
-from connector.sandbox.seed import (
+from devtools.examples import EXAMPLE_1_ASSIGNMENT, EXAMPLE_2_SELF_INITIATED
+from sandbox.rules import MSG_BAD_JSON, MSG_BAD_REGISTRATION, MSG_FORBIDDEN, MSG_PROVIDER_DISABLED
+from sandbox.seed import (
     EXAMPLE_ASSIGNMENT_EXTERNAL_ID,
     EXAMPLE_ASSIGNMENT_ID,
     EXAMPLE_SELF_INITIATED_EXTERNAL_ID,
@@ -22,31 +24,8 @@ SELF = "#microsoft.graph.learningSelfInitiatedCourse"
 NOT_FOUND = "The assignment ID requested doesn\u2019t exist."
 
 # The two request bodies of the reference page, verbatim.
-EXAMPLE_1 = {
-    "@odata.type": "#microsoft.graph.learningAssignment",
-    "assignedDateTime": "2021-05-11T22:57:17+00:00",
-    "assignmentType": "required",
-    "assignerUserId": "cea1684d-57dc-438d-a9d1-e666ec1a7f3d",
-    "completedDateTime": None,
-    "completionPercentage": 20,
-    "learningProviderId": "01e8f81b-3060-4dec-acf0-0389665a0a38",
-    "dueDateTime": {"dateTime": "2022-09-22T16:05:00.0000000", "timeZone": "UTC"},
-    "externalcourseActivityId": "12a2228a-e020-11ec-9d64-0242ac120002",
-    "learningContentId": "57baf9dc-e020-11ec-9d64-0242ac120002",
-    "learnerUserId": "7ba2228a-e020-11ec-9d64-0242ac120002",
-    "notes": {"contentType": "text", "content": "required assignment added for user"},
-    "status": "inProgress",
-}
-EXAMPLE_2 = {
-    "@odata.type": "#microsoft.graph.learningSelfInitiatedCourse",
-    "completedDateTime": None,
-    "completionPercentage": 30,
-    "externalcourseActivityId": "12a2228a-e020-11ec-9d64-0242ac120002",
-    "learningContentId": "57baf9dc-e020-11ec-9d64-0242ac120002",
-    "learningProviderId": "01e8f81b-3060-4dec-acf0-0389665a0a38",
-    "startedDateTime": "2021-05-11T22:57:17+00:00",
-    "status": "inProgress",
-}
+EXAMPLE_1 = json.loads(EXAMPLE_1_ASSIGNMENT)
+EXAMPLE_2 = json.loads(EXAMPLE_2_SELF_INITIATED)
 
 
 def bad(message: str) -> tuple[int, str, str]:

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from connector.sandbox.seed import EXAMPLE_ASSIGNMENT_ID
+from sandbox.seed import EXAMPLE_ASSIGNMENT_ID
 
 from .conftest import ASSIGNMENT_URL, assert_graph_error, graph_client
 

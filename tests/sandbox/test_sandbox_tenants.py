@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from connector.sandbox.identity import DEFAULT_ROLES
-from connector.sandbox.seed import DEFAULT_MI_PRINCIPAL_ID, EXAMPLE_PROVIDER_ID, TENANT_ID
+from sandbox.identity import DEFAULT_ROLES
+from sandbox.seed import DEFAULT_MI_PRINCIPAL_ID, EXAMPLE_PROVIDER_ID, TENANT_ID
 
 from .conftest import assert_graph_error, fetch_token, graph_client, token_claims
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from connector.sandbox.process import SandboxProcess, start_sandbox_process
-from connector.sandbox.seed import EXAMPLE_PROVIDER_ID
+from sandbox.process import SandboxProcess, start_sandbox_process
+from sandbox.seed import EXAMPLE_PROVIDER_ID
 
 APP_ID = "a11a11a1-0000-4000-8000-0000000000a1"
 TENANTS = ("aaaaaaaa-0000-4000-8000-00000000000a", "bbbbbbbb-0000-4000-8000-00000000000b")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from connector.domain.events import EventValidationError, parse_event_json, validate_events_json
-from tests.support.examples import (
+from devtools.examples import (
     EXAMPLE_1_ASSIGNMENT,
     EXAMPLE_1_PATCH,
     EXAMPLE_2_PATCH,

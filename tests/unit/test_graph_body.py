@@ -9,7 +9,7 @@ from kiota_serialization_json.json_serialization_writer import JsonSerialization
 
 from connector.adapters.graph import build_model, parse_retry_after
 from connector.domain.events import parse_event_json
-from tests.support.examples import (
+from devtools.examples import (
     EXAMPLE_1_ASSIGNMENT,
     EXAMPLE_1_PATCH,
     EXAMPLE_2_PATCH,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.support.examples import EXAMPLE_1_ASSIGNMENT, EXAMPLE_2_SELF_INITIATED, REGISTRATION_ID
+from devtools.examples import EXAMPLE_1_ASSIGNMENT, EXAMPLE_2_SELF_INITIATED, REGISTRATION_ID
 from tests.support.functions import call_webhook
 from tests.support.signing import OTHER_SECRET, signed_headers
 

@@ -123,10 +123,10 @@ def start_sandbox_process(
     env: dict[str, str] | None = None,
     https: bool = False,
 ) -> SandboxProcess:
-    """Run ``python -m connector.sandbox`` and wait for its ready line; use as a context manager.
+    """Run ``python -m sandbox`` and wait for its ready line; use as a context manager.
 
     ``https``: also listen with TLS (see :class:`SandboxProcess`); plain HTTP stays the default."""
-    args = [python, "-m", "connector.sandbox", "--host", host, "--port", str(port)]
+    args = [python, "-m", "sandbox", "--host", host, "--port", str(port)]
     if https:
         args.append("--https")
     if seed_example:

@@ -1,4 +1,4 @@
-"""``python -m connector.sandbox.loadcheck``: how many PATCHes per second the sandbox itself can answer.
+"""``python -m sandbox.loadcheck``: how many PATCHes per second the sandbox itself can answer.
 
 Benchmarks of the product are only meaningful while the sandbox is not their bottleneck; this measures the
 sandbox alone. The load comes from separate processes speaking raw HTTP/1.1 keep-alive over asyncio streams
@@ -107,7 +107,7 @@ def run_load(graph_url: str, token: str, activity_ids: list[str], *, processes: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m connector.sandbox.loadcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox.loadcheck", description=__doc__)
     parser.add_argument("--concurrency", type=int, default=50, help="connections (one activity each)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--processes", type=int, default=1, help="load-generating processes")

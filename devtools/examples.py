@@ -1,8 +1,20 @@
-"""The two request bodies of the Graph reference page (Update learningCourseActivity), verbatim."""
+"""The Graph reference page's examples (Update learningCourseActivity): its two request bodies verbatim, the PATCH
+bodies the connector makes of them, and the ids they use, which the sandbox seeds. The one copy for devtools, the
+sandbox, benchmarks and tests."""
+
+import json
+from typing import Any
 
 REGISTRATION_ID = "01e8f81b-3060-4dec-acf0-0389665a0a38"
 ASSIGNMENT_ID = "8ba2228a-e020-11ec-9d64-0242ac120003"
 ASSIGNMENT_EXTERNAL_ID = "12a2228a-e020-11ec-9d64-0242ac120002"
+#: The page gives both examples the same external id; one id cannot name an assignment and a self-initiated course at
+#: once, so the sandbox's self-initiated course has its own.
+SELF_INITIATED_ID = "9ca2228a-e020-11ec-9d64-0242ac120004"
+SELF_INITIATED_EXTERNAL_ID = "13a2228a-e020-11ec-9d64-0242ac120002"
+LEARNER_ID = "7ba2228a-e020-11ec-9d64-0242ac120002"
+ASSIGNER_ID = "cea1684d-57dc-438d-a9d1-e666ec1a7f3d"
+CONTENT_ID = "57baf9dc-e020-11ec-9d64-0242ac120002"
 
 EXAMPLE_1_ASSIGNMENT = """{
   "@odata.type": "#microsoft.graph.learningAssignment",
@@ -54,3 +66,13 @@ EXAMPLE_2_PATCH = {
     "startedDateTime": "2021-05-11T22:57:17+00:00",
     "status": "inProgress",
 }
+
+
+def example_1() -> dict[str, Any]:
+    """Example 1's body as a dict (a fresh one each time: callers change it)."""
+    return dict(json.loads(EXAMPLE_1_ASSIGNMENT))
+
+
+def example_2() -> dict[str, Any]:
+    """Example 2's body as a dict, its external id pointed at the sandbox's self-initiated course."""
+    return {**json.loads(EXAMPLE_2_SELF_INITIATED), "externalcourseActivityId": SELF_INITIATED_EXTERNAL_ID}

@@ -38,7 +38,7 @@ WWW_AUTHENTICATE: Final = (
     'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
     'client_id="00000003-0000-0000-c000-000000000000"'
 )
-_log = logging.getLogger("connector.sandbox")
+_log = logging.getLogger("sandbox")
 
 
 def dumps(payload: Any) -> bytes:

@@ -1,4 +1,4 @@
-"""``python -m connector.sandbox``: serve the Graph sandbox until SIGTERM/SIGINT.
+"""``python -m sandbox``: serve the Graph sandbox until SIGTERM/SIGINT.
 
 Prints exactly one JSON line on stdout once listening (the launcher waits for it); everything else goes to
 stderr. ``--https`` adds a second, TLS listener serving the same routes, with a certificate from a throwaway CA
@@ -29,7 +29,7 @@ from .store import SeedError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m connector.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port, see the ready line)")
     parser.add_argument("--identity-header", default=None, help="IDENTITY_HEADER secret (default: random)")
