@@ -82,7 +82,9 @@ RULES: Mapping[str, str] = {
     ),
     "notes": f'must be a string or {{"content": "...", "contentType": "text" or "html"}}, '
     f"of at most {MAX_NOTES_LENGTH} characters",
-    "assignmentType": "must be required or recommended",
+    "status": "must be notStarted, inProgress or completed",
+    "assignmentType": "must be required, recommended or peerRecommended",
+    "@removed": 'must be {"reason": "deleted"}: the activity is withdrawn',
     "learningProviderId": "must equal the registrationId in the URL",
 }
 
@@ -134,6 +136,8 @@ class CourseActivityUpdate:
     changes: Mapping[str, Any]
     event: Mapping[str, Any]
     """The event as validated, under its JSON names (date-times parsed)."""
+    removed: bool = False
+    """The event withdraws the activity (`"@removed": {"reason": "deleted"}`, as Graph's delta queries say it)."""
 
     @property
     def activity_key(self) -> str:
@@ -145,7 +149,7 @@ class CourseActivityUpdate:
         """What the event says, hashed: tells a sender's retry (same id, same content) from an id reused for other
         content. Built from the normalised values, so a queue round trip that rewrites a date's text changes nothing."""
         values = sorted((name, _normal(name, value)) for name, value in self.changes.items())
-        said = [self.odata_type, self.activity_id, self.external_id, values]
+        said = [self.odata_type, self.activity_id, self.external_id, values, self.removed]
         return hashlib.sha256(json.dumps(said, separators=(",", ":")).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
@@ -204,7 +208,9 @@ _DateTimeTimeZone = _strict(
 _ItemBody = _strict(
     "itemBody", {"@odata.type": str, "content": Required[_Notes], "contentType": Required[Literal["text", "html"]]}
 )
+_Removed = _strict("removed", {"reason": Required[Literal["deleted"]]})
 _COMMON: dict[str, Any] = {
+    "@removed": _Removed,
     "learningCourseActivityId": _Id,
     "externalcourseActivityId": _Id,
     "externalCourseActivityId": _Id,
@@ -219,12 +225,12 @@ AssignmentEvent = _strict(
     {
         **_COMMON,
         "@odata.type": Required[Literal["#microsoft.graph.learningAssignment"]],
-        "status": Required[Literal["notStarted", "inProgress", "completed"]],
+        "status": Literal["notStarted", "inProgress", "completed"],  # required unless @removed: _cross_field_errors
         "assignedDateTime": _DateTimeOffset | None,
         "dueDateTime": Annotated[_DateTimeTimeZone | _DateTimeOffset | None, Field(union_mode="left_to_right")],
         "notes": _Notes | _ItemBody | None,
         "assignerUserId": _Id,
-        "assignmentType": Literal["required", "recommended"],
+        "assignmentType": Literal["required", "recommended", "peerRecommended"],
     },
 )
 SelfInitiatedEvent = _strict(
@@ -232,7 +238,7 @@ SelfInitiatedEvent = _strict(
     {
         **_COMMON,
         "@odata.type": Required[Literal["#microsoft.graph.learningSelfInitiatedCourse"]],
-        "status": Required[Literal["inProgress", "completed"]],
+        "status": Literal["inProgress", "completed"],
         "startedDateTime": _DateTimeOffset | None,
     },
 )
@@ -302,11 +308,13 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
     """The rules that span fields; `event` holds the JSON names. Cheap when all is well: this runs per event."""
     provider = event.get("learningProviderId")
     lower, upper = event.get("externalcourseActivityId"), event.get("externalCourseActivityId")
+    removal = "@removed" in event
     if (
         (provider is None or (isinstance(provider, str) and provider.lower() == registration_id.lower()))
         and (lower is None or upper is None or lower == upper)
         and (lower is not None or upper is not None or event.get("learningCourseActivityId") is not None)
         and not any(_blank_or_dots(value) for value in map(event.get, _ID_FIELDS))
+        and ("status" in event) != removal
     ):
         return []
     errors = [
@@ -327,6 +335,7 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
                 at,
             )
         )
+    errors.extend(_lifecycle_errors(event, at))
     if lower is None and upper is None and event.get("learningCourseActivityId") is None:
         errors.append(
             FieldError(
@@ -339,6 +348,18 @@ def _cross_field_errors(event: Mapping[str, Any], registration_id: str, at: int 
     return errors
 
 
+def _lifecycle_errors(event: Mapping[str, Any], at: int | None) -> list[FieldError]:
+    """An update needs its status; a removal (@removed) names the activity and changes nothing else."""
+    odata_type = event.get("@odata.type")
+    if "@removed" not in event:
+        rule = _rule("status", odata_type if odata_type in STATUSES else None)
+        return [] if "status" in event else [FieldError("status", "is required", rule, at)]
+    changeable = CHANGEABLE.get(odata_type, ()) if isinstance(odata_type, str) else ()
+    changing = [name for name in event if name in changeable]
+    rule = "a removal (@removed) changes nothing: send the activity's id and @odata.type only"
+    return [FieldError(name, "is invalid", rule, at) for name in changing]
+
+
 def _blank_or_dots(value: object) -> bool:
     """Blank, or only dots: "." and ".." are removed from URL paths, so such an id would name another resource."""
     return isinstance(value, str) and not value.strip().strip(".")
@@ -348,6 +369,7 @@ def _to_update(event: dict[str, Any], registration_id: str) -> CourseActivityUpd
     odata_type = event["@odata.type"]
     changes = {name: _graph_value(name, event[name]) for name in CHANGEABLE[odata_type] if name in event}
     return CourseActivityUpdate(
+        removed="@removed" in event,
         odata_type=odata_type,
         registration_id=registration_id,
         activity_id=event.get("learningCourseActivityId"),

@@ -352,3 +352,46 @@ def test_malformed_json_names_the_body():
         parse_event_json('{"status": ', REGISTRATION_ID)
     assert caught.value.errors[0].message == "Input field body is invalid"
     assert "JSON" in caught.value.errors[0].rule
+
+
+# --- The lifecycle (issue 12): removals and the assignment types create needs. ---
+
+
+@pytest.mark.parametrize("odata_type", [ASSIGNMENT, SELF])
+def test_a_removal_names_the_activity_and_needs_no_status(odata_type):
+    update = parse_event_json(
+        json.dumps({"@odata.type": odata_type, "externalcourseActivityId": "ext-1", "@removed": {"reason": "deleted"}}),
+        REGISTRATION_ID,
+    )
+    assert (update.removed, dict(update.changes), update.external_id) == (True, {}, "ext-1")
+
+
+def test_a_removal_that_also_changes_properties_is_refused_naming_them():
+    body = event(status="completed", completionPercentage=100, **{"@removed": {"reason": "deleted"}})
+    details = errors_of(body)
+    assert [d["target"] for d in details] == ["status", "completionPercentage"]
+    assert all("a removal (@removed) changes nothing" in d["rule"] for d in details)
+
+
+@pytest.mark.parametrize("removed", [{"reason": "changed"}, {}, "deleted", None, {"reason": "deleted", "x": 1}])
+def test_removed_must_say_deleted(removed):
+    assert errors_of(event(status=_DROP, **{"@removed": removed}))[0]["target"] == "@removed"
+
+
+def test_an_update_still_needs_its_status_with_the_types_rule():
+    (detail,) = errors_of(event(SELF, status=_DROP))
+    assert detail["message"] == "Input field status is required"
+    assert detail["rule"] == "must be one of inProgress, completed for a learningSelfInitiatedCourse"
+
+
+def test_peer_recommended_is_an_assignment_type():
+    assert parse_event_json(json.dumps(event(assignmentType="peerRecommended")), REGISTRATION_ID).event[
+        "assignmentType"
+    ] == "peerRecommended"
+    assert errors_of(event(assignmentType="optional"))[0]["rule"] == "must be required, recommended or peerRecommended"
+
+
+def test_the_same_content_with_and_without_a_removal_differs():
+    update = parse_event_json(json.dumps(event(status=_DROP, **{"@removed": {"reason": "deleted"}})), REGISTRATION_ID)
+    other = parse_event_json(json.dumps({**event(), "status": "inProgress"}), REGISTRATION_ID)
+    assert update.fingerprint != other.fingerprint
