@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -362,3 +363,38 @@ def run_child(module: str, infra: Infra, params: dict[str, Any], *, timeout: flo
     if completed.returncode != 0 or not lines:
         raise RuntimeError(f"bench.{module} failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
     return json.loads(lines[-1])
+
+
+# --- outcomes ---------------------------------------------------------------------------------------------------
+
+
+@cache
+def _outcome_reader() -> Any:
+    """An in-memory reader of the connector's OpenTelemetry metrics, installed once per benchmark process (before
+    the first callback: the connector's counters start counting when a meter provider is set)."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader
+
+
+def count_outcomes() -> None:
+    """Starts counting the connector's callback outcomes in this process."""
+    _outcome_reader()
+
+
+def outcomes() -> dict[str, int]:
+    """Callbacks by outcome (accepted, applied, duplicate, throttled, …) since count_outcomes(), from the
+    connector's own `connector.callbacks` counter."""
+    counts: dict[str, int] = {}
+    data = _outcome_reader().get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "connector.callbacks":
+                    for point in metric.data.data_points:
+                        counts[str(point.attributes.get("outcome"))] = int(point.value)
+    return counts

@@ -18,8 +18,10 @@ from bench.common import (
     Out,
     app_functions,
     child_main,
+    count_outcomes,
     event_body,
     http_request,
+    outcomes,
     proc_status,
     queue_message,
     seed,
@@ -30,9 +32,9 @@ REPEATED = 500
 
 
 async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
+    count_outcomes()  # before the first callback
     import function_app
     from connector import bootstrap
-    from connector.adapters import telemetry
 
     total = int(params.get("callbacks", 10_000))
     step = int(params.get("step", 1000))
@@ -83,7 +85,7 @@ async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
         "rssBeforeMiB": rss_before / 1024,
         "samples": samples,
         "peakMiB": proc_status()["VmHWM"] / 1024,
-        "outcomes": telemetry.snapshot(),
+        "outcomes": outcomes(),
     }
 
 

@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from bench.common import count_outcomes, outcomes
+
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRATION_ID = "5a0c1c5e-50a4-4d8e-9d3b-0b5f4a4c50a1"
 SECRET = "whsec_" + base64.b64encode(b"soak-test-secret-0123456789abcdef").decode()
@@ -176,15 +178,13 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
         }
     )
     from connector import bootstrap
-    from connector.adapters import telemetry
     from connector.adapters.activity_store import TABLE_NAME
     from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME
     from connector.domain.merge import graph_agrees
     from connector.ops.replay import replay
     from devtools.runner import Runner, load_app
 
-    bootstrap.reset()
-    telemetry.reset()
+    count_outcomes()
     rng = random.Random(config.seed)
     types = [ASSIGNMENT if rng.random() < 0.67 else SELF_INITIATED for _ in range(config.activities)]
     admin = sandbox.admin
@@ -239,7 +239,7 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
         from connector.adapters.storage import queue_client
 
         report.dead_lettered = await _count(queue_client(settings, POISON_QUEUE_NAME))
-        counts = telemetry.snapshot()
+        counts = outcomes()
         admin.clear_faults()  # the cause is fixed: replay what was dead-lettered
         report.replayed = (await replay(settings)).moved
         async with asyncio.timeout(config.timeout):
@@ -249,8 +249,8 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
         for name in ("applied", "duplicate", "unchanged", "throttled", "retried"):
             setattr(report, name, counts.get(name, 0))
         seen: set[str] = set()
-        from connector.adapters.activity_store import event_hash
         from connector.adapters.storage import table_client
+        from connector.domain.activity import event_hash
 
         async with table_client(settings, TABLE_NAME) as table:
             async for row in table.list_entities():

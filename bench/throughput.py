@@ -24,8 +24,10 @@ from bench.common import (
     ROOT,
     Infra,
     child_main,
+    count_outcomes,
     event_body,
     median,
+    outcomes,
     proc_cpu_seconds,
     seed,
     signed_headers,
@@ -65,20 +67,19 @@ async def _enqueue(infra: Infra, texts: list[str]) -> None:
 
 async def _apply_all(infra: Infra, admin: Any, count: int, limit_s: float, latency_ms: float = 0) -> dict[str, Any]:
     """Start a runner on the filled queue and time it until ``count`` more callbacks are applied."""
-    from connector.adapters import telemetry
     from devtools.runner import Runner, load_app
 
     runner = Runner(load_app("function_app:app", ROOT), app_dir=ROOT, port=0, http=False)
-    base = telemetry.snapshot().get("applied", 0)
+    base = outcomes().get("applied", 0)
     sandbox_before, azurite_before = admin.stats(), proc_cpu_seconds(infra.azurite_pid)
     admin_cpu = 0.0
     cpu_before = time.process_time()
     started = time.perf_counter()
     await runner.start()
     deadline = started + limit_s
-    while telemetry.snapshot().get("applied", 0) - base < count:
+    while outcomes().get("applied", 0) - base < count:
         if time.perf_counter() > deadline:
-            raise TimeoutError(f"only {telemetry.snapshot().get('applied', 0) - base} of {count} applied")
+            raise TimeoutError(f"only {outcomes().get('applied', 0) - base} of {count} applied")
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
@@ -110,6 +111,7 @@ async def _apply_all(infra: Infra, admin: Any, count: int, limit_s: float, laten
 
 
 async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
+    count_outcomes()  # before the first callback
     from connector import bootstrap
 
     count, runs = int(params.get("callbacks", 600)), int(params.get("runs", 3))

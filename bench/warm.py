@@ -45,10 +45,12 @@ from bench.common import (
     Profile,
     app_functions,
     child_main,
+    count_outcomes,
     event_body,
     graph_id,
     http_request,
     median,
+    outcomes,
     queue_message,
     seed,
     signed_headers,
@@ -168,9 +170,9 @@ async def _round_trip(raw: _Raw, storage: str, table: str) -> int:
 
 
 async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
+    count_outcomes()  # before the first callback
     import function_app
     from connector import bootstrap
-    from connector.adapters import telemetry
 
     rounds, block = int(params.get("rounds", 7)), int(params.get("block", 50))
     functions = app_functions(function_app.app)
@@ -220,7 +222,7 @@ async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
                 counting = r == 0
                 table_requests: Counter[str] = Counter()
                 stats_before = admin.stats() if counting else None
-                applied_before = telemetry.snapshot().get("applied", 0)
+                applied_before = outcomes().get("applied", 0)
                 with _count_requests(table_requests) if counting else contextlib.nullcontext():
                     started = time.process_time()
                     if kind == "app":
@@ -232,8 +234,8 @@ async def _main(infra: Infra, params: dict[str, Any]) -> dict[str, Any]:
                         for ext in ids[(kind, scenario, r)]:
                             await client.apply(ext, n, *table_calls[scenario])
                     spent = time.process_time() - started
-                if kind == "app" and telemetry.snapshot().get("applied", 0) - applied_before != block:
-                    raise RuntimeError(f"not every callback was applied: {telemetry.snapshot()}")
+                if kind == "app" and outcomes().get("applied", 0) - applied_before != block:
+                    raise RuntimeError(f"not every callback was applied: {outcomes()}")
                 if counting:
                     after = admin.stats()
                     storage = {k.partition(" ")[0]: v for k, v in table_requests.items() if k.endswith(storage_port)}

@@ -1,16 +1,16 @@
-"""Wires the real parts together, once per worker process: settings, credential, Graph client, state, worker.
+"""The composition root: builds the real parts (credential, Graph client, tables, queue, the worker) and hands them
+to the use cases. Tests build the same use cases with in-memory fakes instead (tests/unit/fakes.py).
 
-Clients are created lazily on first use (never at import, which must stay fast and must not need a network) and
-reused by every invocation on the same event loop.
+Parts are made lazily on first use (import stays fast and needs no network) and shared by every invocation on one
+event loop. They belong to the settings they were made for: a process has one set of app settings; a test that
+changes the environment gets parts of its own, so there is nothing a test must reset.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,31 +21,17 @@ if TYPE_CHECKING:
     import ssl
 
     import aiohttp
-    from azure.storage.queue.aio import QueueClient
 
     from connector.adapters.activity_store import StateStore
     from connector.adapters.graph import GraphGateway
     from connector.adapters.statement_records import StatementRecords
+    from connector.adapters.storage import QueueSender
     from connector.app.apply_update import Worker
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
 # httpx logs every request URL at INFO; URLs carry external ids, which are the provider's and may identify people.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-@dataclass
-class _Parts:
-    session: aiohttp.ClientSession | None = None
-    gateway: GraphGateway | None = None
-    store: StateStore | None = None
-    records: StatementRecords | None = None
-    queue: QueueClient | None = None
-    worker: Worker | None = None
-    closer: asyncio.Task[None] | None = None
-
-
-_parts: dict[int, _Parts] = {}
 
 
 def settings() -> Settings:
@@ -72,24 +58,6 @@ def timespan_seconds(value: str) -> float:
         return 0.0
 
 
-def _current() -> _Parts:
-    loop_id = id(asyncio.get_running_loop())
-    parts = _parts.get(loop_id)
-    if parts is None:
-        parts = _parts[loop_id] = _Parts()
-        parts.closer = asyncio.create_task(_close_when_the_loop_ends(), name="connector: close clients at loop end")
-    return parts
-
-
-async def _close_when_the_loop_ends() -> None:
-    """Closes this loop's clients when the loop shuts down (asyncio.run cancels every task then, and waits): the
-    Functions worker offers no shutdown hook, and a session left open is logged as unclosed at exit."""
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await close()
-
-
 @cache
 def tls_context() -> ssl.SSLContext:
     """One TLS context for Graph and Storage: building one (loading the CA bundle) costs tens of milliseconds."""
@@ -100,119 +68,151 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def _storage_options() -> dict[str, Any]:
-    """The storage clients' HTTP transport: one aiohttp session (one connection pool) for every client.
+class Parts:
+    """The real parts for one set of settings on one event loop, each made on first use."""
 
-    `trust_env=False`: with it on, aiohttp reads ~/.netrc on every request, about a millisecond of CPU each; the
-    connector's storage traffic goes to the storage account directly, never through a proxy from the environment.
-    """
-    import aiohttp
-    from azure.core.pipeline.transport import AioHttpTransport
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        self._gateway: GraphGateway | None = None
+        self._store: StateStore | None = None
+        self._records: StatementRecords | None = None
+        self._queue: QueueSender | None = None
+        self._worker: Worker | None = None
 
-    parts = _current()
-    if parts.session is None:
-        parts.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=tls_context()),
-            trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-        )
-    return {"transport": AioHttpTransport(session=parts.session, session_owner=False)}
+    def _storage_options(self) -> dict[str, Any]:
+        """The storage clients' HTTP transport: one aiohttp session (one connection pool) for every client.
+
+        `trust_env=False`: with it on, aiohttp reads ~/.netrc on every request, about a millisecond of CPU each; the
+        connector's storage traffic goes to the storage account directly, never through a proxy from the environment.
+        """
+        import aiohttp
+        from azure.core.pipeline.transport import AioHttpTransport
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=tls_context()),
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+            )
+        return {"transport": AioHttpTransport(session=self._session, session_owner=False)}
+
+    async def graph(self, registration_id: str | None = None) -> GraphGateway:
+        """The Graph client (one per process: its connection pool and token cache serve every callback)."""
+        if self._gateway is None:
+            from connector.adapters.graph import GraphGateway
+            from connector.adapters.identity import create_credential
+
+            self._gateway = GraphGateway(self.settings, create_credential(self.settings), verify=tls_context())
+        return self._gateway
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            from connector.adapters.activity_store import TABLE_NAME, StateStore
+            from connector.adapters.storage import may_create_storage, table_client
+
+            client = table_client(self.settings, TABLE_NAME, **self._storage_options())
+            self._store = StateStore(client, create=may_create_storage(self.settings))
+        return self._store
+
+    @property
+    def records(self) -> StatementRecords:
+        if self._records is None:
+            from connector.adapters.statement_records import TABLE_NAME, StatementRecords
+            from connector.adapters.storage import may_create_storage, table_client
+
+            client = table_client(self.settings, TABLE_NAME, **self._storage_options())
+            self._records = StatementRecords(client, create=may_create_storage(self.settings))
+        return self._records
+
+    async def enqueue(self, body: str, delay_seconds: int = 0) -> None:
+        """Puts a message on the update queue (invisible for the delay): xAPI intake, throttled updates."""
+        if self._queue is None:
+            from connector.adapters.storage import QueueSender, may_create_storage, queue_client
+            from connector.domain.envelope import QUEUE_NAME
+
+            client = queue_client(self.settings, QUEUE_NAME, **self._storage_options())
+            self._queue = QueueSender(client, create=may_create_storage(self.settings))
+        await self._queue.send(body, delay_seconds)
+
+    @property
+    def worker(self) -> Worker:
+        if self._worker is None:
+            from connector.app.apply_update import Worker
+
+            options = queue_options()
+            self._worker = Worker(
+                self.settings,
+                self.graph,
+                self.store,
+                self.store,
+                self.enqueue,
+                max_dequeue_count=int(options.get("maxDequeueCount", 5)),
+                retry_delay_seconds=timespan_seconds(str(options.get("visibilityTimeout", "00:00:00"))),
+            )
+        return self._worker
+
+    async def close(self) -> None:
+        for part in (self._gateway, self._store, self._records, self._queue, self._session):
+            if part is not None:
+                await part.close()
 
 
-async def graph_gateway() -> GraphGateway:
-    parts = _current()
-    if parts.gateway is None:
-        from connector.adapters.graph import GraphGateway
-        from connector.adapters.identity import create_credential
+_Key = tuple[int, int]  # the event loop's and the settings' identities
+_parts: dict[_Key, Parts] = {}
+_closers: dict[_Key, asyncio.Task[None]] = {}
 
-        current = settings()
-        parts.gateway = GraphGateway(current, create_credential(current), verify=tls_context())
-    return parts.gateway
+
+def current() -> Parts:
+    """The parts for the running event loop and the current settings."""
+    loop, current_settings = asyncio.get_running_loop(), settings()
+    key = (id(loop), id(current_settings))
+    parts = _parts.get(key)
+    if parts is None:
+        parts = _parts[key] = Parts(current_settings)
+        _closers[key] = loop.create_task(_close_when_the_loop_ends(key), name="connector: close clients at loop end")
+    return parts
+
+
+async def _close_when_the_loop_ends(key: _Key) -> None:
+    """Closes the parts when their loop shuts down (asyncio.run cancels every task then, and waits): the Functions
+    worker offers no shutdown hook, and a session left open is logged as unclosed at exit."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        _closers.pop(key, None)
+        parts = _parts.pop(key, None)
+        if parts is not None:
+            await parts.close()
 
 
 def state_store() -> StateStore:
-    parts = _current()
-    if parts.store is None:
-        from connector.adapters.activity_store import TABLE_NAME, StateStore
-        from connector.adapters.storage import may_create_storage, table_client
-
-        client = table_client(settings(), TABLE_NAME, **_storage_options())
-        parts.store = StateStore(client, create=may_create_storage(settings()))
-    return parts.store
+    return current().store
 
 
 def statement_records() -> StatementRecords:
-    parts = _current()
-    if parts.records is None:
-        from connector.adapters.statement_records import TABLE_NAME, StatementRecords
-        from connector.adapters.storage import may_create_storage, table_client
-
-        client = table_client(settings(), TABLE_NAME, **_storage_options())
-        parts.records = StatementRecords(client, create=may_create_storage(settings()))
-    return parts.records
+    return current().records
 
 
 async def enqueue(body: str, delay_seconds: int = 0) -> None:
-    """Puts a message on the update queue (invisible for the delay): xAPI intake, throttled updates."""
-    parts = _current()
-    if parts.queue is None:
-        from connector.adapters.storage import queue_client
-        from connector.domain.envelope import QUEUE_NAME
+    await current().enqueue(body, delay_seconds)
 
-        parts.queue = queue_client(settings(), QUEUE_NAME, **_storage_options())
-    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-    try:
-        await parts.queue.send_message(body, visibility_timeout=delay_seconds)
-    except ResourceNotFoundError:
-        # A new Azurite has no queue until the webhook's output binding makes one; in Azure the template creates it.
-        from connector.adapters.storage import may_create_storage
-
-        if not may_create_storage(settings()):
-            raise
-        with contextlib.suppress(ResourceExistsError):
-            await parts.queue.create_queue()
-        await parts.queue.send_message(body, visibility_timeout=delay_seconds)
+async def graph_gateway() -> GraphGateway:
+    return await current().graph()
 
 
 def worker() -> Worker:
-    parts = _current()
-    if parts.worker is None:
-        from connector.app.apply_update import Worker
-
-        options = queue_options()
-        parts.worker = Worker(
-            settings(),
-            graph_gateway,
-            state_store(),
-            enqueue,
-            int(options.get("maxDequeueCount", 5)),
-            timespan_seconds(str(options.get("visibilityTimeout", "00:00:00"))),
-        )
-    return parts.worker
+    return current().worker
 
 
 async def close() -> None:
-    """Closes this loop's clients (tests and the local runner call it on shutdown)."""
-    parts = _parts.pop(id(asyncio.get_running_loop()), None)
-    if parts is None:
-        return
-    if parts.closer is not None and parts.closer is not asyncio.current_task():
-        parts.closer.cancel()
-    if parts.gateway is not None:
-        await parts.gateway.close()
-    if parts.store is not None:
-        await parts.store.close()
-    if parts.records is not None:
-        await parts.records.close()
-    if parts.queue is not None:
-        await parts.queue.close()
-    if parts.session is not None:
-        await parts.session.close()
-
-
-def reset() -> None:
-    """Forgets settings and clients, so that tests can start over with other settings."""
-    get_settings.cache_clear()
-    _parts.clear()
+    """Closes every part of the running loop now (tests, and anything that ends a loop it keeps running)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [key for key in _parts if key[0] == loop_id]:
+        closer = _closers.pop(key, None)
+        if closer is not None and closer is not asyncio.current_task():
+            closer.cancel()
+        await _parts.pop(key).close()

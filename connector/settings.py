@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -27,12 +27,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 STORAGE_SETTING = "AzureWebJobsStorage"
-AZURITE_CONNECTION_STRING = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
-)
 _LOOPBACK_NAMES = {"localhost"}
 
 
@@ -131,10 +125,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-@cache
+#: Every environment variable load_settings reads.
+SETTING_NAMES = (
+    "CONNECTOR_PROVIDERS",
+    "GRAPH_BASE_URL",
+    "AZURE_CLIENT_ID",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+    "CONNECTOR_THROTTLE_BACKOFF_SECONDS",
+    STORAGE_SETTING,
+    *(f"{STORAGE_SETTING}__{part}" for part in ("accountName", "queueServiceUri", "tableServiceUri", "clientId")),
+)
+
+
 def get_settings() -> Settings:
-    """The process's settings, parsed once."""
-    return load_settings()
+    """The settings the environment holds now, parsed once for each distinct set of values (a dozen lookups per
+    call): a process sees its app settings; a test that changes one gets settings (and parts) of its own."""
+    return _parsed(tuple(os.environ.get(name) for name in SETTING_NAMES))
+
+
+@lru_cache(maxsize=16)
+def _parsed(values: tuple[str | None, ...]) -> Settings:
+    return load_settings({name: value for name, value in zip(SETTING_NAMES, values, strict=True) if value is not None})
 
 
 def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
@@ -318,7 +330,7 @@ def _parse_storage(env: Mapping[str, str]) -> StorageSettings | None:
     if raw and raw.strip():
         value = raw.strip()
         if value.replace(" ", "").lower().startswith("usedevelopmentstorage=true"):
-            return StorageSettings(connection_string=AZURITE_CONNECTION_STRING)
+            return StorageSettings(connection_string=value)  # the Functions convention for the local emulator
         fields = dict(part.split("=", 1) for part in value.split(";") if "=" in part)
         if "AccountName" not in fields and not any(k.endswith("Endpoint") for k in fields):
             raise SettingsError(STORAGE_SETTING, "is not a storage connection string (no AccountName or endpoint)")

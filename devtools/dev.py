@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     values = json.loads(SETTINGS.read_text())["Values"]
     graph = urlsplit(values["GRAPH_BASE_URL"])
 
-    from connector.settings import AZURITE_CONNECTION_STRING
-    from devtools.azurite import DEFAULT_PORTS, start_azurite
+    from devtools.azurite import DEFAULT_PORTS, connection_string, start_azurite
     from sandbox.process import start_sandbox_process
 
     with ExitStack() as stack:
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             print("Azurite is already listening on 10000-10002: using it", file=sys.stderr)
         else:
             stack.enter_context(start_azurite(ports=DEFAULT_PORTS))
-        create_queues_and_tables(AZURITE_CONNECTION_STRING)
+        create_queues_and_tables(connection_string())
         sandbox = stack.enter_context(
             start_sandbox_process(
                 seed_example=True,

@@ -31,16 +31,6 @@ for _name in ("GRAPH_BASE_URL", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_END
 os.environ.update(BASE_ENV)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_settings():
-    """Each test reads the settings anew, so a test that changes the environment cannot leak into the next."""
-    from connector import bootstrap
-
-    bootstrap.reset()
-    yield
-    bootstrap.reset()
-
-
 @pytest.fixture(scope="session")
 def azurite():
     """A real Azurite (queues, tables, blobs) on free ports, shared by the session."""

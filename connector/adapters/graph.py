@@ -9,21 +9,18 @@ back on the queue with its delay instead of sleeping inside the invocation (see 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 from azure.core.exceptions import ClientAuthenticationError
-from opentelemetry.trace import SpanKind
 
-from connector.adapters import telemetry
+from connector.app import tracing
 from connector.domain.events import ASSIGNMENT, SELF_INITIATED
+from connector.domain.failures import GraphFailure, Kind, parse_retry_after
 
 if TYPE_CHECKING:
     import ssl
@@ -34,37 +31,7 @@ if TYPE_CHECKING:
 
     from connector.settings import Settings
 
-#: Statuses worth another try later; any other failure is permanent and goes to the poison queue.
-TRANSIENT_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
 REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-_RETRY_MINUTES = re.compile(r"retry after (\d+(?:\.\d+)?) minute", re.IGNORECASE)
-
-
-@dataclass
-class GraphFailure(Exception):
-    """A Graph call that did not succeed, with what an operator needs to act on it."""
-
-    status: int | None
-    code: str
-    message: str
-    request_id: str | None = None
-    retry_after: float | None = None
-
-    def __post_init__(self) -> None:
-        super().__init__(f"{self.status or ''} {self.code}: {self.message}".strip())
-
-    @property
-    def transient(self) -> bool:
-        return self.status is None or self.status in TRANSIENT_STATUSES or self.status >= 500
-
-    def reason(self) -> dict[str, Any]:
-        return {
-            "source": "graph",
-            "status": self.status,
-            "code": self.code,
-            "message": self.message,
-            "requestId": self.request_id,
-        }
 
 
 class GraphGateway:
@@ -78,8 +45,9 @@ class GraphGateway:
         )
         from kiota_http.middleware import HeadersInspectionHandler
         from kiota_http.middleware.options import HeadersInspectionHandlerOption
-        from msgraph import GraphRequestAdapter, GraphServiceClient
         from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+        from msgraph.graph_request_adapter import GraphRequestAdapter
+        from msgraph.graph_service_client import GraphServiceClient
         from msgraph_core import GraphClientFactory
         from msgraph_core.middleware import GraphTelemetryHandler
 
@@ -205,17 +173,17 @@ class GraphGateway:
         """Sends the request; returns the body (bytes, or None) and Graph's request-id."""
         method = info.http_method.value if info.http_method else "GET"
         started = time.perf_counter()
-        with telemetry.span(f"Graph {method}", SpanKind.CLIENT, **{"http.request.method": method}) as current:
+        with tracing.span(f"Graph {method}", {"http.request.method": method}, kind=tracing.CLIENT) as current:
             try:
                 body, request_id = await self._send_once(info, response_type)
             except GraphFailure as failure:
                 current.set_attribute("http.response.status_code", failure.status or 0)
                 current.set_attribute("connector.graph_request_id", failure.request_id or "")
-                telemetry.graph_latency((time.perf_counter() - started) * 1000, method, failure.status)
+                tracing.graph_latency((time.perf_counter() - started) * 1000, method, failure.status)
                 raise
             current.set_attribute("http.response.status_code", 200 if body else 204)
             current.set_attribute("connector.graph_request_id", request_id or "")
-            telemetry.graph_latency((time.perf_counter() - started) * 1000, method, 200 if body else 204)
+            tracing.graph_latency((time.perf_counter() - started) * 1000, method, 200 if body else 204)
             return body, request_id
 
     async def _send_once(self, info: RequestInformation, response_type: str | None) -> tuple[Any, str | None]:
@@ -232,12 +200,14 @@ class GraphGateway:
             return body, _header(headers.response_headers, "request-id")
         except APIError as exc:
             raise failure_from(exc) from None
-        except httpx.TimeoutException as exc:
-            raise GraphFailure(None, "timeout", f"Graph did not answer in time ({type(exc).__name__})") from None
+        except httpx.TimeoutException as exc:  # sent, perhaps applied
+            message = f"Graph did not answer in time ({type(exc).__name__})"
+            raise GraphFailure(None, "timeout", message, kind=Kind.UNSURE) from None
         except httpx.TransportError as exc:
-            raise GraphFailure(None, "connectionError", f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
-        except ClientAuthenticationError as exc:
-            raise GraphFailure(None, "tokenUnavailable", _first_line(str(exc))) from None
+            message = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            raise GraphFailure(None, "connectionError", message, kind=Kind.UNSURE) from None
+        except ClientAuthenticationError as exc:  # no token: nothing was sent
+            raise GraphFailure(None, "tokenUnavailable", _first_line(str(exc)), kind=Kind.TRANSIENT) from None
 
 
 def path_segment(value: str) -> str:
@@ -273,12 +243,12 @@ def build_model(odata_type: str, changes: Mapping[str, Any]) -> LearningCourseAc
         elif name == "dueDateTime":
             from msgraph.generated.models.date_time_time_zone import DateTimeTimeZone
 
-            model.due_date_time = DateTimeTimeZone(date_time=value["dateTime"], time_zone=value["timeZone"])  # type: ignore[attr-defined]
+            model.due_date_time = DateTimeTimeZone(date_time=value["dateTime"], time_zone=value["timeZone"])
         elif name == "notes":
             from msgraph.generated.models.body_type import BodyType
             from msgraph.generated.models.item_body import ItemBody
 
-            model.notes = ItemBody(content=value["content"], content_type=BodyType(value["contentType"]))  # type: ignore[attr-defined]
+            model.notes = ItemBody(content=value["content"], content_type=BodyType(value["contentType"]))
         else:
             raise ValueError(f"{name} is not a changeable property")
     model.additional_data.update(nulls)
@@ -305,23 +275,6 @@ def failure_from(exc: Any) -> GraphFailure:
         request_id = getattr(inner, "request_id", None) if inner is not None else None
     request_id = request_id or _header(headers, "request-id")
     return GraphFailure(status, code, message, request_id, parse_retry_after(_header(headers, "retry-after"), message))
-
-
-def parse_retry_after(header: str | None, message: str | None = None) -> float | None:
-    """Seconds to wait: the Retry-After header (seconds or an HTTP date), else Graph's "Retry after N minutes"."""
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            try:
-                return max(0.0, (parsedate_to_datetime(header) - datetime.now(UTC)).total_seconds())
-            except (TypeError, ValueError):
-                pass
-    if message:
-        found = _RETRY_MINUTES.search(message)
-        if found:
-            return float(found.group(1)) * 60
-    return None
 
 
 def _header(headers: Any, name: str) -> str | None:

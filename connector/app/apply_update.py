@@ -1,30 +1,32 @@
-"""The queue worker: folds one callback into its activity's state and brings Graph up to date with it.
+"""Applying one queued update: folds the event into its activity's state and brings Graph up to date with it.
 
 Outcomes, by design:
 - a repeated event (same id) or one that changes nothing sends no PATCH;
 - a worker PATCHes its merge, then writes the row only if nobody wrote it since it was read (ETag); one that finds
-  a newer write redoes the merge and sends again if Graph has not had it, so the last PATCH Graph receives carries
+  a newer write redoes the merge and sends again if Graph may not hold it, so the last PATCH Graph receives carries
   the whole merged state (two table calls per applied callback: a read and a write);
-- throttling (429/503) puts the message back on the queue with Graph's delay instead of burning dequeues, within
-  THROTTLE_WINDOW; other transient failures raise RetryLater so the host retries (then moves it to the poison queue);
+- throttling puts the message back on the queue with Graph's delay instead of burning dequeues, within the throttle
+  window; other failures worth retrying raise RetryLater so the host retries (then moves it to the poison queue);
 - permanent failures and invalid events return a dead letter for the poison queue, with the reason.
+
+It sees the world through ports (connector.app.ports): an activity store, Graph, a lookup cache, a requeue and a
+clock; bootstrap gives it the real ones, tests/unit/fakes.py in-memory ones.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opentelemetry.trace import SpanKind
+from pydantic_core import PydanticSerializationError, to_json
 
-from connector.adapters.activity_store import ActivityState, StateConflict, StateStore
-from connector.adapters.graph import GraphFailure, GraphGateway
-from connector.adapters.telemetry import parent_from, record, span
+from connector.app import tracing
+from connector.app.ports import ActivityStore, Clock, Graph, LookupCache, Requeue, StateConflict
+from connector.domain.activity import ActivityState
 from connector.domain.envelope import (
     KIND,
     MAX_MESSAGE_BYTES,
@@ -33,7 +35,6 @@ from connector.domain.envelope import (
     MessageError,
     decode_body,
     is_envelope,
-    now_iso,
     parse_instant,
     read_envelope,
     utc_iso,
@@ -47,22 +48,20 @@ from connector.domain.events import (
     FieldError,
     parse_event_json,
 )
+from connector.domain.failures import GraphFailure, Kind, beyond_window, throttle_delay
 from connector.domain.merge import Stamp, combine, fold, graph_agrees, patch_body
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: How long a throttled update keeps coming back before it is dead-lettered (then replayable).
-THROTTLE_WINDOW = timedelta(hours=24)
-#: The longest single wait, whatever Retry-After says; the queue allows up to 7 days.
-MAX_DELAY_SECONDS = 3600
-THROTTLED_STATUSES = frozenset({429, 503})
 _CONTENTION_LIMIT = 50
 _RESEND_LIMIT = 10
+#: The Graph port for a registration (its tenant's client), made on first use.
+GraphFor = Callable[[str], Awaitable[Graph]]
 
 
 class RetryLater(Exception):
-    """A transient failure: fail the invocation so the host tries the message again."""
+    """A failure worth another try: fail the invocation so the host tries the message again."""
 
     def __init__(self, failure: GraphFailure) -> None:
         super().__init__(str(failure))
@@ -88,33 +87,41 @@ class Delivery:
     insertion_time: datetime | None = None
 
 
-Requeue = Callable[[str, int], Awaitable[None]]
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Worker:
+    """The queue function's use case; one per process, shared by every invocation."""
+
     def __init__(
         self,
         settings: Settings,
-        gateway_factory: Callable[[], Awaitable[GraphGateway]],
-        store: StateStore,
+        graph_for: GraphFor,
+        store: ActivityStore,
+        cache: LookupCache,
         requeue: Requeue,
+        *,
         max_dequeue_count: int = 5,
         retry_delay_seconds: float = 30.0,
+        clock: Clock = _utc_now,
     ) -> None:
         self._settings = settings
-        self._gateway = gateway_factory
+        self._graph_for = graph_for
         self._store = store
+        self._cache = cache
         self._requeue = requeue
         self._max_dequeue_count = max_dequeue_count
         self._retry_delay = timedelta(seconds=retry_delay_seconds)
         """host.json's visibilityTimeout: when the host tries a failed message again."""
+        self._clock = clock
 
     async def handle(self, delivery: Delivery) -> Outcome:
         try:
             envelope = self._read(delivery)
         except MessageError as exc:
             outcome = self._unreadable(delivery, str(exc))
-            record(outcome.status)
+            tracing.record(outcome.status)
             return outcome
         attributes = {
             "messaging.message.id": delivery.message_id,
@@ -123,21 +130,21 @@ class Worker:
             "connector.registration_id": envelope.registration_id,
         }
         # A child of the webhook's span (its context came in the message): one trace per callback.
-        with span("apply course activity update", SpanKind.CONSUMER, parent_from(envelope.extra), **attributes) as now:
+        parent = tracing.parent_from(envelope.extra)
+        with tracing.span("apply course activity update", attributes, kind=tracing.CONSUMER, parent=parent) as current:
             try:
                 outcome = await self._handle(envelope, delivery)
             except RetryLater as retry:
-                record("retried")
-                now.set_attribute("connector.outcome", "retried")
-                failure = retry.failure
+                failure: GraphFailure | None = retry.failure
             else:
                 failure = None
+            outcome_name = "retried" if failure is not None else outcome.status
+            current.set_attribute("connector.outcome", outcome_name)
+            tracing.record(outcome_name)
             if failure is not None:  # raised afresh: the host logs the cause, not a chain of tracebacks
                 raise RetryLater(failure) from None
-            now.set_attribute("connector.outcome", outcome.status)
             if outcome.request_id:
-                now.set_attribute("connector.graph_request_id", outcome.request_id)
-        record(outcome.status)
+                current.set_attribute("connector.graph_request_id", outcome.request_id)
         return outcome
 
     async def _handle(self, envelope: Envelope, delivery: Delivery) -> Outcome:
@@ -148,10 +155,9 @@ class Worker:
         try:
             return await self._process(envelope, update)
         except _Refused as refused:
-            failure = None
-            reason = refused.reason
+            failure, reason = None, refused.reason
         except GraphFailure as caught:
-            failure = caught
+            failure, reason = caught, caught.reason()
         if failure is not None:  # outside the except block: no chained traceback in the logs
             return await self._failed(envelope, update, delivery, failure)
         await self._record_failure(update, reason, "failed", failing=envelope)
@@ -167,7 +173,7 @@ class Worker:
             raise MessageError("the message is neither an envelope nor a bare event (a JSON object)")
         event = dict(data)
         registration_id = event.pop("registrationId", None)
-        inserted = utc_iso(delivery.insertion_time or datetime.now(UTC))
+        inserted = utc_iso(delivery.insertion_time or self._clock())
         return Envelope(
             id=delivery.message_id,
             registration_id=registration_id if isinstance(registration_id, str) else "",
@@ -187,13 +193,12 @@ class Worker:
             raise EventValidationError(
                 [FieldError("registrationId", "is invalid", "must be a provider configured in CONNECTOR_PROVIDERS")]
             )
+        # Validation runs in pydantic's strict JSON mode (no "20" for 20, dates as ISO text), so the event goes back
+        # to JSON text first (pydantic-core, microseconds). A statement's change names no type: Graph tells it.
         if envelope.source == "xapi":
-            # Mapped from a statement by the LRS intake: which type the activity is, Graph says when it is found.
-            update = parse_event_json(
-                json.dumps({"@odata.type": SELF_INITIATED, **envelope.event}), provider.registration_id
-            )
-            return replace(update, odata_type=None)
-        return parse_event_json(json.dumps(envelope.event), provider.registration_id)
+            typed = _json_text({"@odata.type": SELF_INITIATED, **envelope.event})
+            return replace(parse_event_json(typed, provider.registration_id), odata_type=None)
+        return parse_event_json(_json_text(envelope.event), provider.registration_id)
 
     # --- merging and applying ---
 
@@ -203,7 +208,7 @@ class Worker:
             if state.odata_type and update.odata_type and state.odata_type != update.odata_type:
                 raise _type_mismatch(state.odata_type)
             _check_not_reused(state, update, envelope)
-            folded = self._fold(state, update, envelope)
+            folded = _fold(state, update, envelope)
             if not folded.up_to_date:
                 break
             # A row is unsure after a PATCH whose fate is unknown (timeout, dropped connection, 5xx): read Graph back.
@@ -219,23 +224,6 @@ class Worker:
             return _skipped(envelope, "unchanged", "changes nothing, no PATCH")
         return await self._apply(folded, update, envelope)
 
-    @staticmethod
-    def _fold(state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> ActivityState:
-        """The row with the event merged in (not saved); unchanged if the row has seen the event."""
-        if state.has_seen(envelope.id):
-            return state
-        stamp = Stamp(parse_instant(envelope.event_time), envelope.sequence, envelope.id)
-        merged = fold(state.merged, update.changes, stamp)
-        changed = merged.values != state.merged.values  # a newer stamp on the same value is no change
-        return replace(
-            state.with_seen(envelope.id, update.fingerprint),
-            merged=merged,
-            version=state.version + 1 if changed else state.version,
-            odata_type=state.odata_type or update.odata_type,
-            external_id=state.external_id or update.external_id,
-            status="pending" if changed else state.status,
-        )
-
     async def _load(self, update: CourseActivityUpdate) -> ActivityState:
         """The activity's row. A callback that names it by Graph id alone uses the row of its external id when one
         exists, so that both ways of naming one activity share one merge."""
@@ -245,37 +233,62 @@ class Worker:
                 return found
         return await self._store.load(update.registration_id, update.activity_key)
 
+    async def _rewrite(
+        self,
+        update: CourseActivityUpdate,
+        change: Callable[[ActivityState], ActivityState | None],
+        first: ActivityState | None = None,
+    ) -> ActivityState | None:
+        """Writes `change(row)` if nobody wrote the row since it was read (`first`, else a fresh read); after a
+        conflict, reads the row again and redoes the change. `change` gives None to write nothing."""
+        state = first or await self._load(update)
+        for _ in range(_CONTENTION_LIMIT):
+            changed = change(state)
+            if changed is None:
+                return None
+            try:
+                return await self._store.save(changed)
+            except StateConflict:
+                state = await self._load(update)
+        raise StateConflict(f"the activity's row kept changing under {_CONTENTION_LIMIT} attempts to write it")
+
     async def _absorb(
         self, state: ActivityState, graph_id: str, update: CourseActivityUpdate, envelope: Envelope
     ) -> ActivityState:
-        """Once an external id's Graph id is known, folds in the row that callbacks naming the Graph id made."""
+        """Once an external id's Graph id is known, folds in the row that callbacks naming the Graph id made, then
+        removes that row; if it changed meanwhile, what it holds now is folded in again (combining is idempotent)."""
         if not state.key.startswith("ext:"):
             return state
         for _ in range(_CONTENTION_LIMIT):
             other = await self._store.load(state.registration_id, f"id:{graph_id}")
             if other.etag is None:
                 return state
-            merged = combine(state.merged, other.merged)
-            joined = replace(
-                state.with_seen_of(other),
-                merged=merged,
-                version=state.version + (1 if merged.values != state.merged.values else 0),
-                graph_id=graph_id,
-                odata_type=state.odata_type or other.odata_type,
-            )
+            first = state
+
+            def join(row: ActivityState, other: ActivityState = other, first: ActivityState = first) -> ActivityState:
+                row = row if row is first else _fold(row, update, envelope)
+                merged = combine(row.merged, other.merged)
+                return replace(
+                    row.with_seen_of(other),
+                    merged=merged,
+                    version=row.version + (1 if merged.values != row.merged.values else 0),
+                    graph_id=graph_id,
+                    odata_type=row.odata_type or other.odata_type,
+                )
+
+            state = await self._rewrite(update, join, first=state) or state
             try:
-                state = await self._store.save(joined)
                 await self._store.delete(other)
                 return state
             except StateConflict:
-                state = self._fold(await self._store.load(state.registration_id, state.key), update, envelope)
+                continue
         return state
 
     async def _graph_agrees(self, state: ActivityState, update: CourseActivityUpdate) -> bool:
         """Checks Graph before skipping: the state's memory of what Graph holds may be stale (edited elsewhere)."""
-        gateway = await self._gateway()
+        graph = await self._graph_for(update.registration_id)
         try:
-            current = await _look_up(gateway, state, update)
+            current = await _look_up(graph, state, update)
         except GraphFailure as failure:
             logger.info("could not read the activity back (%s); sending the update instead", failure)
             return False
@@ -285,18 +298,18 @@ class Worker:
 
     async def _apply(self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> Outcome:
         """PATCHes the merged state, then records it with the ETag read; a writer who got in between may have merged
-        newer callbacks, so then the merge is redone and, if Graph has not had it, sent again."""
-        gateway = await self._gateway()
+        newer callbacks, so then the merge is redone and, if Graph may not hold it, sent again."""
+        graph = await self._graph_for(update.registration_id)
         graph_id, odata_type = state.graph_id, state.odata_type or update.odata_type
         if graph_id is None or odata_type is None:  # a Graph id from the event is looked up too: is it this provider's?
-            graph_id, odata_type = await self._resolve(gateway, state, update, envelope)
+            graph_id, odata_type = await self._resolve(graph, state, update, envelope)
             state = await self._absorb(state, graph_id, update, envelope)
         event_changes: dict[str, Any] = dict(update.changes)
         request_id: str | None = None
         for _ in range(_RESEND_LIMIT):
             changeable = CHANGEABLE[odata_type]  # e.g. an xAPI startedDateTime does not go to an assignment
             body = {k: v for k, v in patch_body(state.merged, event_changes).items() if k in changeable}
-            request_id = await gateway.update_activity(update.registration_id, graph_id, odata_type, body)
+            request_id = await graph.update_activity(update.registration_id, graph_id, odata_type, body)
             logger.info(
                 "message %s (%s) applied to %s %s (request-id %s)",
                 envelope.id,
@@ -306,31 +319,35 @@ class Worker:
                 request_id,
                 extra=_dimensions(envelope, request_id),
             )
-            state, settled = await self._record_applied(state, update, envelope, graph_id, odata_type, body, request_id)
-            if settled:
+            applied = _Applied(graph_id, odata_type, body, request_id, utc_iso(self._clock()))
+            resend = await self._record_applied(state, update, envelope, applied)
+            if resend is None:
                 break
-            event_changes = {}  # newer callbacks were merged meanwhile: send the state again
+            state, event_changes = resend, {}  # newer callbacks were merged meanwhile: send the state again
         return Outcome("applied", request_id=request_id)
 
     async def _resolve(
-        self, gateway: GraphGateway, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
+        self, graph: Graph, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
     ) -> tuple[str, str]:
         """The activity's Graph id and type, looked up once through the provider's own URL (then kept in its state):
         a Graph id an event names must belong to this provider. Created if it is missing and the provider asks."""
         try:
-            found = await _look_up(gateway, state, update)
+            found = await _look_up(graph, state, update)
         except GraphFailure as failure:
-            provider = self._settings.provider(update.registration_id)
-            if failure.status != 404:
+            if failure.kind is not Kind.NOT_FOUND:
                 raise
             if update.external_id is None:
                 raise _not_owned(update) from None
+            provider = self._settings.provider(update.registration_id)
             if envelope.source != "xapi" or provider is None or not provider.create_missing:
                 raise
-            found = await self._create(gateway, state, update, envelope)
+            found = await self._create(graph, state, update, envelope)
         graph_id, odata_type = found.get("id"), found.get("@odata.type") or update.odata_type
-        if not isinstance(graph_id, str) or not graph_id or odata_type not in CHANGEABLE:
-            raise GraphFailure(200, "invalidResponse", "Graph's answer for the activity has no id or known @odata.type")
+        if not (isinstance(graph_id, str) and graph_id and isinstance(odata_type, str) and odata_type in CHANGEABLE):
+            raise GraphFailure(
+                None, "invalidResponse", "Graph's answer for the activity has no id or known @odata.type",
+                kind=Kind.PERMANENT,
+            )  # fmt: skip
         owner = found.get("learningProviderId")
         if isinstance(owner, str) and owner.lower() != update.registration_id.lower():
             raise _not_owned(update)
@@ -339,20 +356,23 @@ class Worker:
         return graph_id, odata_type
 
     async def _create(
-        self, gateway: GraphGateway, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
+        self, graph: Graph, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
     ) -> dict[str, Any]:
         """Creates the self-initiated course an xAPI statement is about, for the learner and content it names."""
-        from connector.app.lookups import Directory
+        from connector.app.lookups import Directory, LookupFailed
 
         provider = self._settings.provider(update.registration_id)
         assert provider is not None
         assert update.external_id is not None
         context = envelope.extra.get("xapi") or {}
-        directory = Directory(gateway, self._store)
-        learner = await directory.learner_id(context.get("actor") or {})
-        content = await directory.content_id(
-            update.registration_id, str(context.get("activityId") or ""), provider.content_id_pattern
-        )
+        directory = Directory(graph, self._cache)
+        try:
+            learner = await directory.learner_id(context.get("actor") or {})
+            content = await directory.content_id(
+                update.registration_id, str(context.get("activityId") or ""), provider.content_id_pattern
+            )
+        except LookupFailed as missing:
+            raise _Refused(missing.reason()) from None
         identity = {
             "learnerUserId": learner,
             "learningContentId": content,
@@ -361,11 +381,11 @@ class Worker:
         values = {k: v for k, v in state.merged.values.items() if k in CHANGEABLE[SELF_INITIATED]}
         values.setdefault("status", "inProgress")
         try:
-            created = await gateway.create_activity(update.registration_id, SELF_INITIATED, identity, values)
+            created = await graph.create_activity(update.registration_id, SELF_INITIATED, identity, values)
         except GraphFailure as failure:
-            if failure.status != 409:  # 409: another worker created it meanwhile
+            if failure.kind is not Kind.CONFLICT:  # another worker created it meanwhile
                 raise
-            return await gateway.find_activity(update.registration_id, update.external_id)
+            return await graph.find_activity(update.registration_id, update.external_id)
         logger.info(
             "message %s created activity %s for provider %s",
             envelope.id,
@@ -376,43 +396,25 @@ class Worker:
         return created
 
     async def _record_applied(
-        self,
-        state: ActivityState,
-        update: CourseActivityUpdate,
-        envelope: Envelope,
-        graph_id: str,
-        odata_type: str,
-        body: dict[str, Any],
-        request_id: str | None,
-    ) -> tuple[ActivityState, bool]:
-        """Saves the row as applied; says False (with the row merged anew) when Graph may not hold the merge: its
-        merge now holds values this PATCH did not carry, or the worker that wrote meanwhile sent other values, and
-        its PATCH may have reached Graph after this one."""
+        self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope, applied: _Applied
+    ) -> ActivityState | None:
+        """Saves the row as applied. Gives the row merged anew (to send again) when Graph may not hold the merge: it
+        now holds values this PATCH did not carry, or the worker that wrote meanwhile sent other values, and its PATCH
+        may have reached Graph after this one."""
         sent, applied_before = state.merged.values, state.applied
-        for _ in range(_CONTENTION_LIMIT):
-            done = replace(
-                state,
-                graph_id=graph_id,
-                odata_type=odata_type,
-                applied=body,
-                applied_version=state.version,
-                status="applied",
-                failed_values=None,
-                last_applied_at=now_iso(),
-                last_request_id=request_id,
-                last_error=None,
-                first_attempt_at=None,
-                last_attempt_at=now_iso(),
-                next_attempt_at=None,
-            )
-            try:
-                return await self._store.save(done), True
-            except StateConflict:
-                state = self._fold(await self._load(update), update, envelope)
-                other_sent = state.applied if state.applied not in (applied_before, body) else None
-                if state.merged.values != sent or other_sent is not None:
-                    return state, False
-        return state, True
+        resend: list[ActivityState] = []
+
+        def mark_applied(row: ActivityState) -> ActivityState | None:
+            if row is not state:  # read again after a conflict: merge the event in again and look
+                row = _fold(row, update, envelope)
+                other_sent = row.applied not in (applied_before, applied.body)
+                if row.merged.values != sent or other_sent:
+                    resend.append(row)
+                    return None
+            return applied.recorded_in(row)
+
+        await self._rewrite(update, mark_applied, first=state)
+        return resend[0] if resend else None
 
     # --- failures ---
 
@@ -420,16 +422,17 @@ class Worker:
         self, envelope: Envelope, update: CourseActivityUpdate, delivery: Delivery, failure: GraphFailure
     ) -> Outcome:
         reason = failure.reason()
-        if not failure.transient:
+        if not failure.retried:
             await self._record_failure(update, reason, "failed", failing=envelope)
             return self._dead_letter(envelope, delivery, reason)
-        if failure.status in THROTTLED_STATUSES:
+        if failure.kind is Kind.THROTTLED:
             return await self._throttled(envelope, update, delivery, failure)
         final = delivery.dequeue_count >= self._max_dequeue_count
-        next_at = None if final else utc_iso(datetime.now(UTC) + self._retry_delay)
+        next_at = None if final else utc_iso(self._clock() + self._retry_delay)
         await self._record_failure(
-            update, reason, "failed" if final else "retrying", next_attempt_at=next_at, pending=envelope
-        )
+            update, reason, "failed" if final else "retrying", next_attempt_at=next_at, pending=envelope,
+            unsure=failure.kind is Kind.UNSURE,
+        )  # fmt: skip
         logger.warning(
             "message %s (%s) failed transiently (attempt %d of %d): %s (request-id %s)",
             envelope.id,
@@ -445,21 +448,15 @@ class Worker:
     async def _throttled(
         self, envelope: Envelope, update: CourseActivityUpdate, delivery: Delivery, failure: GraphFailure
     ) -> Outcome:
-        now = datetime.now(UTC)
+        now = self._clock()
         first = _parse_time(envelope.first_attempt_at) or now
         attempt = envelope.attempt + 1
-        delay = failure.retry_after
-        if delay is None:  # 30 s, 1 min, 2 min … up to 15 min (by default), with jitter so a burst spreads out
-            base = self._settings.throttle_backoff_seconds
-            delay = min(base * 2 ** (attempt - 1), base * 30) * random.uniform(0.8, 1.2)
-        delay = int(min(max(delay, 1), MAX_DELAY_SECONDS))
+        delay = throttle_delay(attempt, failure.retry_after, self._settings.throttle_backoff_seconds)
         reason = failure.reason()
-        if now + timedelta(seconds=delay) - first > THROTTLE_WINDOW:
-            reason = {
-                **reason,
-                "message": f"{reason['message']} (still throttled after {attempt} attempts over "
-                f"{THROTTLE_WINDOW}; replay it once the cause is fixed)",
-            }
+        if beyond_window(first, now, delay):
+            reason["message"] += (
+                f" (still throttled after {attempt} attempts over 24 hours; replay it once the cause is fixed)"
+            )
             await self._record_failure(update, reason, "failed", failing=envelope)
             return self._dead_letter(envelope, delivery, reason)
         again = replace(envelope, attempt=attempt, first_attempt_at=utc_iso(first))
@@ -483,51 +480,48 @@ class Worker:
         update: CourseActivityUpdate,
         reason: dict[str, Any],
         status: str,
+        *,
         next_attempt_at: str | None = None,
         pending: Envelope | None = None,
         failing: Envelope | None = None,
+        unsure: bool = False,
     ) -> None:
         """Best effort: the message's own fate (retry, requeue, dead letter) does not depend on this write.
 
         A timeout, a dropped connection or a 5xx leaves it open whether Graph applied the PATCH, perhaps late and
-        after a newer one: the row is marked unsure, and the next repeat reads Graph before it calls itself done.
+        after a newer one (`unsure`): the row is marked, and the next repeat reads Graph before it calls itself done.
         A `pending` event (one that will be tried again) is merged in, so the status shows what is waiting. A
         `failing` one (dead-lettered) is not: the row says `failed`, with the values that did not reach Graph, until
         a later update applies; replaying the dead letter brings them back."""
-        code = reason.get("status")
-        unsure = code is None or (isinstance(code, int) and code >= 500)
+        now = utc_iso(self._clock())
+
+        def failed(state: ActivityState) -> ActivityState:
+            if pending is not None:
+                state = _fold(state, update, pending)
+            if failing is not None:
+                state = replace(state, failed_values=_values_with(state, update, failing))
+            keep_status = failing is None and state.up_to_date and state.etag
+            return replace(
+                state,
+                status=state.status if keep_status else status,
+                unsure=state.unsure or unsure,
+                last_error={**reason, "at": now},
+                first_attempt_at=state.first_attempt_at or now,
+                last_attempt_at=now,
+                next_attempt_at=next_attempt_at,
+                odata_type=state.odata_type or update.odata_type,
+                external_id=state.external_id or update.external_id,
+            )
+
         try:
-            for _ in range(_CONTENTION_LIMIT):
-                state = await self._load(update)
-                if pending is not None:
-                    state = self._fold(state, update, pending)
-                if failing is not None:
-                    state = replace(state, failed_values=_values_with(state, update, failing))
-                now = now_iso()
-                keep_status = failing is None and state.up_to_date and state.etag
-                failed = replace(
-                    state,
-                    status=state.status if keep_status else status,
-                    unsure=state.unsure or unsure,
-                    last_error={**reason, "at": now},
-                    first_attempt_at=state.first_attempt_at or now,
-                    last_attempt_at=now,
-                    next_attempt_at=next_attempt_at,
-                    odata_type=state.odata_type or update.odata_type,
-                    external_id=state.external_id or update.external_id,
-                )
-                try:
-                    await self._store.save(failed)
-                    return
-                except StateConflict:
-                    continue
+            await self._rewrite(update, failed)
         except Exception:
             logger.exception("could not record the failure in the activity state")
 
     def _dead_letter(self, envelope: Envelope, delivery: Delivery, reason: dict[str, Any]) -> Outcome:
         reason = {
             **reason,
-            "at": now_iso(),
+            "at": utc_iso(self._clock()),
             "attempts": delivery.dequeue_count + envelope.attempt,
             "messageId": delivery.message_id,
         }
@@ -551,7 +545,7 @@ class Worker:
             "source": "message",
             "code": "unreadableMessage",
             "message": problem,
-            "at": now_iso(),
+            "at": utc_iso(self._clock()),
             "attempts": delivery.dequeue_count,
             "messageId": delivery.message_id,
         }
@@ -561,6 +555,72 @@ class Worker:
         if len(text) > keep:
             body["rawTruncated"] = True
         return Outcome("deadLettered", dead_letter=json.dumps(body))
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """A PATCH Graph accepted: where, what, its request id and when."""
+
+    graph_id: str
+    odata_type: str
+    body: dict[str, Any]
+    request_id: str | None
+    at: str
+
+    def recorded_in(self, state: ActivityState) -> ActivityState:
+        return replace(
+            state,
+            graph_id=self.graph_id,
+            odata_type=self.odata_type,
+            applied=self.body,
+            applied_version=state.version,
+            status="applied",
+            failed_values=None,
+            last_applied_at=self.at,
+            last_request_id=self.request_id,
+            last_error=None,
+            first_attempt_at=None,
+            last_attempt_at=self.at,
+            next_attempt_at=None,
+        )
+
+
+def _fold(state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> ActivityState:
+    """The row with the event merged in (not saved); unchanged if the row has seen the event."""
+    if state.has_seen(envelope.id):
+        return state
+    merged = fold(state.merged, update.changes, _stamp(envelope))
+    changed = merged.values != state.merged.values  # a newer stamp on the same value is no change
+    return replace(
+        state.with_seen(envelope.id, update.fingerprint),
+        merged=merged,
+        version=state.version + 1 if changed else state.version,
+        odata_type=state.odata_type or update.odata_type,
+        external_id=state.external_id or update.external_id,
+        status="pending" if changed else state.status,
+    )
+
+
+def _json_text(event: dict[str, Any]) -> bytes | str:
+    """The event as JSON text again; json escapes the lone surrogates a bare event may hold, pydantic-core does not."""
+    try:
+        return to_json(event)
+    except PydanticSerializationError:
+        return json.dumps(event)
+
+
+def _stamp(envelope: Envelope) -> Stamp:
+    return Stamp(parse_instant(envelope.event_time), envelope.sequence, envelope.id)
+
+
+async def _look_up(graph: Graph, state: ActivityState, update: CourseActivityUpdate) -> dict[str, Any]:
+    """The activity as Graph holds it, read through the provider's own URLs: by the Graph id once it is known or
+    when the event gives one, else by the external id."""
+    graph_id = state.graph_id or update.activity_id
+    if graph_id is not None:
+        return await graph.get_activity(update.registration_id, graph_id)
+    assert update.external_id is not None
+    return await graph.find_activity(update.registration_id, update.external_id)
 
 
 class _Refused(Exception):
@@ -608,8 +668,7 @@ def _check_not_reused(state: ActivityState, update: CourseActivityUpdate, envelo
 
 def _values_with(state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> dict[str, Any]:
     """The values a PATCH with this event would have carried (the row's merge with it folded in)."""
-    stamp = Stamp(parse_instant(envelope.event_time), envelope.sequence, envelope.id)
-    return patch_body(fold(state.merged, update.changes, stamp), update.changes)
+    return patch_body(fold(state.merged, update.changes, _stamp(envelope)), update.changes)
 
 
 def _origin(envelope: Envelope) -> str:
@@ -648,13 +707,3 @@ def _parse_time(value: str | None) -> datetime | None:
         return parse_instant(value)
     except ValueError:
         return None
-
-
-async def _look_up(gateway: GraphGateway, state: ActivityState, update: CourseActivityUpdate) -> dict[str, Any]:
-    """The activity as Graph holds it, read through the provider's own URLs: by the Graph id once it is known or
-    when the event gives one, else by the external id."""
-    graph_id = state.graph_id or update.activity_id
-    if graph_id is not None:
-        return await gateway.get_activity(update.registration_id, graph_id)
-    assert update.external_id is not None
-    return await gateway.find_activity(update.registration_id, update.external_id)

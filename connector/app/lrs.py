@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.adapters.statement_records import StatementRecords
-from connector.adapters.telemetry import record, span, traceparent
 from connector.app.credentials import basic_authorized
 from connector.app.logsafe import LogSampler, untrusted
+from connector.app.ports import StatementRecords
 from connector.app.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
+from connector.app.tracing import record, span, traceparent
 from connector.domain.envelope import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
 from connector.domain.events import EventValidationError, FieldError
 from connector.domain.xapi.mapping import ProgressError, XapiChange, change_of, external_id
@@ -81,7 +81,7 @@ async def receive_statements(
     settings: Settings, records: StatementRecords, enqueue: Enqueue, request: LrsRequest
 ) -> Reply:
     """POST or PUT …/xapi/statements."""
-    with span("receive xAPI statements", **{"connector.registration_id": request.registration_id}) as current:
+    with span("receive xAPI statements", {"connector.registration_id": request.registration_id}) as current:
         reply = await _receive(settings, records, enqueue, request)
         current.set_attribute("http.response.status_code", reply.status)
     record("accepted" if reply.status in (200, 204) else "rejected")
@@ -138,7 +138,7 @@ async def _receive(settings: Settings, records: StatementRecords, enqueue: Enque
         statements = parse_statements(data, batch=isinstance(data, list))
     except EventValidationError as exc:
         return _bad(exc.errors)
-    if method == "PUT" and statements[0].id != statement_id.lower():
+    if method == "PUT" and statements[0].id != (statement_id or "").lower():
         return _bad([FieldError("statementId", "is invalid", "must be a UUID equal to the statement's id")])
     return await _accept(provider, records, enqueue, statements, method)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from connector.adapters.activity_store import StateStore
 from connector.app.credentials import basic_authorized, signature_authorized
 from connector.app.logsafe import LogSampler, untrusted
+from connector.app.ports import ActivityStore
 from connector.app.replies import Reply, error_reply
 from connector.domain.events import MAX_ID_LENGTH
 from connector.domain.signatures import HEADERS, SignatureError
@@ -30,7 +30,7 @@ _REJECTIONS = LogSampler(per_window=10, window=60.0)
 
 
 async def receive(
-    settings: Settings, store: StateStore, registration_id: str, activity_id: str, headers: Mapping[str, str]
+    settings: Settings, store: ActivityStore, registration_id: str, activity_id: str, headers: Mapping[str, str]
 ) -> Reply:
     """GET …/course-activities/{id}: the provider's credential first, then the lookup."""
     provider = settings.provider(registration_id)
@@ -46,7 +46,7 @@ async def receive(
     return await activity_status(settings, store, provider.registration_id, activity_id)
 
 
-async def activity_status(settings: Settings, store: StateStore, registration_id: str, activity_id: str) -> Reply:
+async def activity_status(settings: Settings, store: ActivityStore, registration_id: str, activity_id: str) -> Reply:
     """Looks the activity up by its external id or its Graph id (the caller has authenticated the provider)."""
     provider = settings.provider(registration_id)
     if provider is None:

@@ -11,9 +11,9 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from connector.adapters.telemetry import record, span, traceparent
 from connector.app.logsafe import untrusted
 from connector.app.replies import MAX_BODY_BYTES, Reply, bad_request, error_reply, first_oversized, withheld_body
+from connector.app.tracing import record, span, traceparent
 from connector.domain.envelope import MAX_MESSAGE_BYTES, Envelope, batch_messages, now_iso, utc_iso
 from connector.domain.events import (
     EventValidationError,
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def receive(settings: Settings, registration_id: str, headers: Mapping[str, str], body: bytes) -> Reply:
     """Authenticates, validates and turns one webhook request into queue messages."""
-    with span("receive course activity callbacks", **{"connector.registration_id": registration_id}) as current:
+    with span("receive course activity callbacks", {"connector.registration_id": registration_id}) as current:
         reply = _receive(settings, registration_id, headers, body)
         current.set_attribute("http.response.status_code", reply.status)
         current.set_attribute("connector.events", len(reply.messages))

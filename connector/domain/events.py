@@ -170,7 +170,7 @@ _Notes = Annotated[str, StringConstraints(max_length=MAX_NOTES_LENGTH)]
 
 def _strict(name: str, fields: dict[str, Any]) -> Any:
     """A strict TypedDict that forbids unknown keys. Dicts, not models: validated in Rust, out as JSON names."""
-    typed = TypedDict(name, fields, total=False)  # type: ignore[operator]
+    typed: Any = TypedDict(name, fields, total=False)  # type: ignore[misc]
     typed.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[attr-defined]
     return typed
 
@@ -242,9 +242,9 @@ SelfInitiatedEvent = _strict(
         "startedDateTime": _DateTimeOffset | None,
     },
 )
-_Event = Annotated[AssignmentEvent | SelfInitiatedEvent, Discriminator("@odata.type")]
-_ONE = TypeAdapter(_Event)
-_MANY = TypeAdapter(Annotated[list[_Event], Field(max_length=MAX_EVENTS)])
+_Event: Any = Annotated[AssignmentEvent | SelfInitiatedEvent, Discriminator("@odata.type")]
+_ONE: TypeAdapter[dict[str, Any]] = TypeAdapter(_Event)
+_MANY: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(Annotated[list[_Event], Field(max_length=MAX_EVENTS)])
 
 
 # --- Public entry points. ---
@@ -257,9 +257,9 @@ def parse_event_json(data: bytes | str, registration_id: str) -> CourseActivityU
 
 def validate_events_json(data: bytes | str, registration_id: str, *, batch: bool) -> list[dict[str, Any]]:
     """Only validates (the webhook's fast path): the events as dicts of their JSON names, with parsed values."""
-    adapter = _MANY if batch else _ONE
+    adapter: TypeAdapter[Any] = _MANY if batch else _ONE
     try:
-        parsed = adapter.validate_json(data)
+        parsed: Any = adapter.validate_json(data)
     except ValidationError as exc:
         details = exc.errors()
         if batch and details[0]["type"] == "too_long" and not details[0]["loc"]:
@@ -284,6 +284,7 @@ def _all_errors(
     for detail in details:
         loc = list(detail["loc"])
         index = loc.pop(0) if batch and loc and isinstance(loc[0], int) else None
+        assert index is None or isinstance(index, int)
         error = _field_error(detail, loc, index)
         by_index.setdefault(index, {}).setdefault(error.field, error)
     try:
@@ -298,9 +299,9 @@ def _all_errors(
                 by_index.setdefault(index, {}).setdefault(error.field, error)
     ordered: list[FieldError] = []  # in the order the fields appear in the request
     for index in sorted(by_index, key=lambda i: -1 if i is None else i):
-        event = events[index or 0] if len(events) > (index or 0) else None
-        position = {name: n for n, name in enumerate(event)} if isinstance(event, dict) else {}
-        ordered.extend(sorted(by_index[index].values(), key=lambda e: position.get(e.field, len(position))))
+        raw_event = events[index or 0] if len(events) > (index or 0) else None
+        order = {name: n for n, name in enumerate(raw_event)} if isinstance(raw_event, dict) else {}
+        ordered.extend(sorted(by_index[index].values(), key=lambda e: order.get(e.field, len(order))))
     return ordered
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from connector.adapters.graph import GraphFailure
+from connector.domain.failures import GraphFailure
 from connector.settings import PROVIDER_KEYS, ProviderSettings, Settings, SettingsError, load_settings
 
 

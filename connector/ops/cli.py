@@ -84,8 +84,9 @@ def _grant_permissions(args: argparse.Namespace) -> int:
     import httpx
     from azure.core.exceptions import AzureError
 
-    from connector.adapters.graph import GraphFailure, GraphGateway
+    from connector.adapters.graph import GraphGateway
     from connector.adapters.identity import create_credential
+    from connector.domain.failures import GraphFailure
     from connector.ops.check import graph_answered, no_token
     from connector.ops.permissions import grant_permissions, roles_needed
 
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     try:
         _load_local_settings(args.settings)
-        return args.run(args)
+        return int(args.run(args))
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

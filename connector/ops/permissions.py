@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from connector.adapters.graph import GraphFailure, failure_from
+from connector.adapters.graph import failure_from
+from connector.domain.failures import GraphFailure
 
 if TYPE_CHECKING:
     from connector.adapters.graph import GraphGateway

@@ -15,7 +15,8 @@ from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME, MessageErro
 from connector.settings import Settings
 
 if TYPE_CHECKING:
-    from connector.adapters.activity_store import ActivityState, StateStore
+    from connector.adapters.activity_store import StateStore
+    from connector.domain.activity import ActivityState
 
 _ID_FIELDS = ("learningCourseActivityId", "externalcourseActivityId", "externalCourseActivityId")
 
@@ -142,7 +143,7 @@ async def replay(
                     data = None
                 if not isinstance(data, dict) or "raw" in data:
                     result.unreadable += 1
-                    held.append((message.id, message.pop_receipt))
+                    held.append((message.id, message.pop_receipt or ""))
                     continue
                 registration, ids = _identity(data)
                 wanted = registration_id is None or (registration or "").lower() == registration_id.lower()
@@ -150,12 +151,12 @@ async def replay(
                     wanted = not (await rows.ids(registration, activity_id)).isdisjoint(ids)
                 if not wanted:
                     result.kept += 1
-                    held.append((message.id, message.pop_receipt))
+                    held.append((message.id, message.pop_receipt or ""))
                     continue
                 if dry_run:
                     result.moved += 1
                     result.listed.append(await _listing(data, registration, ids, message.inserted_on, rows))
-                    held.append((message.id, message.pop_receipt))
+                    held.append((message.id, message.pop_receipt or ""))
                     continue
                 await updates.send_message(_fresh(data))  # first the copy, then the delete: never lost
                 await poison.delete_message(message.id, message.pop_receipt)

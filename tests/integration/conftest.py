@@ -98,7 +98,6 @@ async def connector(azurite, sandbox, monkeypatch) -> AsyncIterator[Connector]:
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    bootstrap.reset()
     sandbox.admin.reset(seed_example=True)
     for name in (QUEUE_NAME, POISON_QUEUE_NAME):
         async with QueueClient.from_connection_string(azurite.connection_string, name) as queue:
@@ -110,7 +109,6 @@ async def connector(azurite, sandbox, monkeypatch) -> AsyncIterator[Connector]:
             await tables.delete_table(TABLE_NAME)
     yield Connector(azurite, sandbox)
     await bootstrap.close()
-    bootstrap.reset()
 
 
 @pytest.fixture

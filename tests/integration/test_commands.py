@@ -95,7 +95,6 @@ async def test_granted_roles_let_the_identity_update_activities(command, connect
     from connector import bootstrap
 
     await bootstrap.close()  # a new process would get a new token
-    bootstrap.reset()
     (after,) = await connector.deliver(REGISTRATION_ID, _progress(11))
     assert (after.error, after.poison) == (None, None)
 

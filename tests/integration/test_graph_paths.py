@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from connector import bootstrap
-from connector.adapters.graph import GraphFailure
+from connector.domain.failures import GraphFailure
 from devtools.examples import REGISTRATION_ID
 
 ASSIGNMENT = "#microsoft.graph.learningAssignment"

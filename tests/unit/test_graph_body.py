@@ -7,8 +7,9 @@ import json
 import pytest
 from kiota_serialization_json.json_serialization_writer import JsonSerializationWriter
 
-from connector.adapters.graph import build_model, parse_retry_after
+from connector.adapters.graph import build_model
 from connector.domain.events import parse_event_json
+from connector.domain.failures import parse_retry_after
 from devtools.examples import (
     EXAMPLE_1_ASSIGNMENT,
     EXAMPLE_1_PATCH,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from connector.settings import AZURITE_CONNECTION_STRING, SettingsError, load_settings
+from connector.settings import SettingsError, load_settings
 from tests.support.signing import SECRET
 
 GENERATED = "Q2hhbmdlLW1lLXRvLWEtcmVhbC1nZW5lcmF0ZWQtc2V"  # secrets.token_urlsafe(32): 43 characters
@@ -81,9 +81,10 @@ def test_azure_client_id_must_be_a_guid():
 
 
 def test_storage_from_a_connection_string_or_development_storage():
-    assert load_settings({**GOOD, "AzureWebJobsStorage": "UseDevelopmentStorage=true"}).storage.connection_string == (
-        AZURITE_CONNECTION_STRING
-    )
+    from connector.adapters.storage import queue_client
+
+    settings = load_settings({**GOOD, "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert queue_client(settings, "q").url == "http://127.0.0.1:10001/devstoreaccount1/q"
     assert settings_error(AzureWebJobsStorage="not a connection string").startswith("AzureWebJobsStorage:")
 
 

@@ -93,7 +93,8 @@ def _percent(extension: str, value: Any, ratio_only: bool) -> int:
         value = value * 100
     if not 0 <= value <= 100:
         raise ProgressError(extension, "must be a percentage from 0 to 100, or a ratio from 0 to 1")
-    return round(value)
+    percent: int = round(value)
+    return percent
 
 
 def external_id(parsed: ParsedStatement, mode: str) -> str:
