@@ -288,7 +288,7 @@ async def msi_token(request: web.Request) -> web.StreamResponse:
     if faulty is not None:
         return faulty
     granted = state.store.granted_role_values(state.identity.principal_id)
-    status, payload = state.identity.answer_msi(request.query, request.headers.get("X-IDENTITY-HEADER"), granted)
+    status, payload = state.identity.answer_msi(dict(request.query), request.headers.get("X-IDENTITY-HEADER"), granted)
     headers = {"Content-Type": "application/json", "request-id": request_id}
     return web.Response(status=status, body=dumps(payload), headers=headers)
 

@@ -289,7 +289,7 @@ class Store:
 
     def granted_role_values(self, principal_id: str) -> set[str]:
         """The values (e.g. LearningAssignedCourse.ReadWrite.All) of the app roles granted to a principal."""
-        values = set()
+        values: set[str] = set()
         for assignment in self.assignments_of(principal_id):
             resource = self.service_principals.get(assignment["resourceId"], {})
             values.update(r["value"] for r in resource.get("appRoles", []) if r.get("id") == assignment["appRoleId"])

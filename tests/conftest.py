@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from pathlib import Path
+
 import pytest
 
 from devtools.examples import REGISTRATION_ID
@@ -12,6 +14,7 @@ from tests.support.signing import OTHER_SECRET, SECRET
 from tests.support.xapi import CREATING_PROVIDER, ROTATED_SECRET, XAPI_KEY, XAPI_SECRET
 
 _XAPI = [{"key": XAPI_KEY, "secret": XAPI_SECRET}, {"key": XAPI_KEY, "secret": ROTATED_SECRET}]
+_HERE = Path(__file__).resolve().parent
 BASE_ENV = {
     "CONNECTOR_PROVIDERS": json.dumps(
         {
@@ -29,6 +32,17 @@ BASE_ENV = {
 for _name in ("GRAPH_BASE_URL", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "AZURE_CLIENT_ID"):
     os.environ.pop(_name, None)
 os.environ.update(BASE_ENV)
+
+
+_TIERS = ("unit", "sandbox", "devtools", "integration", "e2e", "infra", "bench")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker (its folder under tests/): `scripts/test -m unit` runs the fast tier."""
+    for item in items:
+        tier = next((part for part in item.path.relative_to(_HERE).parts[:1] if part in _TIERS), None)
+        if tier is not None:
+            item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
