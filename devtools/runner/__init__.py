@@ -67,9 +67,9 @@ from azure.functions.queue import QueueMessageInConverter
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 from multidict import CIMultiDict
 
-from devtools import newtonsoft
 from devtools.azurite import DEFAULT_PORTS
 from devtools.azurite import connection_string as azurite_connection_string
+from devtools.runner import newtonsoft
 
 log = logging.getLogger("devtools.runner")
 
@@ -1627,6 +1627,3 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())
