@@ -28,21 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import collections
 import contextlib
 import contextvars
-import dataclasses
-import datetime
 import functools
 import hmac
-import importlib
-import inspect
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -50,10 +43,8 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 import uuid
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,429 +53,71 @@ import aiohttp
 import azure.functions as func
 from aiohttp import web
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.functions import meta
-from azure.functions.queue import QueueMessageInConverter
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 from multidict import CIMultiDict
 
-from devtools.azurite import DEFAULT_PORTS
-from devtools.azurite import connection_string as azurite_connection_string
-from devtools.runner import newtonsoft
+from devtools.runner.config import (
+    MIN_POLLING_INTERVAL,
+    AppSettings,
+    HostConfig,
+    QueueOptions,
+    RunnerError,
+    expand_connection_string,
+    load_local_settings,
+    parse_timespan,
+    resolve_binding_expression,
+    resolve_connection_string,
+)
+from devtools.runner.indexing import (
+    DEFAULT_APP,
+    FunctionSpec,
+    QueueOutputSpec,
+    UnsupportedFunction,
+    build_spec,
+    index_functions,
+    load_app,
+)
+from devtools.runner.messages import (
+    bind_queue_trigger,
+    decode_queue_body,
+    encode_queue_values,
+    host_queue_texts,
+    message_properties,
+    queue_trigger_metadata,
+)
+from devtools.runner.routes import RouteTemplate
 
 log = logging.getLogger("devtools.runner")
 
-DEFAULT_APP = "function_app:app"
 DEFAULT_HTTP_PORT = 7071
-DEFAULT_STORAGE_SETTING = "AzureWebJobsStorage"
 FUNCTION_KEY_ENV = "CONNECTOR_RUNNER_FUNCTION_KEY"
 LEASE_SECONDS = 600.0  # the host hides a message for 10 minutes while it is processed, renewing it
-MIN_POLLING_INTERVAL = 0.1  # the host's minimum queue polling interval (100 ms)
-HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "TRACE")
 MAX_REQUEST_BODY = 100 * 1024 * 1024  # the host's default maxRequestBodySize (~100 MB)
 
+__all__ = [
+    "DEFAULT_APP",
+    "AppSettings",
+    "FunctionSpec",
+    "HostConfig",
+    "QueueOptions",
+    "QueueOutputSpec",
+    "RouteTemplate",
+    "RunnerError",
+    "UnsupportedFunction",
+    "build_spec",
+    "decode_queue_body",
+    "encode_queue_values",
+    "expand_connection_string",
+    "host_queue_texts",
+    "index_functions",
+    "load_app",
+    "load_local_settings",
+    "message_properties",
+    "parse_timespan",
+    "queue_trigger_metadata",
+    "resolve_binding_expression",
+]
 
-class RunnerError(RuntimeError):
-    """The app or its configuration cannot be run."""
-
-
-# ==================================================================================================
-# host.json and settings
-# ==================================================================================================
-
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d+):(\d+)(?:\.(\d+))?$")
-
-
-def parse_timespan(value: str | int | float | None, *, number_unit: float = 1.0) -> float | None:
-    """A .NET TimeSpan string ("hh:mm:ss", "d.hh:mm:ss", "00:00:02.500") as seconds.
-
-    ``None`` and ``"-1"`` (no limit) give ``None``. Bare numbers are multiplied by ``number_unit``
-    (host.json v1 gave maxPollingInterval in milliseconds: pass ``number_unit=0.001``).
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"not a TimeSpan: {value!r}")
-    if isinstance(value, int | float):
-        return None if value < 0 else float(value) * number_unit
-    text = str(value).strip()
-    if text in ("-1", ""):
-        return None
-    match = _TIMESPAN.match(text)
-    if not match:
-        raise ValueError(f"not a TimeSpan (expected hh:mm:ss[.fff]): {value!r}")
-    days, hours, minutes, seconds, fraction = match.groups()
-    total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds)
-    if fraction:
-        total += int(fraction) / 10 ** len(fraction)
-    return float(total)
-
-
-@dataclasses.dataclass(frozen=True)
-class QueueOptions:
-    """``extensions.queues`` of host.json, with the host's defaults."""
-
-    batch_size: int = 16
-    new_batch_threshold: int = 8
-    max_polling_interval: float = 60.0
-    visibility_timeout: float = 0.0
-    max_dequeue_count: int = 5
-    message_encoding: str = "base64"
-
-    @property
-    def max_in_flight(self) -> int:
-        return self.batch_size + self.new_batch_threshold
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> QueueOptions:
-        data = {k.lower(): v for k, v in (data or {}).items()}
-        batch_size = int(data.get("batchsize", 16))
-        if not 1 <= batch_size <= 32:
-            raise RunnerError(f"host.json extensions.queues.batchSize must be 1..32, got {batch_size}")
-        threshold = data.get("newbatchthreshold")
-        new_batch_threshold = batch_size // 2 if threshold is None or int(threshold) < 0 else int(threshold)
-        max_polling = parse_timespan(data.get("maxpollinginterval"), number_unit=0.001)
-        if max_polling is None:
-            max_polling = 60.0
-        visibility = parse_timespan(data.get("visibilitytimeout")) or 0.0
-        max_dequeue = int(data.get("maxdequeuecount", 5))
-        if max_dequeue < 1:
-            raise RunnerError(f"host.json extensions.queues.maxDequeueCount must be >= 1, got {max_dequeue}")
-        encoding = str(data.get("messageencoding", "base64")).lower()
-        if encoding not in ("base64", "none"):
-            raise RunnerError(f'host.json extensions.queues.messageEncoding must be "base64" or "none": {encoding}')
-        return cls(
-            batch_size=batch_size,
-            new_batch_threshold=new_batch_threshold,
-            max_polling_interval=max(max_polling, MIN_POLLING_INTERVAL),
-            visibility_timeout=visibility,
-            max_dequeue_count=max_dequeue,
-            message_encoding=encoding,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class HostConfig:
-    """The parts of host.json the runner honours."""
-
-    route_prefix: str = "api"
-    queues: QueueOptions = dataclasses.field(default_factory=QueueOptions)
-    function_timeout: float | None = None
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> HostConfig:
-        data = data or {}
-        extensions = data.get("extensions") or {}
-        http = extensions.get("http") or {}
-        prefix = http.get("routePrefix", "api")
-        return cls(
-            route_prefix=str(prefix if prefix is not None else "").strip("/"),
-            queues=QueueOptions.from_json(extensions.get("queues")),
-            function_timeout=parse_timespan(data.get("functionTimeout")),
-        )
-
-    @classmethod
-    def load(cls, path: Path) -> HostConfig:
-        if not path.exists():
-            log.warning("%s not found: using the host's defaults", path)
-            return cls()
-        try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError as exc:
-            raise RunnerError(f"{path} is not valid JSON: {exc}") from exc
-        return cls.from_json(data)
-
-
-def load_local_settings(path: Path, environ: Any = None) -> dict[str, Any]:
-    """Read local.settings.json and copy its ``Values`` into ``environ`` (default ``os.environ``).
-
-    Like ``func start``, variables already in the environment win. Returns the parsed file, or ``{}``
-    when it does not exist.
-    """
-    environ = os.environ if environ is None else environ
-    if not path.exists():
-        log.debug("no %s", path)
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise RunnerError(f"{path} is not valid JSON: {exc}") from exc
-    if data.get("IsEncrypted"):
-        raise RunnerError(f"{path} is encrypted (IsEncrypted=true): the local runner cannot read it")
-    for name, value in (data.get("Values") or {}).items():
-        if name not in environ and value is not None:
-            environ[name] = str(value)
-    return data
-
-
-def expand_connection_string(value: str) -> str:
-    """Turn ``UseDevelopmentStorage=true`` into Azurite's full connection string (default ports)."""
-    parts = dict(p.split("=", 1) for p in value.strip().strip(";").split(";") if "=" in p)
-    if parts.get("UseDevelopmentStorage", "").lower() == "true":
-        proxy = parts.get("DevelopmentStorageProxyUri")
-        host = urllib.parse.urlsplit(proxy).hostname if proxy else "127.0.0.1"
-        return azurite_connection_string(*DEFAULT_PORTS, host=host or "127.0.0.1")
-    return value
-
-
-def resolve_connection_string(name: str | None, settings: Mapping[str, str]) -> str:
-    """The storage connection string for a binding's ``connection`` setting name.
-
-    Empty means ``AzureWebJobsStorage``; ``X`` is looked up as ``X`` then ``AzureWebJobsX``.
-    Identity-based connections (``X__accountName``/``X__queueServiceUri``) are not supported here.
-    """
-    name = name or DEFAULT_STORAGE_SETTING
-    for candidate in (name, f"AzureWebJobs{name}"):
-        value = settings.get(candidate)
-        if value:
-            return expand_connection_string(value)
-    if any(k.startswith(f"{name}__") for k in settings):
-        raise RunnerError(
-            f"connection {name!r} is identity-based ({name}__...): the local runner needs a connection "
-            f"string; set {name}=UseDevelopmentStorage=true (Azurite) or a real connection string"
-        )
-    raise RunnerError(
-        f"app setting {name!r} (storage connection) is not set: add it to local.settings.json Values "
-        f"or the environment, e.g. {name}=UseDevelopmentStorage=true"
-    )
-
-
-_PERCENT_EXPR = re.compile(r"%([^%]+)%")
-
-
-def resolve_binding_expression(value: str, settings: Mapping[str, str]) -> str:
-    """Replace ``%AppSetting%`` in a binding property, as the host does."""
-
-    def repl(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in settings:
-            raise RunnerError(f"binding expression %{name}% refers to an app setting that is not set")
-        return settings[name]
-
-    return _PERCENT_EXPR.sub(repl, value)
-
-
-class _Settings(Mapping[str, str]):
-    """Overrides first, then the live ``os.environ`` (so settings loaded later are seen)."""
-
-    def __init__(self, overrides: Mapping[str, str] | None) -> None:
-        self._overrides = dict(overrides or {})
-
-    def __getitem__(self, key: str) -> str:
-        if key in self._overrides:
-            return self._overrides[key]
-        return os.environ[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({**os.environ, **self._overrides})
-
-    def __len__(self) -> int:
-        return len({**os.environ, **self._overrides})
-
-
-# ==================================================================================================
-# Loading and indexing the app
-# ==================================================================================================
-
-_INDEXED: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
-_INDEX_LOCK = threading.Lock()
-
-
-def load_app(spec: str = DEFAULT_APP, app_dir: Path | str | None = None) -> Any:
-    """Import ``module:attr`` (default ``function_app:app``) with ``app_dir`` (default cwd) on sys.path."""
-    module_name, _, attr = spec.partition(":")
-    attr = attr or "app"
-    app_dir = Path(app_dir or Path.cwd()).resolve()
-    if str(app_dir) not in sys.path:
-        sys.path.insert(0, str(app_dir))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise RunnerError(f"cannot import {module_name!r} from {app_dir} (is there a {module_name}.py?)") from exc
-        raise
-    try:
-        return functools.reduce(getattr, attr.split("."), module)
-    except AttributeError as exc:
-        raise RunnerError(f"{module_name} has no attribute {attr!r}") from exc
-
-
-def index_functions(app: Any) -> list[Any]:
-    """``app.get_functions()``, called once per app object (a second call raises in the library)."""
-    with _INDEX_LOCK:
-        try:
-            return _INDEXED[app]
-        except KeyError:
-            pass
-        functions = list(app.get_functions())
-        _INDEXED[app] = functions
-        return functions
-
-
-# ==================================================================================================
-# Route templates
-# ==================================================================================================
-
-_GUID = r"\{?[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}\}?"
-_NUMBER = r"-?\d+(?:\.\d+)?"
-_CONSTRAINT_PATTERNS = {
-    "int": r"-?\d+",
-    "long": r"-?\d+",
-    "float": _NUMBER,
-    "double": _NUMBER,
-    "decimal": _NUMBER,
-    "bool": r"(?i:true|false)",
-    "alpha": r"[A-Za-z]+",
-    "guid": _GUID,
-    "datetime": r"[^/]+",
-}
-_CONSTRAINT = re.compile(r"(\w+)(?:\((.*)\))?$")
-
-
-def _constraint_check(name: str, arg: str | None) -> Callable[[str], bool] | None:
-    def number(v: str) -> float | None:
-        try:
-            return float(v)
-        except ValueError:
-            return None
-
-    if arg is None:
-        return None
-    if name in ("min", "max", "range"):
-        bounds = [float(x) for x in arg.split(",")]
-        lo = bounds[0] if name in ("min", "range") else None
-        hi = bounds[-1] if name in ("max", "range") else None
-        return lambda v: (n := number(v)) is not None and (lo is None or n >= lo) and (hi is None or n <= hi)
-    if name in ("minlength", "maxlength", "length"):
-        bounds = [int(x) for x in arg.split(",")]
-        if name == "minlength":
-            return lambda v: len(v) >= bounds[0]
-        if name == "maxlength":
-            return lambda v: len(v) <= bounds[0]
-        lo, hi = (bounds[0], bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
-        return lambda v: lo <= len(v) <= hi
-    return None
-
-
-@dataclasses.dataclass
-class _Param:
-    name: str
-    group: str
-    optional: bool = False
-    catch_all: bool = False
-    default: str | None = None
-    constrained: bool = False
-    regex: str = "[^/]+"
-    checks: list[Callable[[str], bool]] = dataclasses.field(default_factory=list)
-
-
-class RouteTemplate:
-    """An ASP.NET-style route template (what the host uses), compiled to a regex."""
-
-    _TOKEN = re.compile(r"\{([^{}]+)\}")
-
-    def __init__(self, template: str) -> None:
-        self.template = template.strip("/")
-        self.params: list[_Param] = []
-        regex, ranks = self._compile()
-        self._regex = re.compile(f"^{regex}$", re.IGNORECASE)
-        self.precedence = ranks
-
-    def _parse_param(self, body: str) -> _Param:
-        catch_all = body.startswith("*")
-        body = body.lstrip("*")
-        default = None
-        if "=" in body:
-            body, default = body.split("=", 1)
-        optional = body.endswith("?") or default is not None
-        body = body.rstrip("?")
-        name, *constraints = body.split(":")
-        param = _Param(name=name, group=f"p{len(self.params)}", optional=optional, catch_all=catch_all, default=default)
-        patterns: list[str] = []
-        for constraint in constraints:
-            match = _CONSTRAINT.match(constraint)
-            if not match:
-                raise RunnerError(f"route {self.template!r}: bad constraint {constraint!r}")
-            cname, arg = match.group(1).lower(), match.group(2)
-            param.constrained = True
-            if cname == "regex" and arg is not None:
-                patterns.append(arg.replace("^", "").replace("$", ""))
-            elif cname in _CONSTRAINT_PATTERNS:
-                patterns.append(_CONSTRAINT_PATTERNS[cname])
-            else:
-                check = _constraint_check(cname, arg)
-                if check is None:
-                    log.warning("route %r: constraint %r not checked by the local runner", self.template, constraint)
-                else:
-                    param.checks.append(check)
-        # Several pattern constraints must all hold: chain them as lookaheads on the segment.
-        if catch_all:
-            param_regex = ".*"
-        elif patterns:
-            *heads, last = patterns
-            param_regex = "".join(f"(?=(?:{p})(?:/|$))" for p in heads) + f"(?:{last})"
-        else:
-            param_regex = "[^/]+"
-        param.regex = param_regex
-        self.params.append(param)
-        return param
-
-    def _compile(self) -> tuple[str, tuple[int, ...]]:
-        if not self.template:
-            return "", ()
-        parts: list[str] = []
-        ranks: list[int] = []
-        for index, segment in enumerate(self.template.split("/")):
-            sep = "" if index == 0 else "/"
-            whole = self._TOKEN.fullmatch(segment)
-            if whole:
-                param = self._parse_param(whole.group(1))
-                regex = f"(?P<{param.group}>{param.regex})"
-                if param.catch_all:
-                    ranks.append(5)
-                    parts.append(f"(?:{sep}{regex})?")
-                elif param.optional:
-                    ranks.append(4)
-                    parts.append(f"(?:{sep}{regex})?")
-                else:
-                    ranks.append(2 if param.constrained else 3)
-                    parts.append(sep + regex)
-                continue
-            # Literal text, possibly mixed with parameters ("{name}.{ext}").
-            pieces: list[str] = []
-            pos = 0
-            has_param = False
-            for match in self._TOKEN.finditer(segment):
-                pieces.append(re.escape(segment[pos : match.start()]))
-                param = self._parse_param(match.group(1))
-                # Greedy, so "{name}.{ext}" splits "a.b.pdf" at the last dot, as ASP.NET routing does.
-                pieces.append(f"(?P<{param.group}>{param.regex})")
-                has_param = True
-                pos = match.end()
-            pieces.append(re.escape(segment[pos:]))
-            ranks.append(1 if has_param else 0)
-            parts.append(sep + "".join(pieces))
-        return "".join(parts), tuple(ranks)
-
-    def match(self, path: str) -> dict[str, str] | None:
-        """Route parameters for a (raw, percent-encoded) path without leading/trailing slashes."""
-        found = self._regex.match(path)
-        if not found:
-            return None
-        values: dict[str, str] = {}
-        for param in self.params:
-            raw = found.group(param.group)
-            if raw is None or raw == "":
-                if param.default is not None:
-                    values[param.name] = param.default
-                continue
-            value = urllib.parse.unquote(raw)
-            if not all(check(value) for check in param.checks):
-                return None
-            values[param.name] = value
-        return values
-
-    def __repr__(self) -> str:
-        return f"RouteTemplate({self.template!r})"
 
 
 # ==================================================================================================
@@ -575,266 +208,6 @@ class InvocationContext(func.Context):
 
 
 # ==================================================================================================
-# Function model
-# ==================================================================================================
-
-
-@dataclasses.dataclass
-class QueueOutputSpec:
-    name: str
-    queue_name: str
-    connection: str | None
-
-
-@dataclasses.dataclass
-class FunctionSpec:
-    """One function of the app, as the runner drives it."""
-
-    name: str
-    fn: Callable[..., Any]
-    is_async: bool
-    trigger_type: str  # "httpTrigger" | "queueTrigger"
-    trigger_name: str
-    trigger: dict[str, Any]
-    bindings: list[dict[str, Any]]
-    queue_outputs: list[QueueOutputSpec]
-    wants_context: bool
-    trigger_annotation: Any
-    directory: str
-    route: RouteTemplate | None = None
-    methods: frozenset[str] | None = None
-    auth_level: str = "FUNCTION"
-
-    @property
-    def queue_name(self) -> str:
-        return self.trigger["queueName"]
-
-    @property
-    def connection(self) -> str | None:
-        return self.trigger.get("connection")
-
-
-class UnsupportedFunction(Exception):
-    pass
-
-
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
-    try:
-        return inspect.signature(fn, eval_str=True)
-    except Exception:
-        return inspect.signature(fn)
-
-
-def build_spec(function: Any, settings: Mapping[str, str]) -> FunctionSpec:
-    """Describe one indexed ``azure.functions`` Function; raises UnsupportedFunction if it can't run here."""
-    name = function.get_function_name()
-    fn = function.get_user_function()
-    bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
-    trigger = next((b for b in bindings if b.get("type", "").endswith("Trigger")), None)
-    if trigger is None:
-        raise UnsupportedFunction(f"function {name!r} has no trigger")
-    trigger_type = trigger["type"]
-    if trigger_type not in ("httpTrigger", "queueTrigger"):
-        raise UnsupportedFunction(f"function {name!r}: {trigger_type} is not supported by the local runner")
-    queue_outputs: list[QueueOutputSpec] = []
-    for binding in bindings:
-        if binding is trigger:
-            continue
-        btype, direction = binding.get("type"), str(binding.get("direction", "")).upper()
-        if btype == "http" and direction == "OUT" and trigger_type == "httpTrigger":
-            continue
-        if btype == "queue" and direction == "OUT":
-            queue_outputs.append(
-                QueueOutputSpec(
-                    name=binding["name"],
-                    queue_name=resolve_binding_expression(binding["queueName"], settings).lower(),
-                    connection=binding.get("connection"),
-                )
-            )
-            continue
-        raise UnsupportedFunction(
-            f"function {name!r}: {direction.lower()} binding {btype!r} ({binding.get('name')}) "
-            "is not supported by the local runner"
-        )
-    if trigger_type == "queueTrigger":
-        trigger = {**trigger, "queueName": resolve_binding_expression(trigger["queueName"], settings).lower()}
-
-    signature = _signature(fn)
-    binding_names = {b["name"] for b in bindings if b.get("name") != "$return"}
-    params = signature.parameters
-    wants_context = "context" in params and "context" not in binding_names
-    unknown = [p for p in params if p not in binding_names and p != "context"]
-    missing = [b for b in binding_names if b not in params]
-    if unknown or missing:
-        raise UnsupportedFunction(
-            f"function {name!r}: parameters {unknown} have no binding / bindings {missing} have no parameter"
-        )
-    annotation = params[trigger["name"]].annotation
-    try:
-        directory = str(Path(inspect.getfile(fn)).parent)
-    except TypeError:
-        directory = str(Path.cwd())
-
-    spec = FunctionSpec(
-        name=name,
-        fn=fn,
-        is_async=inspect.iscoroutinefunction(fn),
-        trigger_type=trigger_type,
-        trigger_name=trigger["name"],
-        trigger=trigger,
-        bindings=bindings,
-        queue_outputs=queue_outputs,
-        wants_context=wants_context,
-        trigger_annotation=annotation,
-        directory=directory,
-    )
-    if trigger_type == "httpTrigger":
-        route = trigger.get("route")
-        spec.route = RouteTemplate(route if route is not None else name)
-        methods = trigger.get("methods")
-        spec.methods = frozenset(m.upper() for m in methods) if methods else None
-        spec.auth_level = str(trigger.get("authLevel") or "FUNCTION").upper()
-    return spec
-
-
-# ==================================================================================================
-# Queue messages, as the host reads and writes them
-# ==================================================================================================
-
-
-def encode_queue_values(value: Any, encoding: str) -> list[str]:
-    """What a queue output binding was set to, as message texts to send (one per message)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        items: Iterable[Any] = host_queue_texts(value)
-    elif isinstance(value, bytes | func.QueueMessage):
-        items = [value]
-    elif isinstance(value, Iterable) and not isinstance(value, Mapping):
-        items = list(value)
-        if any(isinstance(i, bytes) for i in items):
-            log.warning("queue output: bytes inside a list are accepted here, but the Python worker rejects them")
-    else:
-        raise NotImplementedError(f"unsupported queue output type: {type(value).__name__} (use str, bytes or a list)")
-    texts: list[str] = []
-    for item in items:
-        if isinstance(item, func.QueueMessage):
-            data = item.get_body()
-        elif isinstance(item, str):
-            data = item.encode("utf-8")
-        elif isinstance(item, bytes):
-            data = item
-        else:
-            raise NotImplementedError(f"invalid data type in output queue message list: {type(item).__name__}")
-        if encoding == "base64":
-            texts.append(base64.b64encode(data).decode("ascii"))
-        else:
-            texts.append(data.decode("utf-8"))
-    return texts
-
-
-def host_queue_texts(text: str) -> list[str]:
-    """The messages the host writes for one string set on a queue output (FunctionBinding.ReadAsEnumerable, then
-    JToken.ToString() each): text that looks like JSON is read by Json.NET, dates included, and written back
-    indented, one message per element of an array (python-worker #1492); other text as it is.
-
-    Raises ValueError for text that looks like JSON but is not: the host's output binding fails. The strings of a
-    list output reach the host as one JSON array of strings, read without dates, and are written as they are.
-    """
-    if not newtonsoft.looks_like_json(text):
-        return [text]
-    token = newtonsoft.parse(text)
-    return [newtonsoft.to_string(item) or "" for item in (token if isinstance(token, list) else [token])]
-
-
-def decode_queue_body(content: str | bytes | None, encoding: str) -> bytes:
-    """A received message's text as the body bytes the function sees (ValueError if not base64)."""
-    if content is None:
-        return b""
-    raw = content.encode("utf-8") if isinstance(content, str) else content
-    if encoding == "base64":
-        try:
-            return base64.b64decode(b"".join(raw.split()), validate=True)
-        except binascii.Error as exc:
-            raise ValueError(f"message is not valid base64 ({exc})") from exc
-    return raw
-
-
-def bind_queue_trigger(spec: FunctionSpec, message: Any, body: bytes) -> Any:
-    """The trigger argument as the host and the Python worker make it, from the body and the trigger metadata the host
-    sends, by azure.functions' own QueueMessageInConverter. Raises where the host or the worker would fail the
-    invocation: a body that is not UTF-8 (the host binds the trigger as a string, strictly), or metadata the worker
-    cannot convert (e.g. ``"dequeueCount": "x"`` in the message)."""
-    binary = str(spec.trigger.get("dataType") or "").lower() == "binary"  # bound as bytes: any bytes, no properties
-    text = _utf8(body) if binary else body.decode("utf-8")
-    if spec.trigger_annotation in (bytes, "bytes"):
-        return body
-    if spec.trigger_annotation in (str, "str"):
-        return body.decode("utf-8")
-    data = meta.Datum(body, "bytes") if binary else meta.Datum(text, "string")
-    properties = {} if binary or text is None else message_properties(text)
-    return QueueMessageInConverter.decode(data, trigger_metadata=queue_trigger_metadata(message, text, properties))
-
-
-def _utf8(data: bytes) -> str | None:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def queue_trigger_metadata(message: Any, text: str | None, properties: Mapping[str, Any]) -> dict[str, meta.Datum]:
-    """The trigger metadata the host sends the worker for a received message: QueueTriggerBinding's fields
-    (``QueueTrigger`` only for UTF-8 text), then the message's properties over them, names compared ignoring case,
-    so that a message's ``"id"`` replaces storage's ``Id`` (python-worker #1373). Values as the host's ToRpc sends
-    them: strings as strings, the rest as JSON (storage times as ``DateTimeOffset`` values at +00:00)."""
-    binding_data: dict[str, Any] = {
-        "QueueTrigger": text,
-        "DequeueCount": message.dequeue_count,
-        "ExpirationTime": _storage_time(message.expires_on),
-        "Id": message.id,
-        "InsertionTime": _storage_time(message.inserted_on or datetime.datetime.now(datetime.UTC)),
-        "NextVisibleTime": _storage_time(message.next_visible_on),
-        "PopReceipt": message.pop_receipt,
-    }
-    names = {name.lower(): name for name in binding_data}
-    for name, value in properties.items():
-        binding_data[names.setdefault(name.lower(), name)] = value
-    return {name: _rpc_datum(value) for name, value in binding_data.items() if value is not None}
-
-
-def _storage_time(moment: datetime.datetime | None) -> newtonsoft.NetDateTime:
-    """A storage time as a .NET value; none is DateTimeOffset.MaxValue, the host's default."""
-    if moment is None:
-        return newtonsoft.NetDateTime(newtonsoft.MAX_TICKS, "Local")
-    return newtonsoft.NetDateTime.from_datetime(moment)
-
-
-def _rpc_datum(value: Any) -> meta.Datum:
-    if isinstance(value, str):
-        return meta.Datum(value, "string")
-    return meta.Datum(newtonsoft.write(value, indented=False), "json")
-
-
-def message_properties(text: str) -> dict[str, Any]:
-    """The host's ``Utility.ApplyBindingData``: a JSON object message's top-level properties, objects kept, arrays and
-    nulls left out, other values as .NET's ``(string)`` cast makes them (``"7"``, ``"True"``, a date as
-    ``"01/02/2024 03:04:05"``). Nothing for other text."""
-    if not newtonsoft.looks_like_json(text):
-        return {}
-    try:
-        token = newtonsoft.parse(text)
-    except ValueError:
-        return {}
-    if not isinstance(token, dict):
-        return {}
-    properties: dict[str, Any] = {}
-    for name, value in token.items():
-        if isinstance(value, dict):
-            properties[name] = value
-        elif value is not None and not isinstance(value, list):
-            properties[name] = newtonsoft.to_string(value)
-    return properties
 
 
 # ==================================================================================================
@@ -962,7 +335,7 @@ class Runner:
             self.config = HostConfig.from_json(host_config)
         else:
             self.config = HostConfig.load(Path(host_config) if host_config else self.app_dir / "host.json")
-        self.settings: Mapping[str, str] = _Settings(settings)
+        self.settings: Mapping[str, str] = AppSettings(settings)
         self.enable_http = http
         self.enable_queues = queues
         self.lease_seconds = lease_seconds
@@ -1626,4 +999,5 @@ def main(argv: list[str] | None = None) -> int:
     except RunnerError as exc:
         log.error("%s", exc)
         return 2
+
 
