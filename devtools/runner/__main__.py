@@ -1,7 +1,7 @@
-"""`python -m devtools.runner`: the local Functions host (see devtools/runner/cli.py)."""
+"""`python -m devtools.runner`: the local Functions host's command line (devtools/runner/cli.py)."""
 
 import sys
 
-from devtools.runner import main
+from devtools.runner.cli import main
 
 sys.exit(main())

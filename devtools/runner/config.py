@@ -61,6 +61,17 @@ def parse_timespan(value: str | int | float | None, *, number_unit: float = 1.0)
     return float(total)
 
 
+def format_timespan(seconds: float | None) -> str:
+    """Seconds as the host writes a TimeSpan in its logs ("00:00:02.500"); ``-`` for none."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    text = f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    if seconds != whole:
+        text += f".{round((seconds - whole) * 1000):03d}"
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class QueueOptions:
     """``extensions.queues`` of host.json, with the host's defaults."""
@@ -123,6 +134,15 @@ class HostConfig:
             queues=QueueOptions.from_json(extensions.get("queues")),
             function_timeout=parse_timespan(data.get("functionTimeout")),
         )
+
+    @classmethod
+    def resolve(cls, given: HostConfig | Mapping[str, Any] | Path | str | None, app_dir: Path) -> HostConfig:
+        """``given`` as it is, from a host.json dict, or read from a path (default ``app_dir/host.json``)."""
+        if isinstance(given, HostConfig):
+            return given
+        if isinstance(given, Mapping):
+            return cls.from_json(given)
+        return cls.load(Path(given) if given else app_dir / "host.json")
 
     @classmethod
     def load(cls, path: Path) -> HostConfig:

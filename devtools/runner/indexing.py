@@ -16,6 +16,7 @@ import functools
 import importlib
 import inspect
 import json
+import logging
 import sys
 import threading
 import weakref
@@ -25,6 +26,8 @@ from typing import Any
 
 from devtools.runner.config import RunnerError, resolve_binding_expression
 from devtools.runner.routes import RouteTemplate
+
+log = logging.getLogger("devtools.runner")
 
 DEFAULT_APP = "function_app:app"
 
@@ -179,3 +182,22 @@ def build_spec(function: Any, settings: Mapping[str, str]) -> FunctionSpec:
         spec.methods = frozenset(m.upper() for m in methods) if methods else None
         spec.auth_level = str(trigger.get("authLevel") or "FUNCTION").upper()
     return spec
+
+
+def runnable_functions(app: Any, settings: Mapping[str, str]) -> tuple[list[FunctionSpec], dict[str, str]]:
+    """The app's functions the runner drives, and the others by name with the reason: disabled by the app setting
+    ``AzureWebJobs.<name>.Disabled``, as the host honours it, or not supported here."""
+    functions: list[FunctionSpec] = []
+    skipped: dict[str, str] = {}
+    for function in index_functions(app):
+        name = function.get_function_name()
+        if settings.get(f"AzureWebJobs.{name}.Disabled", "").lower() in ("true", "1"):
+            skipped[name] = "disabled by AzureWebJobs.<name>.Disabled"
+            log.info("function %s is disabled", name)
+            continue
+        try:
+            functions.append(build_spec(function, settings))
+        except UnsupportedFunction as exc:
+            skipped[name] = str(exc)
+            log.warning("skipping %s", exc)
+    return functions, skipped

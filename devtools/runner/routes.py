@@ -3,7 +3,7 @@
 Route templates with ``{name}``, ``{name?}``, ``{name=default}``, ``{name:constraint}`` (int, long, float, double,
 decimal, bool, alpha, guid, datetime, regex(...), min/max/range, minlength/maxlength/length) and ``{*rest}``,
 case-insensitive, values percent-decoded; and ASP.NET's precedence, so that a literal segment wins over a
-parameter whatever order the functions were declared in. A route that matches here matches in Azure.
+parameter whatever order the functions were declared in, as in Azure.
 """
 
 from __future__ import annotations
