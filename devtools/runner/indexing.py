@@ -117,18 +117,53 @@ def build_spec(function: Any, settings: Mapping[str, str]) -> FunctionSpec:
     name = function.get_function_name()
     fn = function.get_user_function()
     bindings = [json.loads(raw) for raw in function.get_raw_bindings()]
+    trigger = _trigger(name, bindings)
+    queue_outputs = _queue_outputs(name, bindings, trigger, settings)
+    if trigger["type"] == "queueTrigger":
+        trigger = {**trigger, "queueName": resolve_binding_expression(trigger["queueName"], settings).lower()}
+    params = _signature(fn).parameters
+    wants_context = _wants_context(name, params, bindings)  # first: it checks that the trigger has a parameter
+    spec = FunctionSpec(
+        name=name,
+        fn=fn,
+        is_async=inspect.iscoroutinefunction(fn),
+        trigger_type=trigger["type"],
+        trigger_name=trigger["name"],
+        trigger=trigger,
+        bindings=bindings,
+        queue_outputs=queue_outputs,
+        wants_context=wants_context,
+        trigger_annotation=params[trigger["name"]].annotation,
+        directory=_directory(fn),
+    )
+    if spec.trigger_type == "httpTrigger":
+        route = trigger.get("route")
+        spec.route = RouteTemplate(route if route is not None else name)
+        methods = trigger.get("methods")
+        spec.methods = frozenset(m.upper() for m in methods) if methods else None
+        spec.auth_level = str(trigger.get("authLevel") or "FUNCTION").upper()
+    return spec
+
+
+def _trigger(name: str, bindings: list[dict[str, Any]]) -> dict[str, Any]:
     trigger = next((b for b in bindings if b.get("type", "").endswith("Trigger")), None)
     if trigger is None:
         raise UnsupportedFunction(f"function {name!r} has no trigger")
-    trigger_type = trigger["type"]
-    if trigger_type not in ("httpTrigger", "queueTrigger"):
-        raise UnsupportedFunction(f"function {name!r}: {trigger_type} is not supported by the local runner")
+    if trigger["type"] not in ("httpTrigger", "queueTrigger"):
+        raise UnsupportedFunction(f"function {name!r}: {trigger['type']} is not supported by the local runner")
+    return trigger
+
+
+def _queue_outputs(
+    name: str, bindings: list[dict[str, Any]], trigger: dict[str, Any], settings: Mapping[str, str]
+) -> list[QueueOutputSpec]:
+    """The queue output bindings; UnsupportedFunction for any other binding but an HTTP trigger's response."""
     queue_outputs: list[QueueOutputSpec] = []
     for binding in bindings:
         if binding is trigger:
             continue
         btype, direction = binding.get("type"), str(binding.get("direction", "")).upper()
-        if btype == "http" and direction == "OUT" and trigger_type == "httpTrigger":
+        if btype == "http" and direction == "OUT" and trigger["type"] == "httpTrigger":
             continue
         if btype == "queue" and direction == "OUT":
             queue_outputs.append(
@@ -143,45 +178,26 @@ def build_spec(function: Any, settings: Mapping[str, str]) -> FunctionSpec:
             f"function {name!r}: {direction.lower()} binding {btype!r} ({binding.get('name')}) "
             "is not supported by the local runner"
         )
-    if trigger_type == "queueTrigger":
-        trigger = {**trigger, "queueName": resolve_binding_expression(trigger["queueName"], settings).lower()}
+    return queue_outputs
 
-    signature = _signature(fn)
+
+def _wants_context(name: str, params: Mapping[str, inspect.Parameter], bindings: list[dict[str, Any]]) -> bool:
+    """Whether the function takes ``context``; UnsupportedFunction when parameters and bindings do not pair up."""
     binding_names = {b["name"] for b in bindings if b.get("name") != "$return"}
-    params = signature.parameters
-    wants_context = "context" in params and "context" not in binding_names
     unknown = [p for p in params if p not in binding_names and p != "context"]
     missing = [b for b in binding_names if b not in params]
     if unknown or missing:
         raise UnsupportedFunction(
             f"function {name!r}: parameters {unknown} have no binding / bindings {missing} have no parameter"
         )
-    annotation = params[trigger["name"]].annotation
-    try:
-        directory = str(Path(inspect.getfile(fn)).parent)
-    except TypeError:
-        directory = str(Path.cwd())
+    return "context" in params and "context" not in binding_names
 
-    spec = FunctionSpec(
-        name=name,
-        fn=fn,
-        is_async=inspect.iscoroutinefunction(fn),
-        trigger_type=trigger_type,
-        trigger_name=trigger["name"],
-        trigger=trigger,
-        bindings=bindings,
-        queue_outputs=queue_outputs,
-        wants_context=wants_context,
-        trigger_annotation=annotation,
-        directory=directory,
-    )
-    if trigger_type == "httpTrigger":
-        route = trigger.get("route")
-        spec.route = RouteTemplate(route if route is not None else name)
-        methods = trigger.get("methods")
-        spec.methods = frozenset(m.upper() for m in methods) if methods else None
-        spec.auth_level = str(trigger.get("authLevel") or "FUNCTION").upper()
-    return spec
+
+def _directory(fn: Callable[..., Any]) -> str:
+    try:
+        return str(Path(inspect.getfile(fn)).parent)
+    except TypeError:
+        return str(Path.cwd())
 
 
 def runnable_functions(app: Any, settings: Mapping[str, str]) -> tuple[list[FunctionSpec], dict[str, str]]:

@@ -90,9 +90,14 @@ class RouteTemplate:
         if "=" in body:
             body, default = body.split("=", 1)
         optional = body.endswith("?") or default is not None
-        body = body.rstrip("?")
-        name, *constraints = body.split(":")
+        name, *constraints = body.rstrip("?").split(":")
         param = _Param(name=name, group=f"p{len(self.params)}", optional=optional, catch_all=catch_all, default=default)
+        param.regex = _param_regex(catch_all, self._constrain(param, constraints))
+        self.params.append(param)
+        return param
+
+    def _constrain(self, param: _Param, constraints: list[str]) -> list[str]:
+        """Marks ``param`` constrained and adds the checks a regex cannot make; returns the constraints' regexes."""
         patterns: list[str] = []
         for constraint in constraints:
             match = _CONSTRAINT.match(constraint)
@@ -110,54 +115,42 @@ class RouteTemplate:
                     log.warning("route %r: constraint %r not checked by the local runner", self.template, constraint)
                 else:
                     param.checks.append(check)
-        # Several pattern constraints must all hold: chain them as lookaheads on the segment.
-        if catch_all:
-            param_regex = ".*"
-        elif patterns:
-            *heads, last = patterns
-            param_regex = "".join(f"(?=(?:{p})(?:/|$))" for p in heads) + f"(?:{last})"
-        else:
-            param_regex = "[^/]+"
-        param.regex = param_regex
-        self.params.append(param)
-        return param
+        return patterns
 
     def _compile(self) -> tuple[str, tuple[int, ...]]:
         if not self.template:
             return "", ()
-        parts: list[str] = []
-        ranks: list[int] = []
-        for index, segment in enumerate(self.template.split("/")):
-            sep = "" if index == 0 else "/"
-            whole = self._TOKEN.fullmatch(segment)
-            if whole:
-                param = self._parse_param(whole.group(1))
-                regex = f"(?P<{param.group}>{param.regex})"
-                if param.catch_all:
-                    ranks.append(5)
-                    parts.append(f"(?:{sep}{regex})?")
-                elif param.optional:
-                    ranks.append(4)
-                    parts.append(f"(?:{sep}{regex})?")
-                else:
-                    ranks.append(2 if param.constrained else 3)
-                    parts.append(sep + regex)
-                continue
-            # Literal text, possibly mixed with parameters ("{name}.{ext}").
-            pieces: list[str] = []
-            pos = 0
-            has_param = False
-            for match in self._TOKEN.finditer(segment):
-                pieces.append(re.escape(segment[pos : match.start()]))
-                param = self._parse_param(match.group(1))
-                # Greedy, so "{name}.{ext}" splits "a.b.pdf" at the last dot, as ASP.NET routing does.
-                pieces.append(f"(?P<{param.group}>{param.regex})")
-                has_param = True
-                pos = match.end()
-            pieces.append(re.escape(segment[pos:]))
-            ranks.append(1 if has_param else 0)
-            parts.append(sep + "".join(pieces))
-        return "".join(parts), tuple(ranks)
+        segments = [self._segment(text, "/" if index else "") for index, text in enumerate(self.template.split("/"))]
+        return "".join(regex for regex, _ in segments), tuple(rank for _, rank in segments)
+
+    def _segment(self, segment: str, sep: str) -> tuple[str, int]:
+        """A segment's regex, after ``sep``, and its precedence rank: a literal 0, a literal with parameters 1, a
+        constrained parameter 2, a parameter 3, an optional one 4, a catch-all 5."""
+        whole = self._TOKEN.fullmatch(segment)
+        if whole is None:
+            return self._mixed_segment(segment, sep)
+        param = self._parse_param(whole.group(1))
+        regex = f"(?P<{param.group}>{param.regex})"
+        if param.catch_all:
+            return f"(?:{sep}{regex})?", 5
+        if param.optional:
+            return f"(?:{sep}{regex})?", 4
+        return sep + regex, 2 if param.constrained else 3
+
+    def _mixed_segment(self, segment: str, sep: str) -> tuple[str, int]:
+        """Literal text, possibly mixed with parameters ("{name}.{ext}")."""
+        pieces: list[str] = []
+        pos = 0
+        has_param = False
+        for match in self._TOKEN.finditer(segment):
+            pieces.append(re.escape(segment[pos : match.start()]))
+            param = self._parse_param(match.group(1))
+            # Greedy, so "{name}.{ext}" splits "a.b.pdf" at the last dot, as ASP.NET routing does.
+            pieces.append(f"(?P<{param.group}>{param.regex})")
+            has_param = True
+            pos = match.end()
+        pieces.append(re.escape(segment[pos:]))
+        return sep + "".join(pieces), 1 if has_param else 0
 
     def match(self, path: str) -> dict[str, str] | None:
         """Route parameters for a (raw, percent-encoded) path without leading/trailing slashes."""
@@ -179,3 +172,13 @@ class RouteTemplate:
 
     def __repr__(self) -> str:
         return f"RouteTemplate({self.template!r})"
+
+
+def _param_regex(catch_all: bool, patterns: list[str]) -> str:
+    if catch_all:
+        return ".*"
+    if not patterns:
+        return "[^/]+"
+    # Several pattern constraints must all hold: chain them as lookaheads on the segment.
+    *heads, last = patterns
+    return "".join(f"(?=(?:{p})(?:/|$))" for p in heads) + f"(?:{last})"
