@@ -1,4 +1,4 @@
-"""devtools.newtonsoft against what Json.NET 13 does on .NET 8 (from its source: DateTimeParser, DateTimeUtils,
+"""devtools.runner.newtonsoft against what Json.NET 13 does on .NET 8 (from its source: DateTimeParser, DateTimeUtils,
 JavaScriptUtils, JsonConvert; .NET cannot run here), and the runner's host conversions built on it."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from devtools import newtonsoft
-from devtools.runner import host_queue_texts, message_properties, queue_trigger_metadata
+from devtools.runner import host_queue_texts, message_properties, newtonsoft, queue_trigger_metadata
 
 
 @pytest.mark.parametrize(

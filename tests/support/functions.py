@@ -9,7 +9,8 @@ from typing import Any
 
 import azure.functions as func
 
-from devtools.runner import OutBinding
+from devtools.runner.indexing import index_functions
+from devtools.runner.invocation import OutBinding
 
 
 @cache
@@ -17,7 +18,6 @@ def indexed() -> dict[str, Any]:
     """The app's functions by name, from the runner's cache: get_functions() may be called once per app object,
     and the runner (used in-process by the soak and benchmarks) indexes the same app."""
     import function_app
-    from devtools.runner import index_functions
 
     return {f.get_function_name(): f for f in index_functions(function_app.app)}
 

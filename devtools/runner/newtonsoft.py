@@ -2,8 +2,8 @@
 
 The host reads a queue message or a string output with ``JObject.Parse``/``JToken.Parse`` and default settings, so
 string values shaped like ISO 8601 date-times become ``DateTime`` values, and writes them back with
-``JToken.ToString()`` (indented) or casts them to ``string``. The runner applies the same here (see its
-``host_queue_texts`` and ``queue_trigger_metadata``), so a test sees what Azure would do to a message.
+``JToken.ToString()`` (indented) or casts them to ``string``. The runner applies the same here (see
+:mod:`devtools.runner.messages`), so a test sees what Azure would do to a message.
 
 Reproduced from Json.NET's source: ``DateTimeParser`` (which strings are dates, 7-digit fractions, ``+hh:mm``
 offsets converted to the host's local time), ``DateTimeUtils.WriteDefaultIsoDate`` (trailing zeros dropped),
