@@ -34,7 +34,7 @@ from devtools.runner.indexing import FunctionSpec
 log = logging.getLogger("devtools.runner")
 
 
-class OutBinding(func.Out):
+class OutBinding(func.Out[Any]):
     """What the worker passes for an output binding parameter."""
 
     def __init__(self) -> None:

@@ -322,7 +322,7 @@ class QueueListener:
                     receipt = await self.client.update_message(
                         message_id, lease.pop_receipt, visibility_timeout=int(self._lease_seconds)
                     )
-                    lease.pop_receipt = receipt.pop_receipt
+                    lease.pop_receipt = receipt.pop_receipt or lease.pop_receipt
                     self._stats[(self.spec.name, "lease_renewed")] += 1
                 except Exception as exc:
                     log.warning("renewing the lease of message %s failed: %s", message_id, exc)
