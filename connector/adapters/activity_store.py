@@ -131,6 +131,8 @@ def _to_entity(state: ActivityState) -> dict[str, Any]:
         "nextAttemptAt": state.next_attempt_at,
         "lastAppliedAt": state.last_applied_at,
         "lastRequestId": state.last_request_id,
+        "deletedAt": state.deleted_at,
+        "deletionReason": state.deletion_reason,
     }
     entity.update({k: v for k, v in optional.items() if v is not None})
     return entity
@@ -158,5 +160,7 @@ def _from_entity(entity: Any) -> ActivityState:
         next_attempt_at=entity.get("nextAttemptAt"),
         last_applied_at=entity.get("lastAppliedAt"),
         last_request_id=entity.get("lastRequestId"),
+        deleted_at=entity.get("deletedAt"),
+        deletion_reason=entity.get("deletionReason"),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

@@ -41,6 +41,9 @@ class ActivityState:
     next_attempt_at: str | None = None
     last_applied_at: str | None = None
     last_request_id: str | None = None
+    deleted_at: str | None = None
+    """When the connector withdrew the activity from Graph (status "deleted"), and why (the event's @removed)."""
+    deletion_reason: str | None = None
     etag: str | None = None
 
     @property
@@ -90,6 +93,8 @@ class ActivityState:
             "firstAttemptAt": self.first_attempt_at,
             "lastAttemptAt": self.last_attempt_at,
             "nextAttemptAt": self.next_attempt_at,
+            "deletedAt": self.deleted_at,
+            "deletionReason": self.deletion_reason,
             "recentEventIds": list(self.recent),
         }
 

@@ -83,6 +83,14 @@ class Connector:
             except ResourceNotFoundError:
                 return 0
 
+    async def status(self, registration_id: str, activity_id: str) -> dict[str, Any]:
+        """What the status endpoint's use case answers for the activity (its auth is tested in test_status.py)."""
+        from connector.app.status import activity_status
+
+        reply = await activity_status(bootstrap.settings(), bootstrap.state_store(), registration_id, activity_id)
+        assert reply.status == 200, reply.body
+        return dict(reply.body)
+
     def patches(self) -> list[dict[str, Any]]:
         return self.graph.requests(method="PATCH")
 
