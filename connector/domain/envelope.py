@@ -103,8 +103,9 @@ def _joined(head: bytes, event_id: str, sequence: int, event: bytes) -> str:
 
 
 def utc_iso(moment: datetime) -> str:
-    """One fixed format for the times the app writes (UTC, microseconds, Z)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """One fixed format for the times the app writes (UTC, microseconds, Z). Not strftime: its %Y writes the year 1
+    (connector.domain.merge.EARLIEST, the time of a backfilled line without its own) as "1", which no reader parses."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_instant(text: str) -> datetime:
