@@ -187,8 +187,8 @@ class Worker:
             raise EventValidationError(
                 [FieldError("registrationId", "is invalid", "must be a provider configured in CONNECTOR_PROVIDERS")]
             )
-        if envelope.source == "xapi":
-            # Mapped from a statement by the LRS intake: which type the activity is, Graph says when it is found.
+        if envelope.from_statement:
+            # Mapped from a statement (LRS intake or backfill): which type the activity is, Graph says when it is found.
             update = parse_event_json(
                 json.dumps({"@odata.type": SELF_INITIATED, **envelope.event}), provider.registration_id
             )

@@ -85,6 +85,12 @@ class Envelope:
     def with_dead_letter(self, reason: dict[str, Any]) -> Envelope:
         return replace(self, dead_letter=reason)
 
+    @property
+    def from_statement(self) -> bool:
+        """Mapped from an xAPI statement, by the LRS or by a backfill (its `xapi` context): no @odata.type, the
+        activity's type is Graph's to tell."""
+        return self.source == "xapi" or isinstance(self.extra.get("xapi"), dict)
+
 
 def batch_messages(shared: Envelope, ids: Sequence[str], events: Sequence[Mapping[str, Any]]) -> list[str]:
     """One message per event of a webhook request, each what `Envelope.to_json` writes for it; the fields they share
