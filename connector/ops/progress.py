@@ -1,0 +1,94 @@
+"""Progress of a long operator command: a tqdm bar on a terminal (done of total, rate, ETA, and the command's counts),
+and a plain line every so often otherwise (a log, CI, a pipe), which a terminal's carriage returns would garble."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+
+class Progress:
+    """One phase of the command (e.g. validating one file): `update` as often as convenient, it prints when due."""
+
+    def __init__(
+        self, label: str, total: int, unit: str, *, stream: TextIO | None = None, every: float = 10.0
+    ) -> None:
+        self._label, self._total, self._unit = label, total, unit
+        self._stream = stream or sys.stderr
+        self._every = every
+        self._started = self._printed = time.monotonic()
+        self._done = 0
+        self._counts: Mapping[str, int] = {}
+        self._bar: Any = None
+        if self._stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total,
+                desc=label,
+                unit=f" {unit}",
+                unit_scale=unit == "B",
+                file=self._stream,
+                dynamic_ncols=True,
+                smoothing=0.1,
+                mininterval=0.2,
+            )
+
+    def update(self, done: int, counts: Mapping[str, int] | None = None) -> None:
+        """`done` of the total so far, and the counts to show beside it (e.g. accepted, rejected)."""
+        self._done = done
+        if counts is not None:
+            self._counts = counts
+        if self._bar is not None:
+            if counts is not None:
+                self._bar.set_postfix_str(self._counted(), refresh=False)
+            self._bar.update(done - self._bar.n)
+        elif time.monotonic() - self._printed >= self._every:
+            self._line()
+
+    def say(self, text: str, stream: TextIO | None = None) -> None:
+        """A line of its own (to stdout by default), above the bar on a terminal."""
+        out = stream or sys.stdout
+        if self._bar is not None:
+            self._bar.write(text, file=out)
+        else:
+            print(text, file=out, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._counted(), refresh=False)
+            self._bar.update(self._done - self._bar.n)
+            self._bar.close()
+        else:
+            self._line()
+
+    def _line(self) -> None:
+        self._printed = now = time.monotonic()
+        elapsed = max(now - self._started, 1e-6)
+        rate = self._done / elapsed
+        share = f" ({self._done / self._total:.0%})" if self._total else ""
+        done, total, unit = self._done, self._total, self._unit
+        if unit == "B":
+            done, total, rate, unit = done / 1e6, total / 1e6, rate / 1e6, "MB"
+        digits = 1 if unit == "MB" else 0
+        parts = [f"{self._label}: {done:,.{digits}f} of {total:,.{digits}f} {unit}{share}", f"{rate:,.0f} {unit}/s"]
+        if self._done < self._total and rate > 0:
+            parts.append(f"ETA {duration((self._total - self._done) / rate)}")
+        else:
+            parts.append(f"in {duration(elapsed)}")
+        if self._counts:
+            parts.append(self._counted())
+        print(", ".join(parts), file=self._stream, flush=True)
+
+    def _counted(self) -> str:
+        return ", ".join(f"{name} {value:,}" for name, value in self._counts.items())
+
+
+def duration(seconds: float) -> str:
+    """12.5 s below a minute, else h:mm:ss, as tqdm writes it."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
