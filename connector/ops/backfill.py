@@ -58,6 +58,7 @@ DEPTH_POLL_SECONDS = 2.0
 MAX_BATCH = 16
 SHOWN_REJECTIONS = 50
 CHECKPOINT_EVERY_SECONDS = 1.0
+_EARLIEST_TIME = utc_iso(EARLIEST.time)
 _TOO_LARGE = FieldError("event", "is invalid", f"must fit a queue message ({MAX_MESSAGE_BYTES} bytes at most)")
 
 
@@ -206,16 +207,17 @@ def _hash(run: FileRun, options: BackfillOptions) -> None:
 
 def _records(run: FileRun, context: Context, provider: ProviderSettings) -> Iterator[tuple[Checked, str | None]]:
     """Each record of the file, with the message it enqueues (None when rejected or changing nothing)."""
+    received_at = now_iso()  # one reading of the clock per pass: it costs as much as a record's JSON
     with run.path.open("rb") as stream:
         for checked in FORMATS[run.format](stream, context):
-            message = _message(checked, run.content_hash, provider) if checked.changes_something else None
+            message = _message(checked, run.content_hash, provider, received_at) if checked.changes_something else None
             if message is not None and first_oversized([message]) is not None:
                 yield replace(checked, errors=(_TOO_LARGE,)), None
             else:
                 yield checked, message
 
 
-def _message(checked: Checked, content_hash: str, provider: ProviderSettings) -> str:
+def _message(checked: Checked, content_hash: str, provider: ProviderSettings, received_at: str) -> str:
     """The envelope as the webhook (or the LRS) writes it, `source: "backfill"`; a record without a time of its own
     is stamped merge.EARLIEST's, below every live callback, its line the sequence (later lines win ties)."""
     number = checked.number
@@ -230,9 +232,9 @@ def _message(checked: Checked, content_hash: str, provider: ProviderSettings) ->
         registration_id=provider.registration_id,
         event=checked.event,
         source=SOURCE,
-        event_time=utc_iso(checked.event_time or EARLIEST.time),
+        event_time=utc_iso(checked.event_time) if checked.event_time else _EARLIEST_TIME,
         sequence=number,
-        received_at=now_iso(),
+        received_at=received_at,
     ).to_json()
 
 

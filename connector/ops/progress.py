@@ -20,6 +20,7 @@ class Progress:
         self._every = every
         self._started = self._printed = time.monotonic()
         self._done = 0
+        self._printed_done = -1
         self._counts: Mapping[str, int] = {}
         self._bar: Any = None
         if self._stream.isatty():
@@ -61,11 +62,12 @@ class Progress:
             self._bar.set_postfix_str(self._counted(), refresh=False)
             self._bar.update(self._done - self._bar.n)
             self._bar.close()
-        else:
+        elif self._printed_done != self._done:
             self._line()
 
     def _line(self) -> None:
         self._printed = now = time.monotonic()
+        self._printed_done = self._done
         elapsed = max(now - self._started, 1e-6)
         rate = self._done / elapsed
         share = f" ({self._done / self._total:.0%})" if self._total else ""
