@@ -86,8 +86,8 @@ class FileRun:
 
     path: Path
     format: str
+    size: int
     content_hash: str = ""
-    lines: int = 0
     records: int = 0
     accepted: int = 0
     rejected: int = 0
@@ -119,7 +119,7 @@ class BackfillResult:
 async def backfill(settings: Settings, provider: ProviderSettings, options: BackfillOptions) -> BackfillResult:
     started = time.monotonic()
     context = Context(provider.registration_id, datetime.now(UTC))
-    result = BackfillResult([FileRun(path, _format_of(path)) for path in options.files])
+    result = BackfillResult([FileRun(path, _format_of(path), path.stat().st_size) for path in options.files])
     async with contextlib.AsyncExitStack() as stack:
         queue = None
         if not options.dry_run:
@@ -159,13 +159,14 @@ def summary(result: BackfillResult, options: BackfillOptions) -> list[str]:
         f"in {duration(result.seconds)}"
     )
     report = f" ({options.report} lists them all)" if options.report else " (--report FILE lists them all)"
-    if result.stopped:
+    if options.dry_run:
+        stop = f", once the rejected record(s){report} are fixed (or with --skip-rejected)" if result.stopped else ""
+        lines.append(f"dry run: nothing enqueued; {messages:,} message(s) would go on {QUEUE_NAME}{stop}")
+    elif result.stopped:
         lines.append(
             f"nothing enqueued: {rejected:,} record(s) rejected{report}; fix them and run again, or add "
             f"--skip-rejected to enqueue the {messages:,} message(s) of the accepted ones"
         )
-    elif options.dry_run:
-        lines.append(f"dry run: nothing enqueued; {messages:,} message(s) would go on {QUEUE_NAME}")
     else:
         lines.append(
             f"{result.total('enqueued'):,} message(s) enqueued on {QUEUE_NAME} now, "
@@ -188,33 +189,30 @@ def _format_of(path: Path) -> str:
 
 
 def _hash(run: FileRun, options: BackfillOptions) -> None:
-    """The content hash and the line count (the validation's total), in one read."""
-    digest, lines, last = hashlib.sha256(), 0, b"\n"
-    size = run.path.stat().st_size
-    progress = Progress(f"hashing {run.path.name}", size, "B", every=options.progress_every)
+    digest = hashlib.sha256()
+    progress = Progress(f"hashing {run.path.name}", run.size, "B", every=options.progress_every)
     with run.path.open("rb") as stream:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
             progress.update(stream.tell())
     progress.close()
-    run.content_hash, run.lines = digest.hexdigest(), lines + (last != b"\n")
+    run.content_hash = digest.hexdigest()
 
 
 # --- pass 2: validation ---
 
 
-def _records(run: FileRun, context: Context, provider: ProviderSettings) -> Iterator[tuple[Checked, str | None]]:
+def _records(
+    stream: IO[bytes], run: FileRun, context: Context, provider: ProviderSettings
+) -> Iterator[tuple[Checked, str | None]]:
     """Each record of the file, with the message it enqueues (None when rejected or changing nothing)."""
     received_at = now_iso()  # one reading of the clock per pass: it costs as much as a record's JSON
-    with run.path.open("rb") as stream:
-        for checked in FORMATS[run.format](stream, context):
-            message = _message(checked, run.content_hash, provider, received_at) if checked.changes_something else None
-            if message is not None and first_oversized([message]) is not None:
-                yield replace(checked, errors=(_TOO_LARGE,)), None
-            else:
-                yield checked, message
+    for checked in FORMATS[run.format](stream, context):
+        message = _message(checked, run.content_hash, provider, received_at) if checked.changes_something else None
+        if message is not None and first_oversized([message]) is not None:
+            yield replace(checked, errors=(_TOO_LARGE,)), None
+        else:
+            yield checked, message
 
 
 def _message(checked: Checked, content_hash: str, provider: ProviderSettings, received_at: str) -> str:
@@ -272,19 +270,20 @@ class _Rejections:
 def _validate(
     run: FileRun, context: Context, provider: ProviderSettings, rejections: _Rejections, options: BackfillOptions
 ) -> None:
-    progress = Progress(f"validating {run.path.name}", run.lines, "lines", every=options.progress_every)
-    shown = ("accepted", "rejected")
-    for checked, message in _records(run, context, provider):
-        run.records += 1
-        if not checked.accepted:
-            run.rejected += 1
-            rejections.add(checked, run, progress)
-        else:
-            run.accepted += 1
-            run.unchanged += message is None
-        if run.records % 512 == 0:
-            progress.update(checked.line, run.counts(*shown))
-    progress.update(run.lines, run.counts(*shown))
+    progress = Progress(f"validating {run.path.name}", run.size, "B", every=options.progress_every)
+    shown = ("records", "accepted", "rejected")
+    with run.path.open("rb") as stream:
+        for checked, message in _records(stream, run, context, provider):
+            run.records += 1
+            if not checked.accepted:
+                run.rejected += 1
+                rejections.add(checked, run, progress)
+            else:
+                run.accepted += 1
+                run.unchanged += message is None
+            if run.records % 512 == 0:
+                progress.update(stream.tell(), run.counts(*shown))
+    progress.update(run.size, run.counts(*shown))
     progress.close()
 
 
@@ -338,17 +337,16 @@ class _Pace:
         self._batch = max(1, min(MAX_BATCH, round(rate / 4), max_depth))
         self._next = time.monotonic()
         self._room = 0
-        self.depth = 0
 
     async def allowance(self, waiting: Callable[[int], None]) -> int:
         """How many messages may go next; waits while the queue is full (`waiting` hears the depth once)."""
         told = False
         while self._room <= 0:
-            self.depth = (await self._queue.get_queue_properties()).approximate_message_count
-            self._room = self._max_depth - self.depth
+            depth = (await self._queue.get_queue_properties()).approximate_message_count
+            self._room = self._max_depth - depth
             if self._room <= 0:
                 if not told:
-                    waiting(self.depth)
+                    waiting(depth)
                     told = True
                 await asyncio.sleep(DEPTH_POLL_SECONDS)
         return min(self._batch, self._room)
@@ -437,23 +435,24 @@ async def _enqueue(
         )
 
     def sent() -> None:
-        progress.update(run.earlier + run.enqueued, {**run.counts("enqueued", "earlier"), "queue depth": pace.depth})
+        progress.update(run.earlier + run.enqueued, run.counts("enqueued", "earlier"))
 
     batch: list[tuple[int, str]] = []
     try:
         limit = await pace.allowance(waiting)
-        for checked, message in _records(run, context, provider):
-            if message is None:
-                continue
-            if checked.number <= checkpoint.through:
-                run.earlier += 1
-                continue
-            batch.append((checked.number, message))
-            if len(batch) >= limit:
-                await _send(queue, pace, batch, run, checkpoint)
-                batch = []
-                sent()
-                limit = await pace.allowance(waiting)
+        with run.path.open("rb") as stream:
+            for checked, message in _records(stream, run, context, provider):
+                if message is None:
+                    continue
+                if checked.number <= checkpoint.through:
+                    run.earlier += 1
+                    continue
+                batch.append((checked.number, message))
+                if len(batch) >= limit:
+                    await _send(queue, pace, batch, run, checkpoint)
+                    batch = []
+                    sent()
+                    limit = await pace.allowance(waiting)
         if batch:
             await _send(queue, pace, batch, run, checkpoint)
         checkpoint.complete = True

@@ -3,6 +3,7 @@ and a plain line every so often otherwise (a log, CI, a pipe), which a terminal'
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ class Progress:
         self._printed_done = -1
         self._counts: Mapping[str, int] = {}
         self._bar: Any = None
-        if self._stream.isatty():
+        if _terminal_width(self._stream) > 0:
             from tqdm import tqdm
 
             self._bar = tqdm(
@@ -94,3 +95,11 @@ def duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def _terminal_width(stream: TextIO) -> int:
+    """The terminal's width; 0 off a terminal, and on one whose size is unknown (where tqdm would print nothing)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else 0
+    except (AttributeError, OSError, ValueError):  # a stream without a file descriptor (tests, redirections)
+        return 0

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -329,9 +330,12 @@ def test_off_a_terminal_progress_is_plain_lines_and_a_summary(command, tmp_path)
     progress = result.stderr.splitlines()
     assert progress[0].startswith("hashing history.jsonl: ")
     validating = [line for line in progress if line.startswith("validating history.jsonl: ")]
-    assert any("ETA" in line and "accepted 1,024, rejected 0" in line for line in validating), validating
-    assert validating[-1].startswith("validating history.jsonl: 1,500 of 1,500 lines (100%), ")
-    assert validating[-1].endswith("accepted 1,500, rejected 0")
+    assert any("ETA" in line and "records 1,024, accepted 1,024, rejected 0" in line for line in validating)
+    assert re.fullmatch(
+        r"validating history.jsonl: ([\d.]+) of \1 MB \(100%\), [\d,]+ MB/s, in [\d.]+ s, records 1,500, accepted "
+        r"1,500, rejected 0",
+        validating[-1],
+    ), validating
     enqueueing = [line for line in progress if line.startswith("enqueueing history.jsonl: ")]
     assert enqueueing[-1].startswith("enqueueing history.jsonl: 1,500 of 1,500 messages (100%), ")
     assert "enqueued 1,500, earlier 0" in enqueueing[-1]
