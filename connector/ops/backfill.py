@@ -367,6 +367,8 @@ class _Checkpoint:
     registration_id: str
     through: int = 0
     """Every message of the records up to this number is on the queue."""
+    enqueued: int = 0
+    """How many messages that is."""
     complete: bool = False
     saved_at: float = 0.0
 
@@ -382,7 +384,12 @@ class _Checkpoint:
             registration_id,
         ):
             return fresh  # another content (the file changed) or another provider: from the top
-        return replace(fresh, through=int(data.get("through") or 0), complete=data.get("complete") is True)
+        return replace(
+            fresh,
+            through=int(data.get("through") or 0),
+            enqueued=int(data.get("enqueued") or 0),
+            complete=data.get("complete") is True,
+        )
 
     def save(self, *, when_due: bool = False) -> None:
         now = time.monotonic()
@@ -393,7 +400,7 @@ class _Checkpoint:
             "sha256": self.run.content_hash,
             "registrationId": self.registration_id,
             "through": self.through,
-            "enqueued": self.run.earlier + self.run.enqueued,
+            "enqueued": self.enqueued,
             "complete": self.complete,
             "updatedAt": now_iso(),
         }
@@ -417,11 +424,11 @@ async def _enqueue(
 ) -> None:
     checkpoint = _Checkpoint.load(_checkpoint_path(run.path, options.checkpoint_dir), run, provider.registration_id)
     if options.restart:
-        checkpoint = replace(checkpoint, through=0, complete=False)
-    progress = Progress(f"enqueueing {run.path.name}", run.messages, "messages", every=options.progress_every)
+        checkpoint = replace(checkpoint, through=0, enqueued=0, complete=False)
+    label, every = f"enqueueing {run.path.name}", options.progress_every
+    progress = Progress(label, run.messages, "messages", initial=checkpoint.enqueued, every=every)
     if checkpoint.complete:
-        run.earlier = run.messages
-        progress.update(run.messages, run.counts("enqueued", "earlier"))
+        run.earlier = checkpoint.enqueued
         progress.say(f"{run.path}: every message was enqueued by an earlier run ({checkpoint.path}); --restart "
                      "sends them again (the worker skips what it has applied)")  # fmt: skip
         progress.close()
@@ -469,5 +476,5 @@ async def _send(
     await pace.spend(len(batch))
     await asyncio.gather(*(queue.send_message(message) for _, message in batch))
     run.enqueued += len(batch)
-    checkpoint.through = batch[-1][0]
+    checkpoint.through, checkpoint.enqueued = batch[-1][0], checkpoint.enqueued + len(batch)
     checkpoint.save(when_due=True)

@@ -14,13 +14,14 @@ class Progress:
     """One phase of the command (e.g. validating one file): `update` as often as convenient, it prints when due."""
 
     def __init__(
-        self, label: str, total: int, unit: str, *, stream: TextIO | None = None, every: float = 10.0
+        self, label: str, total: int, unit: str, *, initial: int = 0, stream: TextIO | None = None, every: float = 10.0
     ) -> None:
+        """`initial`: done before this run (a resumed one); the rate and ETA count only what this run does."""
         self._label, self._total, self._unit = label, total, unit
         self._stream = stream or sys.stderr
         self._every = every
         self._started = self._printed = time.monotonic()
-        self._done = 0
+        self._initial = self._done = initial
         self._printed_done = -1
         self._counts: Mapping[str, int] = {}
         self._bar: Any = None
@@ -29,6 +30,7 @@ class Progress:
 
             self._bar = tqdm(
                 total=total,
+                initial=initial,
                 desc=label,
                 unit=f" {unit}",
                 unit_scale=unit == "B",
@@ -70,13 +72,13 @@ class Progress:
         self._printed = now = time.monotonic()
         self._printed_done = self._done
         elapsed = max(now - self._started, 1e-6)
-        rate = self._done / elapsed
+        rate = (self._done - self._initial) / elapsed
         share = f" ({self._done / self._total:.0%})" if self._total else ""
-        done, total, unit = self._done, self._total, self._unit
-        if unit == "B":
-            done, total, rate, unit = done / 1e6, total / 1e6, rate / 1e6, "MB"
-        digits = 1 if unit == "MB" else 0
-        parts = [f"{self._label}: {done:,.{digits}f} of {total:,.{digits}f} {unit}{share}", f"{rate:,.0f} {unit}/s"]
+        if self._unit == "B":
+            parts = [f"{self._label}: {_bytes(self._done)} of {_bytes(self._total)}{share}", f"{_bytes(rate)}/s"]
+        else:
+            unit = self._unit
+            parts = [f"{self._label}: {self._done:,} of {self._total:,} {unit}{share}", f"{rate:,.0f} {unit}/s"]
         if self._done < self._total and rate > 0:
             parts.append(f"ETA {duration((self._total - self._done) / rate)}")
         else:
@@ -87,6 +89,13 @@ class Progress:
 
     def _counted(self) -> str:
         return ", ".join(f"{name} {value:,}" for name, value in self._counts.items())
+
+
+def _bytes(count: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count:,.0f} B"
 
 
 def duration(seconds: float) -> str:

@@ -332,8 +332,8 @@ def test_off_a_terminal_progress_is_plain_lines_and_a_summary(command, tmp_path)
     validating = [line for line in progress if line.startswith("validating history.jsonl: ")]
     assert any("ETA" in line and "records 1,024, accepted 1,024, rejected 0" in line for line in validating)
     assert re.fullmatch(
-        r"validating history.jsonl: ([\d.]+) of \1 MB \(100%\), [\d,]+ MB/s, in [\d.]+ s, records 1,500, accepted "
-        r"1,500, rejected 0",
+        r"validating history.jsonl: ([\d.]+ kB) of \1 \(100%\), [\d.,]+ [kM]B/s, in [\d.]+ s, records 1,500, "
+        r"accepted 1,500, rejected 0",
         validating[-1],
     ), validating
     enqueueing = [line for line in progress if line.startswith("enqueueing history.jsonl: ")]
