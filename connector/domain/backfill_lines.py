@@ -19,11 +19,10 @@ callbacks; a record without one ranks below all of them (merge.EARLIEST's time) 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -35,6 +34,7 @@ from connector.domain.events import (
     RULES,
     EventValidationError,
     FieldError,
+    Problem,
     validate_events_json,
 )
 from connector.domain.xapi.mapping import ProgressError, XapiChange, change_of
@@ -120,13 +120,6 @@ def event_id(content_hash: str, number: int) -> str:
     return f"backfill-{content_hash[:32]}-{number}"
 
 
-def content_hash(chunks: Iterable[bytes]) -> str:
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- Checking one record. ---
 
 
@@ -183,8 +176,8 @@ def check_statement(data: bytes | str | Any, line: int, context: Context, item: 
 
 def _own_time(value: Any, context: Context) -> datetime | FieldError:
     if not isinstance(value, str) or not value.strip():
-        problem = "shouldn't be empty" if value is None or isinstance(value, str) else "is invalid"
-        return FieldError(EVENT_TIME, problem, _EVENT_TIME_RULE)  # type: ignore[arg-type]
+        problem: Problem = "shouldn't be empty" if value is None or isinstance(value, str) else "is invalid"
+        return FieldError(EVENT_TIME, problem, _EVENT_TIME_RULE)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

@@ -342,7 +342,7 @@ class _Pace:
         """How many messages may go next; waits while the queue is full (`waiting` hears the depth once)."""
         told = False
         while self._room <= 0:
-            depth = (await self._queue.get_queue_properties()).approximate_message_count
+            depth = (await self._queue.get_queue_properties()).approximate_message_count or 0
             self._room = self._max_depth - depth
             if self._room <= 0:
                 if not told:
