@@ -50,8 +50,6 @@ if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
 
 SOURCE = "backfill"
-DEFAULT_RATE = 50.0
-DEFAULT_MAX_QUEUE_DEPTH = 1000
 #: While the queue is full, how often its depth is read again.
 DEPTH_POLL_SECONDS = 2.0
 #: Messages sent at once; a batch is also at most a quarter of a second's worth at the rate.
@@ -68,16 +66,18 @@ class BackfillError(Exception):
 
 @dataclass(frozen=True)
 class BackfillOptions:
+    """The command's options (connector.ops.cli says what each means, and their defaults)."""
+
     registration_id: str
     files: tuple[Path, ...]
+    rate: float
+    max_queue_depth: int
+    progress_every: float
     dry_run: bool = False
     skip_rejected: bool = False
     report: Path | None = None
     checkpoint_dir: Path | None = None
     restart: bool = False
-    rate: float = DEFAULT_RATE
-    max_queue_depth: int = DEFAULT_MAX_QUEUE_DEPTH
-    progress_every: float = 10.0
 
 
 @dataclass

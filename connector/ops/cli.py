@@ -30,6 +30,13 @@ class CommandError(Exception):
     """What went wrong and how to fix it, in one line: printed without a traceback, exit code 1."""
 
 
+#: Backfill's pace: about what one instance applies in a second, and at most about 15 s of one instance's work waiting.
+DEFAULT_RATE = 50.0
+DEFAULT_MAX_QUEUE_DEPTH = 1000
+DEFAULT_PROGRESS_EVERY = 10.0
+#: What the status of an activity can be (connector.app.apply_update writes them).
+_STATES = ("applied", "pending", "throttled", "retrying", "failed")
+
 _GRANTOR = " as someone holding AppRoleAssignment.ReadWrite.All, e.g. a Privileged Role Administrator"
 
 _REPLAY_FIX = (
@@ -251,8 +258,6 @@ def main(argv: list[str] | None = None) -> int:
 
     _add_backfill(commands)
 
-    from connector.ops.status_export import FORMATS, STATES
-
     status = commands.add_parser(
         "status",
         help="list the activities the connector tracks for a provider, as CSV or JSON",
@@ -260,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         "ids, state, when Graph last accepted an update, the last error. Rows are written as they are read.",
     )
     status.add_argument("--registration-id", required=True, help="the provider")
-    status.add_argument("--state", choices=STATES, help="only the activities in this state, e.g. failed")
+    status.add_argument("--state", choices=_STATES, help="only the activities in this state, e.g. failed")
     status.add_argument(
         "--format",
-        choices=FORMATS,
+        choices=("csv", "jsonl", "json"),
         default="csv",
         help="csv (the default: a header row, one activity per row, for a spreadsheet), jsonl (one JSON object per "
         "line) or json (one JSON array); the JSON has what the status endpoint answers",
@@ -291,8 +296,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_backfill(commands: Any) -> None:
-    from connector.ops.backfill import DEFAULT_MAX_QUEUE_DEPTH, DEFAULT_RATE
-
     backfill = commands.add_parser(
         "backfill",
         help="validate history files, then enqueue them at a bounded pace",
@@ -339,9 +342,9 @@ def _add_backfill(commands: Any) -> None:
     backfill.add_argument(
         "--progress-every",
         type=float,
-        default=10.0,
+        default=DEFAULT_PROGRESS_EVERY,
         metavar="SECONDS",
-        help="when not on a terminal, print a progress line this often (default 10)",
+        help=f"when not on a terminal, print a progress line this often (default {DEFAULT_PROGRESS_EVERY:g})",
     )
     backfill.set_defaults(run=_backfill)
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import AsyncIterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from connector.adapters.activity_store import ActivityState, StateStore
 from connector.domain.events import TYPE_NAMES
 
-STATES = ("applied", "pending", "throttled", "retrying", "failed")
-FORMATS = ("csv", "jsonl", "json")
+if TYPE_CHECKING:
+    from connector.adapters.activity_store import ActivityState, StateStore
+
 #: The CSV's columns: which activity, its state, when it was last applied, the last error.
 COLUMNS = (
     "externalcourseActivityId",
