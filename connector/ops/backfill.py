@@ -87,6 +87,8 @@ class FileRun:
     path: Path
     format: str
     size: int
+    modified: int
+    """The file's mtime (ns) when it was first read: a file changed meanwhile is not enqueued under the old hash."""
     content_hash: str = ""
     records: int = 0
     accepted: int = 0
@@ -119,7 +121,7 @@ class BackfillResult:
 async def backfill(settings: Settings, provider: ProviderSettings, options: BackfillOptions) -> BackfillResult:
     started = time.monotonic()
     context = Context(provider.registration_id, datetime.now(UTC))
-    result = BackfillResult([FileRun(path, _format_of(path), path.stat().st_size) for path in options.files])
+    result = BackfillResult([_file_run(path) for path in options.files])
     async with contextlib.AsyncExitStack() as stack:
         queue = None
         if not options.dry_run:
@@ -178,14 +180,21 @@ def summary(result: BackfillResult, options: BackfillOptions) -> list[str]:
 # --- pass 1: the content hash ---
 
 
-def _format_of(path: Path) -> str:
+def _file_run(path: Path) -> FileRun:
     try:
         with path.open("rb") as stream:
-            return detect(stream.read(64 * 1024))
+            found = os.fstat(stream.fileno())
+            return FileRun(path, detect(stream.read(64 * 1024)), found.st_size, found.st_mtime_ns)
     except OSError as exc:
         raise BackfillError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except FileFormatError as exc:
         raise BackfillError(f"{path}: {exc}") from None
+
+
+def _unchanged(run: FileRun) -> None:
+    found = run.path.stat()
+    if (found.st_size, found.st_mtime_ns) != (run.size, run.modified):
+        raise BackfillError(f"{run.path}: the file changed while it was read; run the command again")
 
 
 def _hash(run: FileRun, options: BackfillOptions) -> None:
@@ -242,7 +251,7 @@ class _Rejections:
     def __init__(self, report: Path | None) -> None:
         self._path = report
         self._report: IO[str] | None = None
-        self.shown = 0
+        self._count = 0
 
     def __enter__(self) -> _Rejections:
         if self._path is not None:
@@ -259,10 +268,10 @@ class _Rejections:
     def add(self, checked: Checked, run: FileRun, progress: Progress) -> None:
         if self._report is not None:
             self._report.write(json.dumps(checked.report(str(run.path)), ensure_ascii=False) + "\n")
-        self.shown += 1
-        if self.shown <= SHOWN_REJECTIONS:
+        self._count += 1
+        if self._count <= SHOWN_REJECTIONS:
             progress.say(f"{checked.where(str(run.path))}: {EventValidationError(list(checked.errors))}")
-        elif self.shown == SHOWN_REJECTIONS + 1:
+        elif self._count == SHOWN_REJECTIONS + 1:
             more = f"the report {self._path}" if self._path else "--report FILE"
             progress.say(f"(more rejected records are not shown: {more} lists every one)")
 
@@ -422,6 +431,7 @@ async def _enqueue(
     provider: ProviderSettings,
     options: BackfillOptions,
 ) -> None:
+    _unchanged(run)
     checkpoint = _Checkpoint.load(_checkpoint_path(run.path, options.checkpoint_dir), run, provider.registration_id)
     if options.restart:
         checkpoint = replace(checkpoint, through=0, enqueued=0, complete=False)
