@@ -13,12 +13,10 @@ from typing import Any, TextIO
 class Progress:
     """One phase of the command (e.g. validating one file): `update` as often as convenient, it prints when due."""
 
-    def __init__(
-        self, label: str, total: int, unit: str, *, initial: int = 0, stream: TextIO | None = None, every: float = 10.0
-    ) -> None:
-        """`initial`: done before this run (a resumed one); the rate and ETA count only what this run does."""
+    def __init__(self, label: str, total: int, unit: str, *, initial: int = 0, every: float = 10.0) -> None:
+        """On stderr. `initial`: done before this run (a resumed one); the rate and ETA count only this run's."""
         self._label, self._total, self._unit = label, total, unit
-        self._stream = stream or sys.stderr
+        self._stream = sys.stderr
         self._every = every
         self._started = self._printed = time.monotonic()
         self._initial = self._done = initial
