@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -99,6 +100,25 @@ class StateStore(TableOnDemand):
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
             raise StateConflict(str(exc)) from None  # NotFound: the row was merged into another and removed
         return replace(state, etag=metadata["etag"])
+
+    async def list_activities(self, registration_id: str, state: str | None = None) -> AsyncIterator[ActivityState]:
+        """Every activity row of a provider (in one `state` if given), page by page as the service returns them:
+        constant memory however many there are. Without the seen event ids, which only the worker needs."""
+        table = await self.table()
+        query, parameters = "PartitionKey eq @pk", {"pk": registration_id.lower()}
+        if state:
+            query, parameters = f"{query} and status eq @state", {**parameters, "state": state}
+        entities = table.query_entities(query, parameters=parameters, select=_LISTED, results_per_page=1000)
+        async for entity in entities:
+            if entity.get("activityKey"):
+                yield _from_entity(entity)
+
+
+_LISTED = [
+    "PartitionKey", "RowKey", "registrationId", "activityKey", "merged", "version", "applied", "appliedVersion",
+    "recent", "unsure", "status", "odataType", "graphId", "externalId", "lastError", "failedValues",
+    "firstAttemptAt", "lastAttemptAt", "nextAttemptAt", "lastAppliedAt", "lastRequestId",
+]  # fmt: skip
 
 
 def _hashed(key: str) -> str:

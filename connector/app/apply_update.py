@@ -201,8 +201,9 @@ class Worker:
                 [FieldError("registrationId", "is invalid", "must be a provider configured in CONNECTOR_PROVIDERS")]
             )
         # Validation runs in pydantic's strict JSON mode (no "20" for 20, dates as ISO text), so the event goes back
-        # to JSON text first (pydantic-core, microseconds). A statement's change names no type: Graph tells it.
-        if envelope.source == "xapi":
+        # to JSON text first (pydantic-core, microseconds). A statement's change (LRS intake or backfill) names no
+        # type: Graph tells it when the activity is found.
+        if envelope.from_statement:
             typed = _json_text({"@odata.type": SELF_INITIATED, **envelope.event})
             return replace(parse_event_json(typed, provider.registration_id), odata_type=None)
         return parse_event_json(_json_text(envelope.event), provider.registration_id)
@@ -410,7 +411,7 @@ class Worker:
         provider = self._settings.provider(update.registration_id)
         assert provider is not None
         directory = Directory(graph, self._cache, learner_match=provider.learner_match)
-        if envelope.source == "xapi":
+        if envelope.from_statement:
             context = envelope.extra.get("xapi") or {}
             learner = await directory.learner_id(context.get("actor") or {})
             iri = str(context.get("activityId") or "")
@@ -823,7 +824,7 @@ def _origin(envelope: Envelope) -> str:
     """Where a message came from, for log lines: the webhook id, the xAPI statement id, or the queue."""
     if envelope.webhook_id:
         return f"webhook {envelope.webhook_id}"
-    if envelope.source == "xapi":
+    if envelope.from_statement:
         return f"statement {envelope.id}"
     return f"{envelope.source} message"
 
