@@ -201,9 +201,9 @@ class Worker:
                 [FieldError("registrationId", "is invalid", "must be a provider configured in CONNECTOR_PROVIDERS")]
             )
         # Validation runs in pydantic's strict JSON mode (no "20" for 20, dates as ISO text), so the event goes back
-        # to JSON text first (pydantic-core, microseconds). A statement's change (LRS intake or backfill) names no
-        # type: Graph tells it when the activity is found.
-        if envelope.from_statement:
+        # to JSON text first (pydantic-core, microseconds). An event the connector mapped itself (a statement, a
+        # platform's event) may name no type: Graph tells it when the activity is found.
+        if envelope.typed_by_graph:
             typed = _json_text({"@odata.type": SELF_INITIATED, **envelope.event})
             return replace(parse_event_json(typed, provider.registration_id), odata_type=None)
         return parse_event_json(_json_text(envelope.event), provider.registration_id)
@@ -410,7 +410,9 @@ class Worker:
         """Entra's and Viva Learning's ids for the learner, the content and an assignment's assigner."""
         provider = self._settings.provider(update.registration_id)
         assert provider is not None
-        directory = Directory(graph, self._cache, learner_match=provider.learner_match)
+        # A platform's event may say how it names the learner (an employee or SIS id rather than an email).
+        learner_match = str(envelope.extra.get("learnerMatch") or provider.learner_match)
+        directory = Directory(graph, self._cache, learner_match=learner_match)
         if envelope.from_statement:
             context = envelope.extra.get("xapi") or {}
             learner = await directory.learner_id(context.get("actor") or {})

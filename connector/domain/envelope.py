@@ -87,9 +87,14 @@ class Envelope:
 
     @property
     def from_statement(self) -> bool:
-        """Mapped from an xAPI statement, by the LRS or by a backfill (its `xapi` context): no @odata.type, the
-        activity's type is Graph's to tell."""
+        """Mapped from an xAPI statement, by the LRS or by a backfill (its `xapi` context): the learner is its actor."""
         return self.source == "xapi" or isinstance(self.extra.get("xapi"), dict)
+
+    @property
+    def typed_by_graph(self) -> bool:
+        """An event the connector mapped itself (a statement, a platform's event) may leave out @odata.type: the
+        activity's type is Graph's to tell. A bare event put on the queue by a trusted system must name it."""
+        return self.from_statement or (self.source != "queue" and "@odata.type" not in self.event)
 
 
 def batch_messages(shared: Envelope, ids: Sequence[str], events: Sequence[Mapping[str, Any]]) -> list[str]:
