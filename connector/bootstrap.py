@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from connector.adapters.statement_records import StatementRecords
     from connector.adapters.storage import QueueSender
     from connector.app.apply_update import Worker
+    from connector.app.pacing import PacedGraph, Pacer
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
@@ -68,6 +70,10 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Parts:
     """The real parts for one set of settings on one event loop, each made on first use."""
 
@@ -79,6 +85,7 @@ class Parts:
         self._records: StatementRecords | None = None
         self._queue: QueueSender | None = None
         self._worker: Worker | None = None
+        self._pacer: Pacer | None = None
 
     def _storage_options(self) -> dict[str, Any]:
         """The storage clients' HTTP transport: one aiohttp session (one connection pool) for every client.
@@ -106,6 +113,14 @@ class Parts:
 
             self._gateway = GraphGateway(self.settings, create_credential(self.settings), verify=tls_context())
         return self._gateway
+
+    async def paced_graph(self, registration_id: str) -> PacedGraph:
+        """The Graph client for the registration, every request paced (a 429 holds the fleet: app/pacing.py)."""
+        from connector.app.pacing import PacedGraph, Pacer
+
+        if self._pacer is None:
+            self._pacer = Pacer(self.store, _utc_now)
+        return PacedGraph(await self.graph(registration_id), self._pacer, registration_id)
 
     @property
     def store(self) -> StateStore:
@@ -145,7 +160,7 @@ class Parts:
             options = queue_options()
             self._worker = Worker(
                 self.settings,
-                self.graph,
+                self.paced_graph,
                 self.store,
                 self.store,
                 self.enqueue,

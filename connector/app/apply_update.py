@@ -26,6 +26,7 @@ from pydantic_core import PydanticSerializationError, to_json
 
 from connector.app import tracing
 from connector.app.lookups import Directory, LookupFailed
+from connector.app.pacing import Held
 from connector.app.ports import ActivityStore, Clock, Graph, LookupCache, Requeue, StateConflict
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import (
@@ -158,6 +159,11 @@ class Worker:
             return self._dead_letter(envelope, delivery, _validation_reason(exc.errors))
         try:
             return await self._process(envelope, update)
+        except Held as held:  # a 429's wait for this provider, learned here or by another instance
+            delay = held.delay_seconds(self._clock())
+            await self._requeue(envelope.to_json(), delay)
+            logger.info("message %s (%s) held %d s after a 429", envelope.id, _origin(envelope), delay)
+            return Outcome("held")
         except _Refused as refused:
             failure, reason, merged = None, refused.reason, refused.keep_merged
         except GraphFailure as caught:
