@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from connector.adapters.storage import QueueSender
     from connector.app.apply_update import Worker
     from connector.app.pacing import PacedGraph, Pacer
+    from connector.app.reconcile import Reconciler
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
@@ -86,6 +87,7 @@ class Parts:
         self._queue: QueueSender | None = None
         self._worker: Worker | None = None
         self._pacer: Pacer | None = None
+        self._reconciler: Reconciler | None = None
 
     def _storage_options(self) -> dict[str, Any]:
         """The storage clients' HTTP transport: one aiohttp session (one connection pool) for every client.
@@ -166,8 +168,17 @@ class Parts:
                 self.enqueue,
                 max_dequeue_count=int(options.get("maxDequeueCount", 5)),
                 retry_delay_seconds=timespan_seconds(str(options.get("visibilityTimeout", "00:00:00"))),
+                reconciler=self.reconciler,
             )
         return self._worker
+
+    @property
+    def reconciler(self) -> Reconciler:
+        if self._reconciler is None:
+            from connector.app.reconcile import Reconciler
+
+            self._reconciler = Reconciler(self.settings, self.store, self.paced_graph, self.enqueue, _utc_now)
+        return self._reconciler
 
     async def close(self) -> None:
         for part in (self._gateway, self._store, self._records, self._queue, self._session):
@@ -221,6 +232,12 @@ async def graph_gateway() -> GraphGateway:
 
 def worker() -> Worker:
     return current().worker
+
+
+async def start_reconciliation() -> None:
+    """The timer's run: one slice message per provider, for the activities touched in the configured days."""
+    parts = current()
+    await parts.reconciler.start(since_days=parts.settings.reconcile_since_days)
 
 
 async def close() -> None:

@@ -134,10 +134,27 @@ class StateStore(TableOnDemand):
                 yield _from_entity(entity)
 
 
+    async def activities_page(
+        self, registration_id: str, continuation: str | None, size: int
+    ) -> tuple[list[ActivityState], str | None]:
+        """One page of a provider's activity rows (without the seen event ids), and where the next page starts."""
+        table = await self.table()
+        query, parameters = "PartitionKey eq @pk", {"pk": registration_id.lower()}
+        entities = table.query_entities(query, parameters=parameters, select=_LISTED, results_per_page=size)
+        pages = entities.by_page(continuation_token=json.loads(continuation) if continuation else None)
+        try:
+            page = await pages.__anext__()
+        except StopAsyncIteration:
+            return [], None
+        rows = [_from_entity(entity) async for entity in page if entity.get("activityKey")]
+        token = pages.continuation_token  # type: ignore[attr-defined]
+        return rows, json.dumps(token) if token else None
+
+
 _LISTED = [
     "PartitionKey", "RowKey", "registrationId", "activityKey", "merged", "version", "applied", "appliedVersion",
     "recent", "unsure", "status", "odataType", "graphId", "externalId", "lastError", "failedValues",
-    "firstAttemptAt", "lastAttemptAt", "nextAttemptAt", "lastAppliedAt", "lastRequestId",
+    "firstAttemptAt", "lastAttemptAt", "nextAttemptAt", "lastAppliedAt", "lastRequestId", "deletedAt", "deletionReason",
 ]  # fmt: skip
 
 
