@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,10 @@ class SoakConfig:
     fault_rate: float = 0.2
     identity_fault_rate: float = 0.3
     seed: int = 7
+    created_share: float = 0.2
+    """Activities Graph does not have at the start: their events create them (createMissing)."""
+    removed_share: float = 0.1
+    """Activities withdrawn by a removal callback; half of them assigned again after it."""
     concurrency: int = 16
     timeout: float = 900.0
 
@@ -60,6 +64,8 @@ class SoakReport:
     unchanged: int = 0
     throttled: int = 0
     retried: int = 0
+    created: int = 0
+    withdrawn: int = 0
     dead_lettered: int = 0
     replayed: int = 0
     lost: int = 0
@@ -86,71 +92,105 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def make_callbacks(config: SoakConfig, rng: random.Random, types: list[str]) -> list[Callback]:
+LEARNER_UPN = "ada.learner@contoso.example"
+COURSE = "soak-course"
+
+
+def _identity(odata_type: str) -> dict[str, Any]:
+    """What creates an activity: the learner by UPN, the course by the provider's id, an assignment's type."""
+    extra = {"assignmentType": "required"} if odata_type == ASSIGNMENT else {}
+    return {"learnerUserId": LEARNER_UPN, "learningContentId": COURSE, **extra}
+
+
+def make_callbacks(
+    config: SoakConfig, rng: random.Random, types: list[str], created: set[int], removed: set[int]
+) -> list[Callback]:
     """Progress reports of every shape the reference allows, with provider timestamps up to a minute old: the
-    signature check allows five, which leaves the delivery phase four minutes even on a loaded machine."""
-    now = int(time.time())
+    signature check allows five, which leaves the delivery phase four minutes even on a loaded machine. Events of the
+    activities Graph lacks, or that are removed, carry what creates them; each removed activity gets a removal, and
+    half of them an assignment again, a moment later."""
+    now = int(time.time()) - 20
     callbacks = []
     for n in range(config.callbacks):
         activity = rng.randrange(config.activities)
-        odata_type = types[activity]
-        status = rng.choice(
-            ["notStarted", "inProgress", "inProgress", "completed"] if odata_type == ASSIGNMENT else
-            ["inProgress", "inProgress", "completed"]
-        )  # fmt: skip
-        event: dict[str, Any] = {
-            "@odata.type": odata_type,
-            "externalcourseActivityId": f"soak-ext-{activity}",
-            "status": status,
-        }
-        if rng.random() < 0.8:
-            event["completionPercentage"] = 100 if status == "completed" else rng.randrange(0, 100)
-        when = datetime(2026, 11, rng.randrange(1, 25), rng.randrange(24), tzinfo=UTC)
-        if status == "completed":
-            event["completedDateTime"] = _iso(when)
-        if odata_type == ASSIGNMENT:
-            if rng.random() < 0.3:
-                event["notes"] = rng.choice(
-                    [None, f"note {rng.randrange(5)}", {"content": "<b>x</b>", "contentType": "html"}]
-                )
-            if rng.random() < 0.3:
-                event["dueDateTime"] = _iso(when + timedelta(days=rng.randrange(1, 30)))
-        elif rng.random() < 0.5:
-            event["startedDateTime"] = _iso(when - timedelta(days=rng.randrange(1, 30)))
-        callbacks.append(Callback(f"soak-{n:05d}", activity, now - rng.randrange(0, 60), json.dumps(event)))
+        callbacks.append(_progress(f"soak-{n:05d}", activity, types[activity], now - rng.randrange(0, 60), rng))
+        if activity in created or activity in removed:  # its events may (re)create it
+            with_identity = {**json.loads(callbacks[-1].body), **_identity(types[activity])}
+            callbacks[-1] = replace(callbacks[-1], body=json.dumps(with_identity))
+    for activity in sorted(removed):
+        removal = {"@odata.type": types[activity], "externalcourseActivityId": f"soak-ext-{activity}"}
+        removal["@removed"] = {"reason": "deleted"}
+        callbacks.append(Callback(f"soak-rm-{activity}", activity, now - rng.randrange(0, 30), json.dumps(removal)))
+        if activity % 2:
+            again = json.loads(_progress(f"soak-again-{activity}", activity, types[activity], now + 15, rng).body)
+            body = json.dumps({**again, **_identity(types[activity])})
+            callbacks.append(Callback(f"soak-again-{activity}", activity, now + 15, body))
     return callbacks
 
 
-def expected_states(callbacks: list[Callback]) -> dict[int, dict[str, Any]]:
-    """The merge of each activity's callbacks, computed apart from the connector's own pipeline."""
-    from connector.domain.envelope import utc_iso
+def _progress(webhook_id: str, activity: int, odata_type: str, timestamp: int, rng: random.Random) -> Callback:
+    """One progress report of every shape the reference allows, for the activity."""
+    status = rng.choice(
+        ["notStarted", "inProgress", "inProgress", "completed"] if odata_type == ASSIGNMENT else
+        ["inProgress", "inProgress", "completed"]
+    )  # fmt: skip
+    event: dict[str, Any] = {
+        "@odata.type": odata_type,
+        "externalcourseActivityId": f"soak-ext-{activity}",
+        "status": status,
+    }
+    if rng.random() < 0.8:
+        event["completionPercentage"] = 100 if status == "completed" else rng.randrange(0, 100)
+    when = datetime(2026, 11, rng.randrange(1, 25), rng.randrange(24), tzinfo=UTC)
+    if status == "completed":
+        event["completedDateTime"] = _iso(when)
+    if odata_type == ASSIGNMENT:
+        if rng.random() < 0.3:
+            event["notes"] = rng.choice(
+                [None, f"note {rng.randrange(5)}", {"content": "<b>x</b>", "contentType": "html"}]
+            )
+        if rng.random() < 0.3:
+            event["dueDateTime"] = _iso(when + timedelta(days=rng.randrange(1, 30)))
+    elif rng.random() < 0.5:
+        event["startedDateTime"] = _iso(when - timedelta(days=rng.randrange(1, 30)))
+    return Callback(webhook_id, activity, timestamp, json.dumps(event))
+
+
+def expected_states(callbacks: list[Callback]) -> dict[int, dict[str, Any] | None]:
+    """The merge of each activity's callbacks, computed apart from the connector's own pipeline: its values, or
+    None where the newest callback withdrew it."""
     from connector.domain.events import parse_event_json
-    from connector.domain.merge import MergedState, Stamp, fold
+    from connector.domain.merge import MergedState, Stamp, fold, remove
 
     states: dict[int, MergedState] = defaultdict(MergedState)
     for callback in callbacks:
         update = parse_event_json(callback.body, REGISTRATION_ID)
-        stamp = Stamp(utc_iso(datetime.fromtimestamp(callback.timestamp, UTC)), 0, callback.webhook_id)
-        states[callback.activity] = fold(states[callback.activity], update.changes, stamp)
-    return {activity: dict(state.values) for activity, state in states.items()}
+        stamp = Stamp(datetime.fromtimestamp(callback.timestamp, UTC), 0, callback.webhook_id)
+        state = states[callback.activity]
+        states[callback.activity] = remove(state, stamp) if update.removed else fold(state, update.changes, stamp)
+    return {activity: dict(state.values) if state.exists else None for activity, state in states.items()}
+
+
+#: Graph's own throttling in the soak: a budget per app and tenant, 429 + Retry-After beyond it, as Graph does.
+RATE_LIMIT = 40
 
 
 def fault_rules(config: SoakConfig) -> list[dict[str, Any]]:
-    """About `fault_rate` of Graph requests fail, spread over the transient kinds; identity fails more often."""
-    share = config.fault_rate / 5
+    """About `fault_rate` of Graph requests fail, spread over the kinds that are not about the rate (an outage's 503
+    holds the provider's every update for its wait, so it is rarer); identity fails more often. 429s come from the
+    sandbox's rate limit (RATE_LIMIT per second), which is how Graph throttles: random 429s would tell the pace that
+    any rate is too fast."""
     graph = [
-        {"status": 429, "retryAfter": 1, "message": "Too many requests."},
-        {"status": 429, "message": "Too many requests."},
-        {"status": 503, "retryAfter": 2, "message": "Service unavailable."},
-        {"status": 500},
-        {"drop": True},
+        ({"status": 503, "retryAfter": 1, "message": "Service unavailable."}, 0.1),
+        ({"status": 500}, 0.45),
+        ({"drop": True}, 0.45),
     ]
-    rules = []
-    for index, rule in enumerate(graph):
+    rules, taken = [], 0.0
+    for index, (rule, part) in enumerate(graph):
+        share = config.fault_rate * part
         # Rules are tried in order; each fires on its share of what the earlier ones let through.
-        rules.append(
-            {"target": "graph", "probability": share / (1 - share * index), "seed": config.seed + index, **rule}
-        )
+        rules.append({"target": "graph", "probability": share / (1 - taken), "seed": config.seed + index, **rule})
+        taken += share
     rules.append({"target": "identity", "status": 500, "probability": config.identity_fault_rate, "seed": config.seed})
     return rules
 
@@ -170,7 +210,7 @@ def _sign(callback: Callback) -> dict[str, str]:
 async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> SoakReport:
     os.environ.update(
         {
-            "CONNECTOR_PROVIDERS": json.dumps({REGISTRATION_ID: {"webhookSecrets": [SECRET]}}),
+            "CONNECTOR_PROVIDERS": json.dumps({REGISTRATION_ID: {"webhookSecrets": [SECRET], "createMissing": True}}),
             "AzureWebJobsStorage": connection_string,
             "GRAPH_BASE_URL": sandbox.graph_url,
             "CONNECTOR_THROTTLE_BACKOFF_SECONDS": "1",
@@ -187,10 +227,16 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
     count_outcomes()
     rng = random.Random(config.seed)
     types = [ASSIGNMENT if rng.random() < 0.67 else SELF_INITIATED for _ in range(config.activities)]
+    created = {i for i in range(config.activities) if rng.random() < config.created_share}
+    removed = {i for i in range(config.activities) if rng.random() < config.removed_share}
     admin = sandbox.admin
     admin.reset()
     admin.seed(
         providers=[{"id": REGISTRATION_ID, "displayName": "Soak", "isCourseActivitySyncEnabled": True}],
+        users=[{"id": "7ba2228a-e020-11ec-9d64-0242ac120002", "userPrincipalName": LEARNER_UPN}],
+        contents=[
+            {"id": "57baf9dc-e020-11ec-9d64-0242ac120002", "externalId": COURSE, "learningProviderId": REGISTRATION_ID}
+        ],
         activities=[
             {
                 "@odata.type": odata_type,
@@ -203,12 +249,14 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
                 **({"assignmentType": "required"} if odata_type == ASSIGNMENT else {}),
             }
             for i, odata_type in enumerate(types)
+            if i not in created
         ],
     )
     admin.set_identity(token_lifetime_seconds=20)  # tokens expire during the run: the identity endpoint is exercised
     admin.set_faults(fault_rules(config))
+    admin.set_rate_limit(RATE_LIMIT)
 
-    callbacks = make_callbacks(config, rng, types)
+    callbacks = make_callbacks(config, rng, types, created, removed)
     deliveries = [c for c in callbacks for _ in range(rng.randint(1, 3))]
     rng.shuffle(deliveries)
     report = SoakReport(callbacks=len(callbacks), deliveries=len(deliveries), activities=config.activities)
@@ -241,6 +289,7 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
         report.dead_lettered = await _count(queue_client(settings, POISON_QUEUE_NAME))
         counts = outcomes()
         admin.clear_faults()  # the cause is fixed: replay what was dead-lettered
+        admin.clear_rate_limit()
         report.replayed = (await replay(settings)).moved
         async with asyncio.timeout(config.timeout):
             await runner.drain()
@@ -265,13 +314,17 @@ async def run_soak(config: SoakConfig, connection_string: str, sandbox: Any) -> 
         expected = expected_states(callbacks)
         actual = {a["externalcourseActivityId"]: a for a in admin.activities(REGISTRATION_ID)}
         report.mismatched = sum(
-            not graph_agrees(values, actual.get(f"soak-ext-{activity}", {})) for activity, values in expected.items()
-        )
+            (f"soak-ext-{activity}" in actual) if values is None
+            else not graph_agrees(values, actual.get(f"soak-ext-{activity}", {}))
+            for activity, values in expected.items()
+        )  # fmt: skip
         stats = admin.stats()
         report.graph_requests = stats["requests"]
         report.patches = stats["byMethod"].get("PATCH", 0)
+        report.created = stats["byMethod"].get("POST", 0)
+        report.withdrawn = stats["byMethod"].get("DELETE", 0)
         report.token_requests = stats["tokenRequests"]
-        report.faults_injected = stats["faultsInjected"]
+        report.faults_injected = stats["faultsInjected"] + stats["rateLimit"]["throttled"]
         report.fault_share = round(report.faults_injected / max(1, report.graph_requests + report.token_requests), 3)
         report.graph_requests_per_callback = round(report.graph_requests / max(1, len(callbacks)), 2)
     finally:
@@ -296,7 +349,7 @@ def format_report(report: SoakReport) -> str:
         ("deliveries (1-3 each, shuffled)", report.deliveries),
         ("activities", report.activities),
         ("accepted (202)", report.accepted),
-        ("applied (PATCH sent)", report.applied),
+        ("applied (PATCH sent, or created)", report.applied),
         ("skipped: duplicate", report.duplicate),
         ("skipped: changes nothing", report.unchanged),
         ("throttled, re-queued with delay", report.throttled),
@@ -308,7 +361,8 @@ def format_report(report: SoakReport) -> str:
         ("Graph requests", report.graph_requests),
         ("Graph requests per callback", report.graph_requests_per_callback),
         ("PATCH requests", report.patches),
-        ("faults injected (share of requests)", f"{report.faults_injected} ({report.fault_share:.0%})"),
+        ("activities created (POST) / withdrawn (DELETE)", f"{report.created} / {report.withdrawn}"),
+        ("faults injected, rate-limit 429s included", f"{report.faults_injected} ({report.fault_share:.0%})"),
         ("managed-identity token requests", report.token_requests),
         ("wall time, s", report.seconds),
     ]

@@ -76,10 +76,12 @@ class Pacer:
     def succeeded(self, registration_id: str) -> None:
         self.pace(registration_id).succeeded(self._clock())
 
-    async def throttled(self, registration_id: str, retry_after_seconds: float | None) -> None:
-        """A 429: this instance backs off, and the wait is shared with the fleet (best effort: the message's own
-        fate does not depend on it)."""
-        until = self.pace(registration_id).throttled(self._clock(), retry_after_seconds)
+    async def throttled(
+        self, registration_id: str, retry_after_seconds: float | None, *, too_many: bool = True
+    ) -> None:
+        """Graph's wait: this instance holds (and after a 429 backs off), and the wait is shared with the fleet (best
+        effort: the message's own fate does not depend on it)."""
+        until = self.pace(registration_id).throttled(self._clock(), retry_after_seconds, too_many=too_many)
         try:
             await self._store.hold(registration_id, until)
         except Exception:
@@ -122,7 +124,8 @@ class PacedGraph:
             result = await call()
         except GraphFailure as failure:
             if failure.kind is Kind.THROTTLED:
-                await self._pacer.throttled(self._registration_id, failure.retry_after)
+                too_many = failure.status == 429
+                await self._pacer.throttled(self._registration_id, failure.retry_after, too_many=too_many)
             raise
         self._pacer.succeeded(self._registration_id)
         return result

@@ -41,6 +41,7 @@ class Pace:
     tokens: float = 0.0
     refilled: datetime | None = None
     increased: datetime | None = None
+    decreased: datetime | None = None
     accepted: deque[datetime] = field(default_factory=deque)
 
     def wait(self, now: datetime) -> float:
@@ -64,14 +65,16 @@ class Pace:
             self.rate = max(self.rate * INCREASE, self.rate + MIN_RATE)
             self.increased = now
 
-    def throttled(self, now: datetime, retry_after_seconds: float | None) -> datetime:
-        """A 429: hold until its wait is over (returned), and, if this instance was busy, back off below the rate
-        Graph was accepting."""
+    def throttled(self, now: datetime, retry_after_seconds: float | None, *, too_many: bool = True) -> datetime:
+        """Graph's wait (a 429, or a 503 "Retry after"): hold until it is over (returned). A 429 (`too_many`) on a
+        busy instance also backs off below the rate Graph was accepting, at most once a WINDOW: a 503 is Graph's
+        outage, not this instance's rate."""
         accepted = len([t for t in self.accepted if now - t <= WINDOW])
-        if accepted >= BUSY:
+        recently = self.decreased is not None and now - self.decreased < WINDOW
+        if too_many and accepted >= BUSY and not recently:
             proposal = max(MIN_RATE, BACK_OFF * accepted / WINDOW.total_seconds())
             self.rate = min(self.rate, proposal) if self.rate is not None else proposal
-            self.tokens, self.refilled, self.increased = 0.0, now, now
+            self.tokens, self.refilled, self.increased, self.decreased = 0.0, now, now, now
         until = now + timedelta(seconds=max(retry_after_seconds or 1.0, 0.0))
         self.hold(until)
         return until
