@@ -195,11 +195,11 @@ async def _check_graph(settings: Settings) -> list[Finding]:
 
     credential = create_credential(settings)
     try:
-        await credential.get_token(settings.graph_scope)
+        token = await credential.get_token(settings.graph_scope)
     except AzureError as exc:  # refused, or the identity endpoint could not be reached
         await credential.close()
         return [no_token(settings, "graph", settings.graph_scope, exc)]
-    findings = [Finding("ok", f"graph: a token for {settings.graph_scope} was obtained")]
+    findings = [Finding("ok", f"graph: a token for {settings.graph_scope} was obtained"), _roles(settings, token.token)]
     gateway = GraphGateway(settings, credential)
     try:
         for provider in settings.providers.values():
@@ -226,6 +226,43 @@ async def _check_graph(settings: Settings) -> list[Finding]:
     finally:
         await gateway.close()
     return findings
+
+
+def _roles(settings: Settings, token: str) -> Finding:
+    """Whether the token carries the application roles the providers need: the base ones, and for the providers that
+    create missing activities (createMissing) the lookups of learners and content. Read from the token's `roles`
+    claim (Graph's tokens are JWTs; the claim is informative, not verified here: Graph checks it)."""
+    from connector.ops.permissions import roles_needed
+
+    creating = sorted(p.registration_id for p in settings.providers.values() if p.create_missing)
+    held = _token_roles(token)
+    needed = roles_needed(settings)
+    who = f"; providers that create missing activities: {', '.join(creating)}" if creating else ""
+    if held is None:
+        fix = f"make sure the identity holds {', '.join(needed)}"
+        return Finding("warn", f"graph: the token's roles cannot be read{who}", fix)
+    missing = [role for role in needed if role not in held]
+    if not missing:
+        return Finding("ok", f"graph: the identity holds {', '.join(needed)}{who}")
+    return Finding(
+        "fail",
+        f"graph: the identity lacks {', '.join(missing)}{who}",
+        "python -m connector grant-permissions --principal-id <the identity's object id> (it grants what the "
+        "providers need; new roles reach tokens within minutes)",
+    )
+
+
+def _token_roles(token: str) -> set[str] | None:
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    roles = claims.get("roles") if isinstance(claims, dict) else None
+    return {str(role) for role in roles} if isinstance(roles, list) else set()
 
 
 def _provider_failure(registration_id: str, failure: GraphFailure) -> Finding:

@@ -89,6 +89,18 @@ def test_check_passes_on_a_healthy_deployment(command, graph):
     assert "all checks passed" in result.stdout
 
 
+def test_check_says_which_providers_create_and_whether_the_identity_holds_the_roles_that_needs(command, graph):
+    graph.seed(providers=[{"id": CREATING_PROVIDER, "displayName": "LMS", "isCourseActivitySyncEnabled": True}])
+    healthy = command("check")
+    assert "[ok] graph: the identity holds LearningAssignedCourse.ReadWrite.All" in healthy.stdout
+    assert f"providers that create missing activities: {CREATING_PROVIDER}" in healthy.stdout
+    graph.set_identity(roles=["LearningAssignedCourse.ReadWrite.All", "LearningSelfInitiatedCourse.ReadWrite.All"])
+    lacking = command("check")
+    assert lacking.returncode == 1
+    assert "[fail] graph: the identity lacks User.Read.All, LearningContent.Read.All" in lacking.stdout
+    assert "grant-permissions" in lacking.stdout
+
+
 def test_check_reports_a_disabled_provider_with_the_fix(command, graph):
     graph.put_provider(REGISTRATION_ID, isCourseActivitySyncEnabled=False)
     result = command("check")
