@@ -58,7 +58,7 @@ from typing import Any
 
 from bench.common import ROOT, Infra, MachineLoad, calibrate, run_child
 
-NAMES = ("sandbox", "cold", "warm", "webhook", "throughput", "freshness", "memory", "size", "backfill")
+NAMES = ("sandbox", "cold", "warm", "webhook", "throughput", "freshness", "memory", "size", "backfill", "pace")
 
 FULL: dict[str, dict[str, Any]] = {
     "sandbox": {"concurrency": 32, "seconds": 3},
@@ -69,6 +69,7 @@ FULL: dict[str, dict[str, Any]] = {
     "freshness": {"trickle": 20, "load": 300, "concurrency": 16, "idleSeconds": 8},
     "memory": {"callbacks": 10_000, "step": 1000, "concurrency": 16},
     "backfill": {"sizes": [100_000, 1_000_000], "runs": 1},
+    "pace": {"events": 20_000, "activities": 2_000, "requestsPerSecond": 50},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "sandbox": {"concurrency": 16, "seconds": 1},
@@ -79,8 +80,11 @@ QUICK: dict[str, dict[str, Any]] = {
     "freshness": {"trickle": 3, "load": 60, "concurrency": 16, "idleSeconds": 3, "topologies": ["same", "other"]},
     "memory": {"callbacks": 1000, "step": 100, "concurrency": 16},
     "backfill": {"sizes": [10_000, 100_000], "runs": 1},
+    "pace": {"events": 2_000, "activities": 200, "requestsPerSecond": 50},
 }
-TIMEOUTS = {"warm": 900, "webhook": 600, "throughput": 1200, "freshness": 1200, "memory": 1800}
+TIMEOUTS = {"warm": 900, "webhook": 600, "throughput": 1200, "freshness": 1200, "memory": 1800, "pace": 3600}
+PACE_SHARE = 0.90  # of the rate Graph allows
+PACE_THROTTLED = 0.01  # share of requests answered 429
 
 # The targets.
 COLD_OVERHEAD_S = 0.300
@@ -200,7 +204,7 @@ def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[s
         results["backfill"] = backfill_read.measure(**params["backfill"])
         results["seconds"]["backfill"] = time.perf_counter() - started
         results["otherLoad"]["backfill"] = load.stop()
-    order = [n for n in ("cold", "webhook", "warm", "throughput", "freshness", "memory") if n in selected]
+    order = [n for n in ("cold", "webhook", "warm", "throughput", "freshness", "memory", "pace") if n in selected]
     if "throughput" in order and "warm" not in order:
         order.insert(order.index("throughput"), "warm")
         results["warmForThroughputOnly"] = True
@@ -223,7 +227,7 @@ def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[s
                     if name == "cold":
                         results["cold"] = coldstart.measure(infra, **params["cold"], profile=profile)
                     else:
-                        module = {"webhook": "webhookcost"}.get(name, name)
+                        module = {"webhook": "webhookcost", "pace": "backfill_pace"}.get(name, name)
                         child_params = dict(params[name])
                         if profile and name in ("warm", "webhook"):
                             child_params["profile"] = True
@@ -352,6 +356,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             "per callback)", f"flat (≤ +{MEMORY_FLAT_MIB:.0f} MiB)", _verdict(growth <= MEMORY_FLAT_MIB),
         ))  # fmt: skip
     table += _backfill_rows(results.get("backfill"))
+    table += _pace_rows(results.get("pace"))
     sandbox = results.get("sandbox")
     if sandbox:
         demand, busy = _sandbox_demand(results)
@@ -384,6 +389,26 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             f"({heaviest['exclusiveBytes'] / size['totalBytes']:.0%})", "—", "—",
         ))  # fmt: skip
     return table
+
+
+def _pace_rows(pace: dict[str, Any] | None) -> list[tuple[str, ...]]:
+    if not pace:
+        return []
+    app, base, rps = pace["app"], pace["baseline"], pace["requestsPerSecond"]
+    what = f"{pace['events']:,} history events, sandbox limited to {rps:.0f} req/s"
+    baseline = f"{base['shareOfAllowedRate']:.0%} (a client sending at exactly {rps:.0f}/s)"
+    ok = app["lost"] == 0 and app["deadLettered"] == 0
+    return [
+        ("backfill at Graph's pace", f"{what}: share of the allowed rate", f"{app['shareOfAllowedRate']:.0%} "
+         f"({app['seconds']:.0f} s, ideal {app['idealSeconds']:.0f} s)", baseline, "—", f"≥ {PACE_SHARE:.0%}",
+         _verdict(app["shareOfAllowedRate"] >= PACE_SHARE)),
+        ("backfill at Graph's pace", "requests answered 429", f"{app['throttledShare']:.2%} "
+         f"({app['throttled']:,} of {app['allowed'] + app['throttled']:,})", f"{base['throttledShare']:.2%}", "—",
+         f"≤ {PACE_THROTTLED:.0%}", _verdict(app["throttledShare"] <= PACE_THROTTLED)),
+        ("backfill at Graph's pace", "Graph requests per event; lost; dead-lettered",
+         f"{app['requestsPerEvent']:.2f}; {app['lost']}; {app['deadLettered']}", "—", "—", "0 lost, 0 dead-lettered",
+         _verdict(ok)),
+    ]  # fmt: skip
 
 
 def _backfill_rows(backfill: dict[str, Any] | None) -> list[tuple[str, ...]]:

@@ -69,10 +69,11 @@ class Pace:
         """Graph's wait (a 429, or a 503 "Retry after"): hold until it is over (returned). A 429 (`too_many`) on a
         busy instance also backs off below the rate Graph was accepting, at most once a WINDOW: a 503 is Graph's
         outage, not this instance's rate."""
-        accepted = len([t for t in self.accepted if now - t <= WINDOW])
+        recent = [t for t in self.accepted if now - t <= WINDOW]
         recently = self.decreased is not None and now - self.decreased < WINDOW
-        if too_many and accepted >= BUSY and not recently:
-            proposal = max(MIN_RATE, BACK_OFF * accepted / WINDOW.total_seconds())
+        if too_many and len(recent) >= BUSY and not recently:
+            span = max((now - recent[0]).total_seconds(), 1.0)  # busy for less than the window: over that time
+            proposal = max(MIN_RATE, BACK_OFF * len(recent) / span)
             self.rate = min(self.rate, proposal) if self.rate is not None else proposal
             self.tokens, self.refilled, self.increased, self.decreased = 0.0, now, now, now
         until = now + timedelta(seconds=max(retry_after_seconds or 1.0, 0.0))
