@@ -310,7 +310,7 @@ def map_event(
     changes.update(_assignment_dates(resource))
     identity = _identity(learner)
     return MappedEvent(
-        event_id=_event_id(event.id),
+        event_id=normal_event_id(event.id),
         event_time=event.event_time,
         external_id=activity_external_id(canvas_local_iri(learner.id), content),
         changes=changes,
@@ -438,7 +438,7 @@ def _identity(learner: Entity) -> tuple[str, LearnerKind] | None:
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
-def _event_id(event_id: str) -> str:
+def normal_event_id(event_id: str) -> str:
     """The event's id as one text: `urn:uuid:` and a bare UUID (Blackboard) are the same id."""
     bare = event_id.removeprefix("urn:uuid:")
     return bare.lower() if _UUID.match(bare) else event_id

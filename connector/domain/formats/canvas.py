@@ -118,6 +118,8 @@ class Metadata(Lenient):
     user_id: IdText | None = None
     user_login: str | None = None
     user_sis_id: IdText | None = None
+    root_account_uuid: str | None = None
+    """The Canvas account (instance) the event comes from: Instructure signs every customer's events alike."""
 
 
 class Course(Lenient):
