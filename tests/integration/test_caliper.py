@@ -301,3 +301,25 @@ def test_fuzzed_envelopes_never_fail_the_function_nor_queue_from_a_rejected_requ
             assert await connector.count() == before
 
     asyncio.run(once())
+
+
+# --- history: a file of envelopes through backfill ---
+
+
+async def test_a_file_of_envelopes_backfills_and_a_live_copy_of_an_event_is_the_same_event(connector, graph, command,
+                                                                                           tmp_path):  # fmt: skip
+    history = tmp_path / "caliper.jsonl"
+    history.write_text("".join(json.dumps(body) + "\n" for body in session()))
+    result = command("backfill", "--registration-id", PLATFORM_PROVIDER, str(history),
+                     CONNECTOR_PROVIDERS=with_platform_provider())  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(Caliper envelopes, one per line): 7 record(s), 7 accepted, 0 rejected, 3 changing nothing" in result.stdout
+    runs = await connector.drain()
+    assert [(r.error, r.poison) for r in runs] == [(None, None)] * 4
+    (activity,) = graph.activities(PLATFORM_PROVIDER)
+    assert (activity["status"], activity["completedDateTime"][:19]) == ("completed", "2025-03-05T09:28:41")
+    graph.clear_requests()
+    assert (await caliper(session()[5])).status == 200  # the sensor sends the completion live as well
+    (run,) = await connector.drain()
+    assert run.poison is None
+    assert graph.requests(method="PATCH") == []

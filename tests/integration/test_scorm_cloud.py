@@ -250,3 +250,17 @@ def test_fuzzed_postbacks_never_fail_the_function_nor_queue_from_a_rejected_requ
             assert (await connector.count(), await connector.count(POISON_QUEUE_NAME)) == before
 
     asyncio.run(once())
+
+
+async def test_a_file_of_registrations_backfills_ordered_by_their_updated_time(connector, graph, command, tmp_path):
+    history = tmp_path / "registrations.jsonl"
+    history.write_text("".join(json.dumps(body) + "\n" for body in reversed(progress())))
+    result = command("backfill", "--registration-id", PLATFORM_PROVIDER, str(history),
+                     CONNECTOR_PROVIDERS=with_platform_provider())  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(SCORM Cloud registrations, one per line): 4 record(s), 4 accepted" in result.stdout
+    runs = await connector.drain()
+    assert [(r.error, r.poison) for r in runs] == [(None, None)] * 4
+    (activity,) = graph.activities(PLATFORM_PROVIDER)
+    assert (activity["status"], activity["completionPercentage"]) == ("completed", 100)
+    assert activity["completedDateTime"].startswith("2025-03-06T14:05:09")
