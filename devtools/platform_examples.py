@@ -5,6 +5,8 @@ for `devtools.send`'s examples and the tests."""
 from __future__ import annotations
 
 import copy
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 # --- IMS Caliper ---
@@ -284,3 +286,57 @@ def enrollment(
             "workflow_state": state,
         },
     }
+
+
+# --- The local examples (devtools.send): the sandbox's learner on the sandbox's contents, new ids each time ---
+
+#: The sandbox's contents the local examples name, by externalId (seeded with the reference page's example tenant);
+#: the local provider's contentIdPattern takes an IRI's last segment.
+LOCAL_CONTENTS = {
+    "caliper-101": "6ab0f9dc-e020-11ec-9d64-0242ac120005",
+    "scorm-101": "6bb0f9dc-e020-11ec-9d64-0242ac120006",
+    "565": "6cb0f9dc-e020-11ec-9d64-0242ac120007",
+}
+LOCAL_LEARNER = "ada.learner@contoso.example"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def local_caliper_example() -> dict[str, Any]:
+    """A Caliper 1.2 envelope as a sensor sends it: the learner completed the course (a new event id each time)."""
+    now = _now()
+    completed = caliper_event(
+        "AssignableEvent",
+        "Completed",
+        now,
+        0,
+        id=f"urn:uuid:{uuid.uuid4()}",
+        actor=person("https://learning.contoso.example/users/ada", LOCAL_LEARNER),
+        object={**course("https://learning.contoso.example/courses/caliper-101"), "name": "Caliper course 101"},
+        generated={**attempt(now, now), "assignee": "https://learning.contoso.example/users/ada"},
+    )
+    return {**envelope(completed, sensor="https://learning.contoso.example/sensors/web"), "sendTime": now}
+
+
+def local_scorm_example() -> dict[str, Any]:
+    """A SCORM Cloud registration postback: the learner is 60 % through the course (`updated` is now)."""
+    return registration(
+        id="reg-local-ada-scorm-101",
+        updated=_now(),
+        registrationCompletion="INCOMPLETE",
+        registrationCompletionAmount=0.6,
+        registrationSuccess="UNKNOWN",
+        completedDate=None,
+        score=None,
+        course={"id": "scorm-101", "title": "SCORM course 101", "version": 0},
+        learner={"id": "ada", "email": LOCAL_LEARNER, "firstName": "Ada", "lastName": "Learner"},
+    )
+
+
+def local_canvas_example() -> dict[str, Any]:
+    """A Canvas `course_progress`: the learner has done 3 of the course's 6 module requirements."""
+    event = course_progress(3, 6, _now())
+    event["body"]["user"] = {"email": LOCAL_LEARNER, "id": "1001", "name": "Ada Learner"}
+    return event
