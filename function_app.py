@@ -92,14 +92,14 @@ def xapi_about(req: func.HttpRequest) -> func.HttpResponse:
 )
 async def caliper_events(req: func.HttpRequest) -> func.HttpResponse:
     """IMS Caliper envelopes (POST), and the endpoint's configuration (GET). Anonymous for the platform: a Caliper
-    sensor sends an API key (the provider's caliperKeys) and cannot add a ?code=."""
+    sensor sends an API key (the provider's caliperKeys), or Canvas signs the envelope; neither can add a ?code=."""
     from connector.app import caliper_intake  # on first use, as the other formats
 
     if req.method == "GET":
         reply = caliper_intake.configuration()
     else:
         reply = await caliper_intake.receive_envelope(
-            bootstrap.settings(), bootstrap.platform_queues(), _platform_request(req)
+            bootstrap.settings(), bootstrap.platform_queues(), bootstrap.key_sets(), _platform_request(req)
         )
     return _json(reply.status, reply.body, reply.headers)
 

@@ -19,29 +19,21 @@ from connector.app.platform_intake import (
     Intake,
     PlatformRequest,
     Queues,
+    Refused,
     content_id_for,
+    instructure_claims,
+    other_canvas_account,
     unauthorized,
     unreadable_size,
 )
-from connector.app.ports import KeySets, KeySetUnavailable
-from connector.app.replies import Reply, bad_request, error_reply
+from connector.app.ports import KeySets
+from connector.app.replies import Reply, bad_request
 from connector.app.tracing import record, span
-from connector.domain.formats.canvas import (
-    CanvasError,
-    CanvasEvent,
-    CanvasTokenError,
-    UnknownKeyError,
-    is_jwt,
-    map_event,
-    parse_event,
-    verify_jwt,
-)
+from connector.domain.formats.canvas import CanvasError, CanvasEvent, held, is_jwt, map_event, parse_event
 from connector.settings import ProviderSettings, Settings
 
 SOURCE = "canvas"
 _CHALLENGE = 'Bearer realm="canvas"'
-#: How long Canvas should wait before sending again when the key set cannot be fetched.
-_RETRY_AFTER_SECONDS = 60
 
 
 async def receive_event(settings: Settings, queues: Queues, key_sets: KeySets, request: PlatformRequest) -> Reply:
@@ -62,59 +54,28 @@ async def _receive(settings: Settings, queues: Queues, key_sets: KeySets, reques
         return refused
     try:
         event = await _event(provider, key_sets, request)
-    except _Refused as refusal:
+    except Refused as refusal:
         return refusal.reply
     except CanvasError as exc:
         return bad_request(exc.errors, f"{exc.errors[0].message} ({exc.errors[0].rule})")
-    accounts = provider.canvas_root_account_uuids
-    if accounts and event.metadata.root_account_uuid not in accounts:
-        return error_reply(
-            403,
-            "forbidden",
-            "The event comes from a Canvas account this provider does not name in canvasRootAccountUuids "
-            "(metadata.root_account_uuid).",
-        )
+    forbidden = other_canvas_account(provider, [event.metadata.root_account_uuid])
+    if forbidden is not None:
+        return forbidden
     intake = Intake(provider, SOURCE)
     intake.add(map_event(event, content_id=content_id_for(provider)), event_id=event.event_id, event_time=event.time)
     too_large = await intake.send(queues)
     return too_large or Reply(200, {**intake.counts, "ids": intake.ids})
 
 
-class _Refused(Exception):
-    """The request is refused before its event is read: the answer."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.status)
-        self.reply = reply
-
-
 async def _event(provider: ProviderSettings, key_sets: KeySets, request: PlatformRequest) -> CanvasEvent:
-    """The event, verified when signed; raises _Refused, or CanvasError when the body is not a Live Event."""
-    if not is_jwt(request.body):
-        if not provider.canvas_allow_unsigned:
-            message = (
-                "Unsigned events are not taken for this provider: turn on Sign Payload in Canvas's Live Events "
-                "settings (the provider's canvasJwksUrl verifies it), or set canvasAllowUnsigned."
-            )
-            raise _Refused(unauthorized(SOURCE, request, message, _CHALLENGE))
-        return parse_event(request.body)
-    url = provider.canvas_jwks_url
-    if url is None:
-        message = "Signed events cannot be verified for this provider: it has no canvasJwksUrl."
-        raise _Refused(unauthorized(SOURCE, request, message, _CHALLENGE))
-    try:
-        try:
-            return verify_jwt(request.body, await key_sets.key_set(url))
-        except UnknownKeyError:  # a key published since the set was cached
-            return verify_jwt(request.body, await key_sets.key_set(url, refresh=True))
-    except CanvasTokenError as exc:
-        message = f"The signed event does not verify: {exc.errors[0].rule}."
-        raise _Refused(unauthorized(SOURCE, request, message, _CHALLENGE)) from None
-    except KeySetUnavailable as exc:
-        reply = error_reply(
-            503,
-            "keySetUnavailable",
-            f"Instructure's key set cannot be fetched now ({exc}); send the event again later.",
-            headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
+    """The event, verified when signed; raises Refused, or CanvasError when the body is not a Live Event."""
+    if is_jwt(request.body):
+        claims = await instructure_claims(SOURCE, provider, key_sets, request)
+        return parse_event(held(claims, ("metadata", "body")))
+    if not provider.canvas_allow_unsigned:
+        message = (
+            "Unsigned events are not taken for this provider: turn on Sign Payload in Canvas's Live Events "
+            "settings (the provider's canvasJwksUrl verifies it), or set canvasAllowUnsigned."
         )
-        raise _Refused(reply) from None
+        raise Refused(unauthorized(SOURCE, request, message, _CHALLENGE))
+    return parse_event(request.body)

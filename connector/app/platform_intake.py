@@ -23,11 +23,12 @@ from typing import Any
 
 from connector.app.logsafe import LogSampler, untrusted
 from connector.app.lookups import content_in
-from connector.app.ports import Send
+from connector.app.ports import KeySets, KeySetUnavailable, Send
 from connector.app.replies import MAX_BODY_BYTES, Reply, error_reply, first_oversized, withheld_body
 from connector.app.tracing import traceparent
 from connector.domain.envelope import MAX_MESSAGE_BYTES, Envelope, now_iso, utc_iso
 from connector.domain.events import SELF_INITIATED, FieldError
+from connector.domain.formats.canvas import CanvasTokenError, UnknownKeyError, verified_claims
 from connector.domain.formats.mapped import ContentId, Mapped, MappedEvent, Skipped, Unmappable
 from connector.settings import ProviderSettings
 
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 _MAX_DETAILS = 20
 #: The platforms' routes are anonymous at the platform: their rejections are logged 10 a minute at most, together.
 _ANONYMOUS_REJECTIONS = LogSampler(per_window=10, window=60.0)
+#: How long Canvas should wait before sending again when Instructure's key set cannot be fetched.
+_RETRY_AFTER_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,56 @@ def unreadable_size(request: PlatformRequest) -> Reply | None:
     if len(request.body) > MAX_BODY_BYTES:
         return error_reply(413, "payloadTooLarge", f"The body exceeds {MAX_BODY_BYTES} bytes.")
     return withheld_body(request.headers, request.body)
+
+
+class Refused(Exception):
+    """The request is refused before its events are read: the answer."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
+async def instructure_claims(
+    source: str, provider: ProviderSettings, key_sets: KeySets, request: PlatformRequest
+) -> dict[str, Any]:
+    """The claims of a body Canvas signed ("Sign Payload": a Live Event, or its Caliper envelope), verified against
+    the provider's canvasJwksUrl; the set is fetched again when the token names a key it lacks (Instructure rotates
+    its keys monthly). Raises Refused: 401 when it does not verify, 503 when the key set cannot be fetched."""
+    challenge = f'Bearer realm="{source}"'
+    url = provider.canvas_jwks_url
+    if url is None:
+        message = "Signed events cannot be verified for this provider: it has no canvasJwksUrl."
+        raise Refused(unauthorized(source, request, message, challenge))
+    try:
+        try:
+            return verified_claims(request.body, await key_sets.key_set(url))
+        except UnknownKeyError:
+            return verified_claims(request.body, await key_sets.key_set(url, refresh=True))
+    except CanvasTokenError as exc:
+        message = f"The signed event does not verify: {exc.errors[0].rule}."
+        raise Refused(unauthorized(source, request, message, challenge)) from None
+    except KeySetUnavailable as exc:
+        reply = error_reply(
+            503,
+            "keySetUnavailable",
+            f"Instructure's key set cannot be fetched now ({exc}); send the event again later.",
+            headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
+        )
+        raise Refused(reply) from None
+
+
+def other_canvas_account(provider: ProviderSettings, accounts: list[str | None]) -> Reply | None:
+    """403 when the provider names its Canvas accounts (canvasRootAccountUuids) and an event comes from another."""
+    own = provider.canvas_root_account_uuids
+    if not own or all(account in own for account in accounts):
+        return None
+    return error_reply(
+        403,
+        "forbidden",
+        "The event comes from a Canvas account this provider does not name in canvasRootAccountUuids "
+        "(the event's root_account_uuid).",
+    )
 
 
 def content_id_for(provider: ProviderSettings) -> ContentId:

@@ -35,6 +35,7 @@ from tests.support.platforms import (
 )
 
 DANA = "0d4a0000-0000-4000-8000-0000000000d1"
+AVERY = "0a7e0000-0000-4000-8000-0000000000a2"
 MEDIA = "https://learn.fabrikam.example/courses/sec-101/videos/intro"
 
 
@@ -296,7 +297,7 @@ def test_fuzzed_envelopes_never_fail_the_function_nor_queue_from_a_rejected_requ
     async def once():
         before = await connector.count()
         reply = await caliper(body)
-        assert reply.status in (200, 400, 422), reply.body
+        assert reply.status in (200, 400, 401, 422), reply.body  # 401: a body shaped like a JWT, and no key set
         if reply.status != 200:
             assert await connector.count() == before
 
@@ -323,3 +324,40 @@ async def test_a_file_of_envelopes_backfills_and_a_live_copy_of_an_event_is_the_
     (run,) = await connector.drain()
     assert run.poison is None
     assert graph.requests(method="PATCH") == []
+
+
+# --- Canvas's Caliper feed: no header, the envelope signed by Instructure ---
+
+
+async def test_canvas_signed_envelopes_are_verified_against_the_providers_key_set(connector, graph, monkeypatch):
+    from tests.support.formats import CANVAS_SUBMISSION, jwks, signing_key
+    from tests.support.platforms import key_set_server
+
+    key = signing_key("2025-03")
+    account = "Kq2uJ4oTy8wB1cR5dXe7F3gH9iL0mN6pS2tV4"
+    submission = json.loads(json.dumps(CANVAS_SUBMISSION))
+    submission["data"][0]["extensions"] = {"com.instructure.canvas": {"root_account_uuid": account}}
+    graph.seed(
+        contents=[{"id": "content-217", "externalId": "217", "learningProviderId": PLATFORM_PROVIDER}],
+        users=[{"id": AVERY, "userPrincipalName": "avery.lee@contoso.edu", "mail": "avery.lee@contoso.edu"}],
+    )
+    with key_set_server() as server:
+        server.keys = jwks(key)
+        providers = with_platform_provider(canvasJwksUrl=server.url, canvasRootAccountUuids=[account],
+                                           caliperCompletion="Submitted", contentIdPattern=":assignment:(?P<id>\\d+)$")
+        monkeypatch.setenv("CONNECTOR_PROVIDERS", providers)  # fmt: skip
+        reply = await caliper(key.sign(submission), key=None, **{"content-type": "application/jwt"})
+        assert (reply.status, reply.body) == (200, None)
+        forged = await caliper(signing_key("2025-03").sign(submission), key=None)
+        assert forged.status == 401
+        other = json.loads(json.dumps(submission))
+        other["data"][0]["extensions"]["com.instructure.canvas"]["root_account_uuid"] = "another-institution"
+        assert (await caliper(key.sign(other), key=None)).status == 403
+    assert await connector.count() == 1
+    await connector.drain()
+    (activity,) = graph.activities(PLATFORM_PROVIDER)
+    assert (activity["status"], activity["learnerUserId"], activity["learningContentId"]) == (
+        "completed",
+        AVERY,
+        "content-217",
+    )

@@ -197,6 +197,15 @@ class Event(Lenient):
     event_time: Instant = Field(alias="eventTime")
     generated: EntityRef | None = None
     target: EntityRef | None = None
+    extensions: dict[str, Any] | None = None
+
+    @property
+    def canvas_root_account(self) -> str | None:
+        """The Canvas account a Canvas event comes from (its `com.instructure.canvas` extension's
+        root_account_uuid), or None."""
+        canvas = (self.extensions or {}).get("com.instructure.canvas")
+        account = canvas.get("root_account_uuid") if isinstance(canvas, Mapping) else None
+        return account if isinstance(account, str) else None
 
 
 class _EnvelopeFields(Lenient):
