@@ -206,7 +206,12 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
             registration_id,
             tuple(secrets),
             options,
-            xapi_credentials=_parse_xapi_credentials(f"{where}.xapiCredentials", config.get("xapiCredentials", [])),
+            xapi_credentials=tuple(
+                XapiCredential(*pair)
+                for pair in _parse_credentials(
+                    f"{where}.xapiCredentials", config.get("xapiCredentials", []), ("key", "secret"), "--xapi"
+                )
+            ),
             create_missing=_parse_flag(f"{where}.createMissing", config.get("createMissing", False)),
             learner_match=_parse_choice(
                 f"{where}.learnerMatch", config.get("learnerMatch", "email"), ("email", "employeeId")
@@ -237,20 +242,23 @@ PROVIDER_KEYS = {
 }
 
 
-def _parse_xapi_credentials(where: str, raw: object) -> tuple[XapiCredential, ...]:
-    example = '[{"key": "...", "secret": "..."}]'
+def _parse_credentials(where: str, raw: object, names: tuple[str, str], option: str) -> list[tuple[str, str]]:
+    """A list of HTTP Basic credentials, `[{"<user>": "...", "<secret>": "..."}]`, each secret generated."""
+    user, secret = names
+    one = f'{{"{user}": "...", "{secret}": "..."}}'
     if not isinstance(raw, list):
-        raise SettingsError(where, f"must be a list like {example}")
+        raise SettingsError(where, f"must be a list like [{one}]")
     credentials = []
     for index, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) != {"key", "secret"}:
-            raise SettingsError(f"{where}[{index}]", f'must be {{"key": "...", "secret": "..."}}, as in {example}')
-        key, secret = item["key"], item["secret"]
-        if not isinstance(key, str) or not key or ":" in key:
-            raise SettingsError(f"{where}[{index}].key", "must be a non-empty string without ':' (HTTP Basic user)")
-        _check_generated(f"{where}[{index}].secret", secret, "--xapi")
-        credentials.append(XapiCredential(key, secret))
-    return tuple(credentials)
+        at = f"{where}[{index}]"
+        if not isinstance(item, dict) or set(item) != {user, secret}:
+            raise SettingsError(at, f"must be {one}, as in [{one}]")
+        name = item[user]
+        if not isinstance(name, str) or not name.strip() or ":" in name:
+            raise SettingsError(f"{at}.{user}", "must be a non-empty string without ':' (HTTP Basic user)")
+        _check_generated(f"{at}.{secret}", item[secret], option)
+        credentials.append((name, item[secret]))
+    return credentials
 
 
 def _platform_options(where: str, config: Mapping[str, object]) -> dict[str, Any]:
@@ -265,8 +273,14 @@ def _platform_options(where: str, config: Mapping[str, object]) -> dict[str, Any
         "caliper_completion": _parse_choice(
             f"{where}.caliperCompletion", config.get("caliperCompletion", "Completed"), CALIPER_COMPLETIONS
         ),
-        "scorm_cloud_credentials": _parse_scorm_credentials(
-            f"{where}.scormCloudCredentials", config.get("scormCloudCredentials", [])
+        "scorm_cloud_credentials": tuple(
+            ScormCloudCredential(*pair)
+            for pair in _parse_credentials(
+                f"{where}.scormCloudCredentials",
+                config.get("scormCloudCredentials", []),
+                ("userName", "password"),
+                "--scorm-cloud",
+            )
         ),
         "scorm_failed_in_progress": _parse_flag(
             f"{where}.scormFailedInProgress", config.get("scormFailedInProgress", False)
@@ -287,23 +301,6 @@ def _parse_names(where: str, raw: object, what: str) -> tuple[str, ...]:
 
 #: The Caliper actions that may complete an activity (connector.domain.formats.caliper.COMPLETIONS).
 CALIPER_COMPLETIONS = ("Completed", "Submitted", "Graded")
-
-
-def _parse_scorm_credentials(where: str, raw: object) -> tuple[ScormCloudCredential, ...]:
-    example = '[{"userName": "...", "password": "..."}]'
-    if not isinstance(raw, list):
-        raise SettingsError(where, f"must be a list like {example}")
-    credentials = []
-    for index, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) != {"userName", "password"}:
-            raise SettingsError(f"{where}[{index}]", f"must be an object as in {example}")
-        user_name = item["userName"]
-        if not isinstance(user_name, str) or not user_name.strip() or ":" in user_name:
-            rule = "must be a non-empty string without ':' (an HTTP Basic user)"
-            raise SettingsError(f"{where}[{index}].userName", rule)
-        _check_generated(f"{where}[{index}].password", item["password"], "--scorm-cloud")
-        credentials.append(ScormCloudCredential(user_name, item["password"]))
-    return tuple(credentials)
 
 
 def _parse_jwks_url(where: str, raw: object) -> str | None:
