@@ -361,3 +361,31 @@ async def test_canvas_signed_envelopes_are_verified_against_the_providers_key_se
         AVERY,
         "content-217",
     )
+
+
+# --- what a rejection leaves behind ---
+
+
+async def test_a_rejected_registration_id_is_logged_escaped_on_one_line(connector, caplog):
+    caplog.set_level("WARNING", logger="connector.app.platform_intake")
+    reply = await caliper(session()[0], registration="x\n12:00:00 ERROR forged line")
+    assert reply.status == 401
+    (line,) = [r.getMessage() for r in caplog.records if "rejected (401)" in r.getMessage()]
+    assert line == "caliper request rejected (401) for registrationId x\\n12:00:00 ERROR forged line"
+    assert CALIPER_KEY not in caplog.text
+
+
+async def test_every_401_compares_the_key_whether_the_provider_exists_or_not(connector, monkeypatch):
+    """Timing says nothing about which registrationIds exist: the presented key is compared in constant time
+    against every key of the provider, or a stand-in's. Observed through hmac.compare_digest, not timed."""
+    import hmac
+
+    compare = hmac.compare_digest
+    compared: list[bytes] = []
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append(a) or compare(a, b))
+    seen = []
+    for registration in (PLATFORM_PROVIDER, "00000000-0000-0000-0000-000000000000"):
+        compared.clear()
+        assert (await caliper(session()[0], registration=registration, key="Bearer " + "w" * 43)).status == 401
+        seen.append({a for a in compared if a})
+    assert seen == [{b"w" * 43}] * 2

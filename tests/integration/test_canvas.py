@@ -281,3 +281,13 @@ def test_fuzzed_events_never_fail_the_function_nor_queue_from_a_rejected_request
             assert await connector.count() == before
 
     asyncio.run(once())
+
+
+async def test_a_failed_refresh_keeps_the_set_in_hand(connector, key_sets, monkeypatch):
+    assert (await canvas(signed(session()[1]))).status == 200
+    monkeypatch.setattr(KeySetClient, "min_refresh_interval", 0.0)
+    key_sets.status = 503  # Instructure's endpoint is down
+    forged = await canvas(signed(session()[2], kid="unknown"))
+    assert forged.status == 401  # the unknown key stays unknown; no 503 for what the cached set can judge
+    assert (await canvas(signed(session()[3]))).status == 200
+    assert key_sets.requests == 2
