@@ -8,6 +8,9 @@ import typing
 
 import azure.functions as func
 
+if typing.TYPE_CHECKING:
+    from connector.app.platform_intake import PlatformRequest
+
 from connector import bootstrap
 from connector.adapters import telemetry
 from connector.app import status, webhook
@@ -83,6 +86,50 @@ def xapi_about(req: func.HttpRequest) -> func.HttpResponse:
     return _json(reply.status, reply.body, reply.headers)
 
 
+@app.function_name("caliper_events")
+@app.route(
+    route="providers/{registrationId}/caliper", methods=["POST", "GET"], auth_level=func.AuthLevel.ANONYMOUS
+)
+async def caliper_events(req: func.HttpRequest) -> func.HttpResponse:
+    """IMS Caliper envelopes (POST), and the endpoint's configuration (GET). Anonymous for the platform: a Caliper
+    sensor sends an API key (the provider's caliperKeys), or Canvas signs the envelope; neither can add a ?code=."""
+    from connector.app import caliper_intake  # on first use, as the other formats
+
+    if req.method == "GET":
+        reply = caliper_intake.configuration()
+    else:
+        reply = await caliper_intake.receive_envelope(
+            bootstrap.settings(), bootstrap.platform_queues(), bootstrap.key_sets(), _platform_request(req)
+        )
+    return _json(reply.status, reply.body, reply.headers)
+
+
+@app.function_name("scorm_cloud_postbacks")
+@app.route(route="providers/{registrationId}/scorm-cloud", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def scorm_cloud_postbacks(req: func.HttpRequest) -> func.HttpResponse:
+    """SCORM Cloud registration postbacks, authenticated by the provider's scormCloudCredentials (form fields or
+    HTTP Basic): 200 for anything readable, 401 only for bad credentials, never a redirect."""
+    from connector.app import scorm_cloud_intake
+
+    reply = await scorm_cloud_intake.receive_postback(
+        bootstrap.settings(), bootstrap.platform_queues(), _platform_request(req)
+    )
+    return _json(reply.status, reply.body, reply.headers)
+
+
+@app.function_name("canvas_live_events")
+@app.route(route="providers/{registrationId}/canvas", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def canvas_live_events(req: func.HttpRequest) -> func.HttpResponse:
+    """Canvas Live Events in Canvas's format, signed by Instructure (verified against the provider's canvasJwksUrl)
+    or, where the provider allows it, unsigned."""
+    from connector.app import canvas_intake
+
+    reply = await canvas_intake.receive_event(
+        bootstrap.settings(), bootstrap.platform_queues(), bootstrap.key_sets(), _platform_request(req)
+    )
+    return _json(reply.status, reply.body, reply.headers)
+
+
 @app.function_name("apply_course_activity_update")
 @app.queue_trigger(arg_name="msg", queue_name=QUEUE_NAME, connection=STORAGE_SETTING)
 @app.queue_output(arg_name="poison", queue_name=POISON_QUEUE_NAME, connection=STORAGE_SETTING)
@@ -103,6 +150,13 @@ async def reconcile_course_activities(timer: func.TimerRequest) -> None:
 
 
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    if status == 204:
-        return func.HttpResponse(status_code=204, headers=headers)
+    if status == 204 or body is None:
+        return func.HttpResponse(status_code=status, headers=headers)
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
+
+
+def _platform_request(req: func.HttpRequest) -> "PlatformRequest":
+    from connector.app.platform_intake import PlatformRequest
+
+    headers = {name.lower(): value for name, value in req.headers.items()}
+    return PlatformRequest(req.route_params["registrationId"], headers, req.get_body())

@@ -14,7 +14,7 @@ Benchmarks (``--only`` takes these names, comma-separated):
 - ``warm``: CPU per applied callback in a warmed-up process vs raw ``httpx`` making the same requests; requests
   per callback counted (bench/warm.py);
 - ``webhook``: CPU per event for signature, validation and messages, one event and a batch of 100, vs bare
-  HMAC + ``json.loads`` (bench/webhookcost.py);
+  HMAC + ``json.loads`` (bench/webhookcost.py); the same for each platform's intake (Caliper, SCORM Cloud, Canvas);
 - ``throughput``: callbacks applied per second by one runner process, sandbox latency 50 ms, vs the
   latency-bound limit and the CPU-bound rate of warm's raw baseline (raw httpx making every call)
   (bench/throughput.py; needs ``warm``'s figures, and runs a short ``warm`` when it is not selected);
@@ -111,6 +111,13 @@ WARM_BASELINES = (
     ("raw", "raw httpx, Graph only"),
 )
 CONTEXT = "context"
+#: The platforms' intake rows (bench/webhookcost.py): the case, the table's benchmark name, the figure.
+PLATFORM_CASES = (
+    ("caliper 100", "Caliper intake", "envelope of 100 events, CPU per event"),
+    ("caliper 1", "Caliper intake", "envelope of one event, CPU per event"),
+    ("scorm-cloud 1", "SCORM Cloud intake", "one postback (JSON, HTTP Basic), CPU per event"),
+    ("canvas 1", "Canvas intake", "one signed Live Event (RS256 JWT), CPU per event"),
+)
 
 
 # --- running ---------------------------------------------------------------------------------------------
@@ -314,6 +321,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             table.append((
                 "webhook", label, f"{app:.1f} µs", f"{base:.1f} µs (HMAC + json.loads)", f"{app / base:.1f}x",
                 f"≤ {target:.0f}x" if target else "—", _verdict(app / base <= target) if target else "—",
+            ))  # fmt: skip
+    for case, name, label in PLATFORM_CASES:
+        figures = (hook or {}).get("platforms", {}).get(case)
+        if figures:  # a results file from before the platforms' formats has none
+            app, base = figures["receive"]["median"], figures["bare"]["median"]
+            table.append((
+                name, label, f"{app:.1f} µs", f"{base:.1f} µs (HMAC + json.loads)", f"{app / base:.1f}x", "—", "—",
             ))  # fmt: skip
     through = results.get("throughput")
     if through and warm:

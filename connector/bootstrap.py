@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 
     from connector.adapters.activity_store import StateStore
     from connector.adapters.graph import GraphGateway
+    from connector.adapters.jwks import KeySetClient
     from connector.adapters.statement_records import StatementRecords
     from connector.adapters.storage import QueueSender
     from connector.app.apply_update import Worker
     from connector.app.pacing import PacedGraph, Pacer
+    from connector.app.platform_intake import Queues
     from connector.app.reconcile import Reconciler
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
@@ -85,18 +87,25 @@ class Parts:
         self._store: StateStore | None = None
         self._records: StatementRecords | None = None
         self._queue: QueueSender | None = None
+        self._poison: QueueSender | None = None
+        self._key_sets: KeySetClient | None = None
         self._worker: Worker | None = None
         self._pacer: Pacer | None = None
         self._reconciler: Reconciler | None = None
 
     def _storage_options(self) -> dict[str, Any]:
-        """The storage clients' HTTP transport: one aiohttp session (one connection pool) for every client.
+        """The storage clients' HTTP transport: one aiohttp session (one connection pool) for every client."""
+        from azure.core.pipeline.transport import AioHttpTransport
+
+        return {"transport": AioHttpTransport(session=self.http_session(), session_owner=False)}
+
+    def http_session(self) -> aiohttp.ClientSession:
+        """The one aiohttp session (connection pool) of the storage clients and the key sets.
 
         `trust_env=False`: with it on, aiohttp reads ~/.netrc on every request, about a millisecond of CPU each; the
         connector's storage traffic goes to the storage account directly, never through a proxy from the environment.
         """
         import aiohttp
-        from azure.core.pipeline.transport import AioHttpTransport
 
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -105,7 +114,7 @@ class Parts:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )
-        return {"transport": AioHttpTransport(session=self._session, session_owner=False)}
+        return self._session
 
     async def graph(self, registration_id: str | None = None) -> GraphGateway:
         """The Graph client (one per process: its connection pool and token cache serve every callback)."""
@@ -154,6 +163,25 @@ class Parts:
             self._queue = QueueSender(client, create=may_create_storage(self.settings))
         await self._queue.send(body, delay_seconds)
 
+    async def dead_letter(self, body: str) -> None:
+        """Puts a message on the poison queue: a platform's event that cannot be applied, with its reason."""
+        if self._poison is None:
+            from connector.adapters.storage import QueueSender, may_create_storage, queue_client
+            from connector.domain.envelope import POISON_QUEUE_NAME
+
+            client = queue_client(self.settings, POISON_QUEUE_NAME, **self._storage_options())
+            self._poison = QueueSender(client, create=may_create_storage(self.settings))
+        await self._poison.send(body)
+
+    @property
+    def key_sets(self) -> KeySetClient:
+        """Published signing keys (Canvas's signed Live Events), cached for the process."""
+        if self._key_sets is None:
+            from connector.adapters.jwks import KeySetClient
+
+            self._key_sets = KeySetClient(self.http_session)
+        return self._key_sets
+
     @property
     def worker(self) -> Worker:
         if self._worker is None:
@@ -181,7 +209,7 @@ class Parts:
         return self._reconciler
 
     async def close(self) -> None:
-        for part in (self._gateway, self._store, self._records, self._queue, self._session):
+        for part in (self._gateway, self._store, self._records, self._queue, self._poison, self._session):
             if part is not None:
                 await part.close()
 
@@ -224,6 +252,21 @@ def statement_records() -> StatementRecords:
 
 async def enqueue(body: str, delay_seconds: int = 0) -> None:
     await current().enqueue(body, delay_seconds)
+
+
+async def dead_letter(body: str) -> None:
+    await current().dead_letter(body)
+
+
+def key_sets() -> KeySetClient:
+    return current().key_sets
+
+
+def platform_queues() -> Queues:
+    """Where the platforms' endpoints put events: the update queue, and the poison queue for what cannot apply."""
+    from connector.app.platform_intake import Queues
+
+    return Queues(updates=enqueue, poison=dead_letter)
 
 
 async def graph_gateway() -> GraphGateway:

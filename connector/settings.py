@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -45,6 +45,12 @@ class XapiCredential:
 
 
 @dataclass(frozen=True)
+class ScormCloudCredential:
+    user_name: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ProviderSettings:
     """One learning provider's configuration, from CONNECTOR_PROVIDERS[registrationId]."""
 
@@ -62,6 +68,20 @@ class ProviderSettings:
     content_id_pattern: _Regexp | None = None
     """Extracts the learning content's external id from the statement's activity IRI (group "id", or group 1); an
     RE2 pattern, with `re`'s search, groups and groupindex."""
+    caliper_keys: tuple[str, ...] = ()
+    """The API keys a Caliper sensor sends as its Authorization (with or without `Bearer `)."""
+    caliper_completion: str = "Completed"
+    """Which Caliper action completes an activity: "Completed", "Submitted" or "Graded"."""
+    scorm_cloud_credentials: tuple[ScormCloudCredential, ...] = ()
+    scorm_failed_in_progress: bool = False
+    """A SCORM registration completed but FAILED stays in progress (Graph has no success field)."""
+    canvas_jwks_url: str | None = None
+    """Where Instructure publishes the keys that sign Canvas Live Events; None: no signed event can be verified."""
+    canvas_allow_unsigned: bool = False
+    """Unsigned Canvas Live Events are accepted (anyone who knows the URL can send them)."""
+    canvas_root_account_uuids: tuple[str, ...] = ()
+    """The Canvas accounts whose events are this provider's (`metadata.root_account_uuid`); empty: any account's.
+    Instructure signs every Canvas customer's events with the same keys."""
 
     @property
     def unknown_keys(self) -> list[str]:
@@ -194,7 +214,12 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
             registration_id,
             tuple(secrets),
             options,
-            xapi_credentials=_parse_xapi_credentials(f"{where}.xapiCredentials", config.get("xapiCredentials", [])),
+            xapi_credentials=tuple(
+                XapiCredential(*pair)
+                for pair in _parse_credentials(
+                    f"{where}.xapiCredentials", config.get("xapiCredentials", []), ("key", "secret"), "--xapi"
+                )
+            ),
             create_missing=_parse_flag(f"{where}.createMissing", config.get("createMissing", False)),
             learner_match=_parse_choice(
                 f"{where}.learnerMatch", config.get("learnerMatch", "email"), ("email", "employeeId")
@@ -203,6 +228,7 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
                 f"{where}.xapiActivityId", config.get("xapiActivityId", "registration"), ("registration", "derived")
             ),
             content_id_pattern=_parse_pattern(f"{where}.contentIdPattern", config.get("contentIdPattern")),
+            **_platform_options(where, config),
         )
     return providers
 
@@ -214,28 +240,98 @@ PROVIDER_KEYS = {
     "learnerMatch",
     "xapiActivityId",
     "contentIdPattern",
+    "caliperKeys",
+    "caliperCompletion",
+    "scormCloudCredentials",
+    "scormFailedInProgress",
+    "canvasJwksUrl",
+    "canvasAllowUnsigned",
+    "canvasRootAccountUuids",
 }
 
 
-def _parse_xapi_credentials(where: str, raw: object) -> tuple[XapiCredential, ...]:
-    example = '[{"key": "...", "secret": "..."}]'
+def _parse_credentials(where: str, raw: object, names: tuple[str, str], option: str) -> list[tuple[str, str]]:
+    """A list of HTTP Basic credentials, `[{"<user>": "...", "<secret>": "..."}]`, each secret generated."""
+    user, secret = names
+    one = f'{{"{user}": "...", "{secret}": "..."}}'
     if not isinstance(raw, list):
-        raise SettingsError(where, f"must be a list like {example}")
+        raise SettingsError(where, f"must be a list like [{one}]")
     credentials = []
     for index, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) != {"key", "secret"}:
-            raise SettingsError(f"{where}[{index}]", f'must be {{"key": "...", "secret": "..."}}, as in {example}')
-        key, secret = item["key"], item["secret"]
-        if not isinstance(key, str) or not key or ":" in key:
-            raise SettingsError(f"{where}[{index}].key", "must be a non-empty string without ':' (HTTP Basic user)")
-        if not _generated(secret):
-            raise SettingsError(
-                f"{where}[{index}].secret",
-                f"must be a generated secret: at least {_MIN_XAPI_SECRET} URL-safe characters (letters, digits, '-', "
-                "'_'), not a word or a pattern; create one with: python -m connector new-secret --xapi",
+        at = f"{where}[{index}]"
+        if not isinstance(item, dict) or set(item) != {user, secret}:
+            raise SettingsError(at, f"must be {one}, as in [{one}]")
+        name = item[user]
+        if not isinstance(name, str) or not name.strip() or ":" in name:
+            raise SettingsError(f"{at}.{user}", "must be a non-empty string without ':' (HTTP Basic user)")
+        _check_generated(f"{at}.{secret}", item[secret], option)
+        credentials.append((name, item[secret]))
+    return credentials
+
+
+def _platform_options(where: str, config: Mapping[str, object]) -> dict[str, Any]:
+    """The keys of the platforms' own formats (IMS Caliper, SCORM Cloud postbacks, Canvas Live Events)."""
+    keys = config.get("caliperKeys", [])
+    if not isinstance(keys, list):
+        raise SettingsError(f"{where}.caliperKeys", 'must be a list of API keys, e.g. ["<key>"]')
+    for index, key in enumerate(keys):
+        _check_generated(f"{where}.caliperKeys[{index}]", key, "--caliper")
+    return {
+        "caliper_keys": tuple(keys),
+        "caliper_completion": _parse_choice(
+            f"{where}.caliperCompletion", config.get("caliperCompletion", "Completed"), CALIPER_COMPLETIONS
+        ),
+        "scorm_cloud_credentials": tuple(
+            ScormCloudCredential(*pair)
+            for pair in _parse_credentials(
+                f"{where}.scormCloudCredentials",
+                config.get("scormCloudCredentials", []),
+                ("userName", "password"),
+                "--scorm-cloud",
             )
-        credentials.append(XapiCredential(key, secret))
-    return tuple(credentials)
+        ),
+        "scorm_failed_in_progress": _parse_flag(
+            f"{where}.scormFailedInProgress", config.get("scormFailedInProgress", False)
+        ),
+        "canvas_jwks_url": _parse_jwks_url(f"{where}.canvasJwksUrl", config.get("canvasJwksUrl")),
+        "canvas_allow_unsigned": _parse_flag(f"{where}.canvasAllowUnsigned", config.get("canvasAllowUnsigned", False)),
+        "canvas_root_account_uuids": _parse_names(
+            f"{where}.canvasRootAccountUuids", config.get("canvasRootAccountUuids", []), "a Canvas account's uuid"
+        ),
+    }
+
+
+def _parse_names(where: str, raw: object, what: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item.strip() for item in raw):
+        raise SettingsError(where, f"must be a list of non-empty strings, each {what}")
+    return tuple(item.strip() for item in raw)
+
+
+#: The Caliper actions that may complete an activity (connector.domain.formats.caliper.COMPLETIONS).
+CALIPER_COMPLETIONS = ("Completed", "Submitted", "Graded")
+
+
+def _parse_jwks_url(where: str, raw: object) -> str | None:
+    if raw is None:
+        return None
+    rule = "must be the https URL of Instructure's published key set (JWKS)"
+    if not isinstance(raw, str):
+        raise SettingsError(where, rule)
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(where, rule)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SettingsError(where, "must use https (plain http is allowed only on loopback, for tests)")
+    return raw
+
+
+def _check_generated(where: str, secret: object, option: str) -> None:
+    if not _generated(secret):
+        raise SettingsError(
+            where,
+            f"must be a generated secret: at least {_MIN_XAPI_SECRET} URL-safe characters (letters, digits, '-', "
+            f"'_'), not a word or a pattern; create one with: python -m connector new-secret {option}",
+        )
 
 
 #: LRS secrets guard an anonymous route: `new-secret --xapi` prints secrets.token_urlsafe(32), 43 characters.

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 The connector is running (the local runner needs no function key).
   webhook:       POST {http}/api/providers/{registration_id}/course-activities
   xAPI (LRS):    {http}/api/providers/{registration_id}/xapi/
+  platforms:     POST {http}/api/providers/{registration_id}/caliper, .../scorm-cloud, .../canvas
   Graph sandbox: {sandbox.graph_url}  (state: {sandbox.admin_url}/activities, requests: {sandbox.admin_url}/requests)
   storage:       Azurite on 127.0.0.1:10000-10002 (UseDevelopmentStorage=true)
   credentials:   local.settings.json (development only)
@@ -86,9 +87,11 @@ From another terminal, send the reference page's signed examples, or an xAPI sta
   .venv/bin/python -m devtools.send --example 1
   .venv/bin/python -m devtools.send --example 2
   .venv/bin/python -m devtools.send --xapi-example
-then, a moment later, see the activities they updated:
+  .venv/bin/python -m devtools.send --caliper-example    # also --scorm-example, --canvas-example
+then, a moment later, see the activities they updated (and those the platform examples created):
   curl -s {sandbox.admin_url}/activities/8ba2228a-e020-11ec-9d64-0242ac120003
   curl -s {sandbox.admin_url}/activities/9ca2228a-e020-11ec-9d64-0242ac120004
+  curl -s '{sandbox.admin_url}/activities?providerId={registration_id}'
 The README's "Local development" has more (your own files, making Graph fail).
 
 Ctrl-C stops everything.""",

@@ -2,7 +2,11 @@
 
 By default it sends the reference page's Example 1 (an assigned course) for the first provider in
 local.settings.json, signed with that provider's first webhook secret. With --xapi-example or --xapi-file it posts
-xAPI statements to the provider's LRS endpoint instead, with its first xAPI credential (HTTP Basic).
+xAPI statements to the provider's LRS endpoint instead, with its first xAPI credential (HTTP Basic). The platforms'
+own formats, each as the platform sends it: --caliper-example (an envelope, the first caliperKeys entry as a Bearer
+token), --scorm-example (a registration postback, auth type `form` with the first scormCloudCredentials entry),
+--canvas-example (a Live Event, signed by the Graph sandbox's stand-in for Instructure's keys when canvasJwksUrl is
+the sandbox's, else unsigned).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 from devtools.examples import example_1, example_2
+from devtools.platform_examples import local_caliper_example, local_canvas_example, local_scorm_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--file", type=Path, help="send this JSON file (one event or an array) instead")
     source.add_argument("--xapi-example", action="store_true", help="post an example xAPI statement to the LRS")
     source.add_argument("--xapi-file", type=Path, help="post this JSON file (a statement or an array) to the LRS")
+    source.add_argument("--caliper-example", action="store_true", help="post an IMS Caliper envelope")
+    source.add_argument("--scorm-example", action="store_true", help="post a SCORM Cloud registration postback")
+    source.add_argument("--canvas-example", action="store_true", help="post a Canvas Live Event (course_progress)")
     parser.add_argument("--url", default="http://127.0.0.1:7071", help="the connector's base URL")
     parser.add_argument("--settings", type=Path, default=ROOT / "local.settings.json")
     parser.add_argument("--registration-id", help="default: the first provider in CONNECTOR_PROVIDERS")
@@ -67,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"CONNECTOR_PROVIDERS in {args.settings} has no provider; pass --registration-id and --secret")
     provider = providers.get(registration_id, {})
     url = f"{args.url.rstrip('/')}/api/providers/{registration_id}"
+    if args.caliper_example or args.scorm_example or args.canvas_example:
+        return _platform_example(args, registration_id, provider, url)
     if args.xapi_example or args.xapi_file:
         credentials = provider.get("xapiCredentials") or []
         if not credentials:
@@ -92,6 +103,48 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _AS_IN_EXAMPLE = "add some as local.settings.example.json has them, or pass --registration-id"
+
+
+def _platform_example(args: argparse.Namespace, registration_id: str, provider: dict[str, Any], url: str) -> int:
+    """A platform's own format, authenticated as that platform sends it."""
+    if args.caliper_example:
+        keys = provider.get("caliperKeys") or []
+        if not keys:
+            return _missing("caliperKeys", registration_id, args.settings)
+        body = json.dumps(local_caliper_example(), indent=2)
+        return _post(f"{url}/caliper", body, {"authorization": f"Bearer {keys[0]}"}, ok=200)
+    if args.scorm_example:
+        credentials = provider.get("scormCloudCredentials") or []
+        if not credentials:
+            return _missing("scormCloudCredentials", registration_id, args.settings)
+        form = {"data": json.dumps(local_scorm_example()), **credentials[0]}  # SCORM Cloud's default auth type
+        headers = {"content-type": "application/x-www-form-urlencoded; charset=UTF-8"}
+        return _post(f"{url}/scorm-cloud", urlencode(form), headers, ok=200)
+    event, jwks_url = local_canvas_example(), provider.get("canvasJwksUrl")
+    if jwks_url and jwks_url.endswith("/_sandbox/canvas/jwks"):
+        token = _signed_by_sandbox(jwks_url.removesuffix("/jwks") + "/sign", event)
+        if token is None:
+            return _fail(f"the Graph sandbox at {jwks_url} did not sign the event: is scripts/dev running?")
+        return _post(f"{url}/canvas", token, {"content-type": "text/plain"}, ok=200)
+    if provider.get("canvasAllowUnsigned") is True:
+        return _post(f"{url}/canvas", json.dumps(event, indent=2), {}, ok=200)
+    return _fail(
+        f"provider {registration_id} takes no Canvas event this tool can make: its canvasJwksUrl is not the Graph "
+        f"sandbox's and it does not set canvasAllowUnsigned ({_AS_IN_EXAMPLE})"
+    )
+
+
+def _missing(key: str, registration_id: str, settings: Path) -> int:
+    return _fail(f"provider {registration_id} has no {key} in {settings}: {_AS_IN_EXAMPLE}")
+
+
+def _signed_by_sandbox(sign_url: str, event: dict[str, Any]) -> str | None:
+    """The event as a JWT signed by the sandbox's stand-in for Instructure's keys (sandbox/instructure.py)."""
+    try:
+        response = httpx.post(sign_url, json=event, timeout=30)
+    except httpx.TransportError:
+        return None
+    return str(response.json()["token"]) if response.status_code == 200 else None
 
 
 def _post(url: str, body: str, headers: dict[str, str], *, ok: int) -> int:

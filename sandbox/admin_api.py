@@ -42,6 +42,8 @@ added through ``PUT /_sandbox/tenants/{id}`` (404 for any other).
     DELETE /_sandbox/tenants/{id}/consents/{appId}   [?deleteServicePrincipal=true]: token requests for that
                                         tenant fail with AADSTS65001 (or AADSTS700016 with the service principal
                                         gone); other tenants are unaffected
+    GET    /_sandbox/canvas/jwks        a stand-in for Instructure's published Live Events keys (instructure.py);
+    POST   /_sandbox/canvas/sign        an event -> {"token": the event signed with that key, as Canvas signs}
 
 Errors here are plain ``{"error": "..."}`` with 400/404: the admin API is the test's tool, not Graph.
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from devtools import examples
+from devtools import examples, platform_examples
 
 from .rules import ASSIGNMENT, SELF_INITIATED
 
@@ -114,7 +114,12 @@ def example_seed() -> dict[str, list[dict[str, Any]]]:
                 "languageTag": "en-us",
                 "isActive": True,
                 "learningProviderId": EXAMPLE_PROVIDER_ID,
-            }
+            },
+            *(  # what devtools.send's platform examples name (a Caliper IRI, a SCORM course id, a Canvas course)
+                {"id": content_id, "externalId": external_id, "title": f"Sandbox course {external_id}",
+                 "isActive": True, "learningProviderId": EXAMPLE_PROVIDER_ID}
+                for external_id, content_id in platform_examples.LOCAL_CONTENTS.items()
+            ),
         ],
         "activities": [
             {

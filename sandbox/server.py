@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from . import admin_api
+from . import admin_api, instructure
 from .entra import EntraError, answer_token_request, openid_configuration, unknown_tenant
 from .faults import HTML_GATEWAY_PAGE, FaultRule
 from .graph_api import INVALID_BODY, GraphCall, dispatch
@@ -340,4 +340,5 @@ def create_app(state: SandboxState) -> web.Application:
     app.router.add_post("/{tenant}/oauth2/v2.0/token", entra_token)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", entra_openid_configuration)
     admin_api.add_routes(app, STATE_KEY)
+    instructure.add_routes(app)
     return app

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.examples import REGISTRATION_ID
+from tests.support.platforms import EXAMPLE_PLATFORM_SETTINGS
 from tests.support.signing import CREATING_SECRET, OTHER_SECRET, SECRET
 from tests.support.xapi import CREATING_PROVIDER, ROTATED_SECRET, XAPI_KEY, XAPI_SECRET
 
@@ -17,7 +18,11 @@ _HERE = Path(__file__).resolve().parent
 BASE_ENV = {
     "CONNECTOR_PROVIDERS": json.dumps(
         {
-            REGISTRATION_ID: {"webhookSecrets": [OTHER_SECRET, SECRET], "xapiCredentials": _XAPI},
+            REGISTRATION_ID: {
+                "webhookSecrets": [OTHER_SECRET, SECRET],
+                "xapiCredentials": _XAPI,
+                **EXAMPLE_PLATFORM_SETTINGS,
+            },
             CREATING_PROVIDER: {
                 "webhookSecrets": [CREATING_SECRET],
                 "xapiCredentials": _XAPI,

@@ -1,6 +1,7 @@
-"""A provider's own credentials on a request: its LRS key and secret (HTTP Basic), or its webhook signature.
+"""A provider's own credentials on a request: its LRS key and secret (HTTP Basic), its webhook signature, its
+Caliper API key, its SCORM Cloud postback user name and password.
 
-Both checks take the same steps whether the registrationId is configured or not: an unknown provider, or one
+Every check takes the same steps whether the registrationId is configured or not: an unknown provider, or one
 without credentials of that kind, is checked against a stand-in credential that nothing matches, so that neither
 the answer nor its timing says which registrationIds exist.
 """
@@ -11,24 +12,46 @@ import base64
 import binascii
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from connector.domain.signatures import SignatureError, new_secret, verify
-from connector.settings import ProviderSettings, XapiCredential
+from connector.settings import ProviderSettings
 
-_STAND_IN_CREDENTIALS = (XapiCredential("nobody", secrets.token_urlsafe(32)),)
+_STAND_IN = (("nobody", secrets.token_urlsafe(32)),)
 _STAND_IN_SECRETS = (new_secret(),)
 
 
 def basic_authorized(provider: ProviderSettings | None, header: str) -> bool:
-    """Whether the Authorization header carries one of the provider's LRS credentials. Every credential is compared
-    (key and secret, in constant time), so the time taken does not depend on which one matches, if any."""
-    key, secret = _basic(header) or ("", "")
-    own = provider.xapi_credentials if provider is not None else ()
+    """Whether the Authorization header carries one of the provider's LRS credentials."""
+    own = [(c.key, c.secret) for c in provider.xapi_credentials] if provider is not None else []
+    return pair_authorized(own, basic_credentials(header) or ("", ""))
+
+
+def scorm_cloud_authorized(provider: ProviderSettings | None, user_name: str | None, password: str | None) -> bool:
+    """Whether a postback carries one of the provider's SCORM Cloud credentials (form fields or HTTP Basic)."""
+    own = [(c.user_name, c.password) for c in provider.scorm_cloud_credentials] if provider is not None else []
+    return pair_authorized(own, (user_name or "", password or ""))
+
+
+def caliper_authorized(provider: ProviderSettings | None, header: str) -> bool:
+    """Whether the Authorization header is one of the provider's Caliper API keys, with or without `Bearer `
+    (caliper-php sends the bare key, caliper-python a configurable scheme, the spec recommends Bearer)."""
+    presented = header.strip()
+    if presented[:7].lower() == "bearer ":
+        presented = presented[7:].strip()
+    own = [(key, "") for key in provider.caliper_keys] if provider is not None else []
+    return pair_authorized(own, (presented, ""))
+
+
+def pair_authorized(own: Iterable[tuple[str, str]], presented: tuple[str, str]) -> bool:
+    """Whether `presented` is one of `own` (a stand-in when there is none): every pair is compared, both halves in
+    constant time, so the time taken does not depend on which one matches, if any."""
+    own = list(own)
+    key, secret = (_bytes(part) for part in presented)
     matched = False
-    for credential in own or _STAND_IN_CREDENTIALS:
-        same_key = hmac.compare_digest(key.encode(), credential.key.encode())
-        same_secret = hmac.compare_digest(secret.encode(), credential.secret.encode())
+    for own_key, own_secret in own or _STAND_IN:
+        same_key = hmac.compare_digest(key, _bytes(own_key))
+        same_secret = hmac.compare_digest(secret, _bytes(own_secret))
         matched |= same_key and same_secret
     return matched and bool(own)
 
@@ -42,7 +65,8 @@ def signature_authorized(provider: ProviderSettings | None, headers: Mapping[str
         raise SignatureError("no signature in webhook-signature matches any of the provider's secrets")
 
 
-def _basic(header: str) -> tuple[str, str] | None:
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """The user name and password of an `Authorization: Basic` header, or None."""
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
         return None
@@ -51,3 +75,7 @@ def _basic(header: str) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return key, secret
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")

@@ -127,14 +127,23 @@ class Directory:
 
     async def statement_content_id(self, registration_id: str, activity_iri: str, pattern: _Pattern | None) -> str:
         """The content an xAPI statement's activity IRI names, through the provider's contentIdPattern."""
-        external = activity_iri
-        if pattern is not None:
-            found = pattern.search(activity_iri)
-            if found is None:
-                message = "the provider's contentIdPattern does not match the statement's activity id"
-                raise LookupFailed("object.id", "contentNotFound", message)
-            external = found.group("id") if "id" in pattern.groupindex else found.group(1)
+        external = content_in(pattern, activity_iri)
+        if external is None:
+            message = "the provider's contentIdPattern does not match the statement's activity id"
+            raise LookupFailed("object.id", "contentNotFound", message)
         return await self.content_id(registration_id, external, "object.id")
+
+
+def content_in(pattern: _Pattern | None, iri: str) -> str | None:
+    """The content external id a resource's IRI names through the provider's contentIdPattern (its group `id`, or
+    its first group); the IRI itself without a pattern; None when the pattern does not match."""
+    if pattern is None:
+        return iri
+    found = pattern.search(iri)
+    if found is None:
+        return None
+    value = found.group("id") if "id" in pattern.groupindex else found.group(1)
+    return str(value) if value else None  # a group that took part in no match names nothing
 
 
 def _code(field: str) -> str:

@@ -93,3 +93,19 @@ class Graph(Protocol):
 Requeue = Callable[[str, int], Awaitable[None]]
 #: The current time (UTC); tests move it.
 Clock = Callable[[], datetime]
+
+
+#: Puts a message on a queue at once (the update queue, or its poison queue for what cannot be applied).
+Send = Callable[[str], Awaitable[None]]
+
+
+class KeySetUnavailable(Exception):
+    """A published key set (JWKS) could not be fetched or read; the message says why, naming no secret."""
+
+
+class KeySets(Protocol):
+    """Published signing keys (JWK sets), fetched over HTTPS and cached."""
+
+    async def key_set(self, url: str, *, refresh: bool = False) -> Mapping[str, Any]:
+        """The JWK set at `url` (`{"keys": [...]}`), from the cache unless `refresh` (a token names a key the cached
+        set lacks; refreshes are rate-limited). Raises KeySetUnavailable."""

@@ -6,23 +6,28 @@ The formats, told apart by their content (`detect`):
 - `csv`: a header row of property names and one event per row; `dueDateTime` with a `dueDateTimeZone` column makes
   Graph's dateTimeTimeZone (without one, `dueDateTime` needs an offset); `notes` is text; `completionPercentage` an
   integer; `@removed` says `deleted`; an empty cell is an absent property;
-- `xapi-jsonl`, `xapi-array`: xAPI statements, one per line or in a JSON array, as LRS exports write them.
+- `xapi-jsonl`, `xapi-array`: xAPI statements, one per line or in a JSON array, as LRS exports write them;
+- `caliper-jsonl`, `caliper-array`: IMS Caliper envelopes, one per line or in a JSON array, each event of an envelope
+  a record (mapped as the Caliper endpoint maps it);
+- `scorm-jsonl`: SCORM Cloud registrations (the postbacks' v2 JSON), one per line.
 
 A format is one function from the file's bytes to its `Checked` records (FORMATS); `detect` says which applies.
 
 History must never override a newer live callback. A record's own time (an `eventTime` property or column, ISO 8601
 with an offset, taken out of the event before it is validated; a statement's timestamp) orders it among the live
 callbacks; a record without one ranks below all of them (merge.EARLIEST's time) and after the file's earlier lines
-(its line as the sequence).
+(its line as the sequence). A platform's event has its own time (Caliper's eventTime, a registration's updated) and
+its own id, so that a live delivery and its backfilled copy are one event to the worker.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -37,6 +42,9 @@ from connector.domain.events import (
     Problem,
     validate_events_json,
 )
+from connector.domain.formats.caliper import CaliperError, Completion, map_envelope, parse_envelope
+from connector.domain.formats.mapped import ContentId, Mapped, MappedEvent, Skipped, Unmappable, as_given
+from connector.domain.formats.scorm_cloud import ScormCloudError, map_registration, parse_registration
 from connector.domain.xapi.mapping import ProgressError, XapiChange, change_of
 from connector.domain.xapi.statements import ParsedStatement, parse_statements
 
@@ -71,6 +79,10 @@ class Context:
 
     registration_id: str
     now: datetime
+    content_id: ContentId = as_given
+    """The provider's content externalId in a resource's IRI (its contentIdPattern), for the platforms' formats."""
+    caliper_completion: Completion = "Completed"
+    scorm_failed_in_progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,10 @@ class Checked:
     statement: ParsedStatement | None = None
     change: XapiChange | None = None
     """What the statement changes; None for a statement that says nothing about progress (nothing to enqueue)."""
+    mapped: MappedEvent | None = None
+    """A platform's event (Caliper, SCORM Cloud) as the change it makes; None for one that carries no progress."""
+    item_name: str = "statement"
+    """What `item` counts: statements of an xAPI array, events of Caliper envelopes."""
 
     @property
     def number(self) -> int:
@@ -101,16 +117,16 @@ class Checked:
 
     @property
     def changes_something(self) -> bool:
-        return self.accepted and (self.event is not None or self.change is not None)
+        return self.accepted and (self.event is not None or self.change is not None or self.mapped is not None)
 
     def where(self, file: str) -> str:
-        return f"{file}:{self.line}" + (f" (statement {self.item})" if self.item is not None else "")
+        return f"{file}:{self.line}" + (f" ({self.item_name} {self.item})" if self.item is not None else "")
 
     def report(self, file: str) -> dict[str, Any]:
         """A rejected record as `--report` writes it: the file, the line, and the errors as the webhook's 400."""
         row: dict[str, Any] = {"file": file, "line": self.line}
         if self.item is not None:
-            row["statement"] = self.item
+            row[self.item_name] = self.item
         row["errors"] = [error.to_detail() for error in self.errors]
         return row
 
@@ -174,6 +190,54 @@ def check_statement(data: bytes | str | Any, line: int, context: Context, item: 
     return Checked(line, item, statement=parsed, change=change, event_time=when)
 
 
+def check_envelope(data: bytes | Any, line: int, context: Context, numbers: Iterator[int]) -> Iterator[Checked]:
+    """A Caliper envelope, read as the Caliper endpoint reads it: each of its events a record, numbered on from
+    `numbers` across the file (an envelope's events share its line)."""
+    if not isinstance(data, bytes | Mapping):
+        rule = "must be a Caliper envelope: {sensor, sendTime, dataVersion, data}"
+        yield Checked(line, next(numbers), errors=(FieldError("body", "is invalid", rule),), item_name="event")
+        return
+    try:
+        envelope = parse_envelope(data)
+    except CaliperError as exc:
+        yield Checked(line, next(numbers), errors=tuple(exc.errors), item_name="event")
+        return
+    mapped = map_envelope(envelope, completion=context.caliper_completion, content_id=context.content_id)
+    for result in mapped:
+        yield replace(_platform_record(result, line, context), item=next(numbers), item_name="event")
+
+
+def check_registration(data: bytes, line: int, context: Context) -> Checked:
+    """A SCORM Cloud registration (the postback's v2 JSON), read as the postback endpoint reads it; history needs
+    its `updated` time."""
+    try:
+        registration = parse_registration(data)
+    except ScormCloudError as exc:
+        return Checked(line, errors=tuple(exc.errors))
+    if registration.updated is None:
+        rule = "a registration from history needs its updated time: it orders the registration"
+        return Checked(line, errors=(FieldError("updated", "is required", rule),))
+    result = map_registration(
+        registration,
+        received=registration.updated,
+        failed_in_progress=context.scorm_failed_in_progress,
+        content_id=context.content_id,
+    )
+    return _platform_record(result, line, context)
+
+
+def _platform_record(result: Mapped, line: int, context: Context) -> Checked:
+    """A platform's mapped event as a record: accepted (changing nothing when it carries no progress), or rejected
+    when it cannot name its activity or says it happened in the future."""
+    if isinstance(result, Skipped):
+        return Checked(line)
+    if isinstance(result, Unmappable):
+        return Checked(line, errors=(FieldError(result.field, "is invalid", result.reason),))
+    if _in_future(result.event_time, context):
+        return Checked(line, errors=(FieldError("eventTime", "is invalid", "must not be in the future"),))
+    return Checked(line, mapped=result, event_time=result.event_time)
+
+
 def _own_time(value: Any, context: Context) -> datetime | FieldError:
     if not isinstance(value, str) or not value.strip():
         problem: Problem = "shouldn't be empty" if value is None or isinstance(value, str) else "is invalid"
@@ -224,6 +288,29 @@ def read_statement_array(stream: IO[bytes], context: Context) -> Iterator[Checke
             yield check_statement(value, line, context, item)
 
 
+def read_envelope_lines(stream: IO[bytes], context: Context) -> Iterator[Checked]:
+    """`caliper-jsonl`: one Caliper envelope per line, each event a record; blank lines are skipped."""
+    numbers = itertools.count(1)
+    for line, text in _lines(stream):
+        yield from check_envelope(text, line, context, numbers)
+
+
+def read_envelope_array(stream: IO[bytes], context: Context) -> Iterator[Checked]:
+    """`caliper-array`: a JSON array of Caliper envelopes, read envelope by envelope, each event a record."""
+    numbers = itertools.count(1)
+    for line, _, value in _array_items(_text(stream)):
+        if isinstance(value, FieldError):
+            yield Checked(line, next(numbers), errors=(value,), item_name="event")
+        else:
+            yield from check_envelope(value, line, context, numbers)
+
+
+def read_registration_lines(stream: IO[bytes], context: Context) -> Iterator[Checked]:
+    """`scorm-jsonl`: one SCORM Cloud registration per line; blank lines are skipped."""
+    for line, text in _lines(stream):
+        yield check_registration(text, line, context)
+
+
 def read_csv(stream: IO[bytes], context: Context) -> Iterator[Checked]:
     """`csv`: a header row of property names, then one event per row."""
     text = _text(stream)
@@ -245,32 +332,39 @@ FORMATS: dict[str, Callable[[IO[bytes], Context], Iterator[Checked]]] = {
     "csv": read_csv,
     "xapi-jsonl": read_statement_lines,
     "xapi-array": read_statement_array,
+    "caliper-jsonl": read_envelope_lines,
+    "caliper-array": read_envelope_array,
+    "scorm-jsonl": read_registration_lines,
 }
 DESCRIPTIONS = {
     "jsonl": "native events, JSON Lines",
     "csv": "native events, CSV",
     "xapi-jsonl": "xAPI statements, one per line",
     "xapi-array": "xAPI statements, a JSON array",
+    "caliper-jsonl": "Caliper envelopes, one per line",
+    "caliper-array": "Caliper envelopes, a JSON array",
+    "scorm-jsonl": "SCORM Cloud registrations, one per line",
 }
 
 
 def detect(head: bytes) -> str:
-    """The format of a file from its first bytes (64 KiB is plenty): a `[` opens an array of statements; a `{` opens
-    JSON Lines, of statements when the first has an actor or a verb and no @odata.type; anything else is CSV when its
-    first row names properties. Raises FileFormatError otherwise."""
+    """The format of a file from its first bytes (64 KiB is plenty): a `[` opens an array, of Caliper envelopes when
+    the first element is one (a `dataVersion` or a `sensor`), else of statements; a `{` opens JSON Lines, told by
+    the first line: native events (an @odata.type), Caliper envelopes, SCORM Cloud registrations (a
+    registrationCompletion or registrationSuccess), statements (an actor or a verb), else native events; anything
+    else is CSV when its first row names properties. Raises FileFormatError otherwise."""
     text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
     if not text:
         raise FileFormatError("the file is empty")
     if text[0] == "[":
-        return "xapi-array"
+        first_item = next(_array_items(_text(io.BytesIO(text.encode()))), None)
+        return "caliper-array" if first_item is not None and _is_envelope(first_item[2]) else "xapi-array"
     if text[0] == "{":
-        first = text.split("\n", 1)[0]
         try:
-            record = json.loads(first)
+            record = json.loads(text.split("\n", 1)[0])
         except ValueError:
             return "jsonl"
-        statement = isinstance(record, dict) and "@odata.type" not in record and ("actor" in record or "verb" in record)
-        return "xapi-jsonl" if statement else "jsonl"
+        return _json_lines_format(record)
     header = next(csv.reader([text.split("\n", 1)[0]]), [])
     if not any(name.strip() in _CSV_COLUMNS for name in header):
         raise FileFormatError(
@@ -280,6 +374,20 @@ def detect(head: bytes) -> str:
         )
     _csv_header(header)
     return "csv"
+
+
+def _is_envelope(record: Any) -> bool:
+    return isinstance(record, dict) and ("dataVersion" in record or "sensor" in record)
+
+
+def _json_lines_format(record: Any) -> str:
+    if not isinstance(record, dict) or "@odata.type" in record:
+        return "jsonl"
+    if _is_envelope(record):
+        return "caliper-jsonl"
+    if "registrationCompletion" in record or "registrationSuccess" in record:
+        return "scorm-jsonl"
+    return "xapi-jsonl" if "actor" in record or "verb" in record else "jsonl"
 
 
 # --- Reading. ---

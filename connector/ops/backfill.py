@@ -2,7 +2,8 @@
 
 Three streaming passes over each file (constant memory whatever its size):
 1. its content hash: a record's event id is the hash and the record's line (connector.domain.backfill_lines), so the
-   same file enqueued twice gives the same ids, and the worker skips the second;
+   same file enqueued twice gives the same ids, and the worker skips the second (a platform's event, Caliper or
+   SCORM Cloud, keeps its own id, as its live delivery has it);
 2. every record validated as the webhook (or the LRS) validates it, and the message it would enqueue built and its
    size checked; rejected records are printed with the webhook's wording and written to `--report`;
 3. unless it is a dry run, or records were rejected (without `--skip-rejected`): the messages onto
@@ -24,11 +25,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from azure.core.exceptions import AzureError
 
 from connector.app.lrs import statement_envelope
+from connector.app.platform_intake import content_id_for, mapped_envelope
 from connector.app.replies import first_oversized
 from connector.domain.backfill_lines import (
     DESCRIPTIONS,
@@ -41,6 +43,7 @@ from connector.domain.backfill_lines import (
 )
 from connector.domain.envelope import MAX_MESSAGE_BYTES, QUEUE_NAME, Envelope, now_iso, utc_iso
 from connector.domain.events import EventValidationError, FieldError
+from connector.domain.formats.caliper import Completion
 from connector.domain.merge import EARLIEST
 from connector.ops.check import storage_problem
 from connector.ops.progress import Progress, duration
@@ -94,7 +97,7 @@ class FileRun:
     accepted: int = 0
     rejected: int = 0
     unchanged: int = 0
-    """Accepted, but nothing to enqueue: xAPI statements that say nothing about progress."""
+    """Accepted, but nothing to enqueue: statements and platforms' events that say nothing about progress."""
     enqueued: int = 0
     earlier: int = 0
     """Enqueued by an earlier run, as its checkpoint says."""
@@ -120,7 +123,13 @@ class BackfillResult:
 
 async def backfill(settings: Settings, provider: ProviderSettings, options: BackfillOptions) -> BackfillResult:
     started = time.monotonic()
-    context = Context(provider.registration_id, datetime.now(UTC))
+    context = Context(
+        provider.registration_id,
+        datetime.now(UTC),
+        content_id=content_id_for(provider),
+        caliper_completion=cast(Completion, provider.caliper_completion),  # one of the three: checked at start-up
+        scorm_failed_in_progress=provider.scorm_failed_in_progress,
+    )
     result = BackfillResult([_file_run(path) for path in options.files])
     async with contextlib.AsyncExitStack() as stack:
         queue = None
@@ -224,10 +233,16 @@ def _records(
             yield checked, message
 
 
-def _message(checked: Checked, content_hash: str, provider: ProviderSettings, received_at: str) -> str:
-    """The envelope as the webhook (or the LRS) writes it, `source: "backfill"`; a record without a time of its own
-    is stamped merge.EARLIEST's, below every live callback, its line the sequence (later lines win ties)."""
+def _message(checked: Checked, content_hash: str, provider: ProviderSettings, received_at: str) -> str | None:
+    """The envelope as the webhook (or the LRS, or a platform's endpoint) writes it, `source: "backfill"`; a record
+    without a time of its own is stamped merge.EARLIEST's, below every live callback, its line the sequence (later
+    lines win ties). A platform's event keeps its own id and time; None when it changes nothing the worker applies."""
     number = checked.number
+    if checked.mapped is not None:
+        envelope = mapped_envelope(
+            provider, checked.mapped, source=SOURCE, received_at=received_at, sequence=number
+        )
+        return envelope.to_json() if envelope is not None else None
     if checked.statement is not None and checked.change is not None:
         return statement_envelope(
             provider, checked.statement, checked.change, event_id=event_id(content_hash, number), sequence=number,

@@ -64,19 +64,58 @@ def _check_provider_config(provider: ProviderSettings) -> list[Finding]:
         for key in provider.unknown_keys
     ]
     webhook, xapi = len(provider.webhook_secrets), len(provider.xapi_credentials)
-    if not webhook and not xapi:
+    platforms = _platform_credentials(provider)
+    if not webhook and not xapi and not platforms:
         findings.append(
             Finding(
                 "fail",
-                f"{where}: no webhookSecrets and no xapiCredentials; every webhook call and xAPI statement of this "
-                "provider will be answered 401",
+                f"{where}: no webhookSecrets and no xapiCredentials (nor caliperKeys, scormCloudCredentials, "
+                "canvasJwksUrl or canvasAllowUnsigned); every request of this provider will be answered 401",
                 "create a webhook secret with `python -m connector new-secret`, or an LRS secret with "
                 "`python -m connector new-secret --xapi`, and add it to the provider in CONNECTOR_PROVIDERS",
             )
         )
     elif not findings:
-        findings.append(Finding("ok", f"{where}: {webhook} webhook secret(s), {xapi} xAPI credential(s)"))
-    return findings
+        said = ", ".join([f"{webhook} webhook secret(s)", f"{xapi} xAPI credential(s)", *platforms])
+        findings.append(Finding("ok", f"{where}: {said}"))
+    return findings + _canvas_exposure(provider, where)
+
+
+def _platform_credentials(provider: ProviderSettings) -> list[str]:
+    """What the provider's platform formats take, in words (only those it has)."""
+    said = []
+    if provider.caliper_keys:
+        said.append(f"{len(provider.caliper_keys)} Caliper key(s)")
+    if provider.scorm_cloud_credentials:
+        said.append(f"{len(provider.scorm_cloud_credentials)} SCORM Cloud credential(s)")
+    if provider.canvas_jwks_url:
+        said.append("signed Canvas Live Events")
+    if provider.canvas_allow_unsigned:
+        said.append("unsigned Canvas Live Events")
+    return said
+
+
+def _canvas_exposure(provider: ProviderSettings, where: str) -> list[Finding]:
+    """Canvas events that anyone could send: Instructure signs every Canvas customer's events with the same keys."""
+    if provider.canvas_allow_unsigned:
+        return [
+            Finding(
+                "warn",
+                f"{where}: canvasAllowUnsigned is true; anyone who knows the provider's /canvas URL can post events",
+                "turn on Sign Payload in Canvas's Live Events settings, set canvasJwksUrl and remove "
+                "canvasAllowUnsigned",
+            )
+        ]
+    if provider.canvas_jwks_url and not provider.canvas_root_account_uuids:
+        return [
+            Finding(
+                "warn",
+                f"{where}: signed Canvas events of any Canvas account are taken (Instructure signs every "
+                "customer's events with the same keys)",
+                "set canvasRootAccountUuids to your Canvas account's uuid (root_account_uuid in its Live Events)",
+            )
+        ]
+    return []
 
 
 def _known_key_for(key: str) -> str:

@@ -1,6 +1,7 @@
 """``python -m connector``: operator commands.
 
-  new-secret          print a new webhook secret (whsec_...), or with --xapi an LRS secret, for a provider
+  new-secret          print a new webhook secret (whsec_...), or with --xapi, --caliper, --scorm-cloud an LRS secret,
+                      a Caliper API key, a SCORM Cloud postback password, for a provider
   check               verify a deployment: settings, storage, a Graph token, each provider in Graph
   grant-permissions   grant the managed identity its Microsoft Graph application roles (idempotent)
   replay              re-queue dead letters from course-activity-updates-poison
@@ -67,6 +68,12 @@ def _new_secret(args: argparse.Namespace) -> int:
     if args.xapi:  # an LRS client sends it as an HTTP Basic password: URL-safe text, 32 random bytes
         secret = secrets.token_urlsafe(32)
         entry: dict[str, object] = {"xapiCredentials": [{"key": args.xapi_key, "secret": secret}]}
+    elif args.caliper:  # a Caliper sensor's API key, sent as its Authorization header
+        secret = secrets.token_urlsafe(32)
+        entry = {"caliperKeys": [secret]}
+    elif args.scorm_cloud:  # SCORM Cloud's postback password (form field or HTTP Basic)
+        secret = secrets.token_urlsafe(32)
+        entry = {"scormCloudCredentials": [{"userName": args.user_name, "password": secret}]}
     else:
         secret = new_secret()
         entry = {"webhookSecrets": [secret]}
@@ -267,10 +274,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    secret = commands.add_parser("new-secret", help="print a new webhook secret, or with --xapi an LRS secret")
+    secret = commands.add_parser(
+        "new-secret", help="print a new webhook secret, or an LRS secret, Caliper key or SCORM Cloud password"
+    )
     secret.add_argument("--registration-id", help="print a CONNECTOR_PROVIDERS entry for this provider instead")
-    secret.add_argument("--xapi", action="store_true", help="an LRS secret for xapiCredentials instead")
+    kind = secret.add_mutually_exclusive_group()
+    kind.add_argument("--xapi", action="store_true", help="an LRS secret for xapiCredentials instead")
+    kind.add_argument("--caliper", action="store_true", help="a Caliper API key for caliperKeys instead")
+    kind.add_argument(
+        "--scorm-cloud", action="store_true", help="a SCORM Cloud postback password for scormCloudCredentials instead"
+    )
     secret.add_argument("--xapi-key", help="with --xapi --registration-id: the LRS key (HTTP Basic user)")
+    secret.add_argument(
+        "--user-name", default="viva-learning", help="with --scorm-cloud: the postback's user name (viva-learning)"
+    )
     secret.set_defaults(run=_new_secret)
 
     check = commands.add_parser("check", help="verify a deployment and say how to fix what is wrong")

@@ -1,5 +1,5 @@
 """The README's local development as shipped: local.settings.example.json, the runner without a function key, and
-``python -m devtools.send``'s webhook and xAPI examples updating the Graph sandbox."""
+``python -m devtools.send``'s webhook, xAPI and platform examples updating the Graph sandbox."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from devtools.azurite import REPO_ROOT
 from devtools.dev import create_queues_and_tables
 from devtools.examples import ASSIGNMENT_ID, REGISTRATION_ID
+from devtools.platform_examples import LOCAL_CONTENTS
 from tests.e2e.conftest import wait_until
 
 EXAMPLE_VALUES = json.loads((REPO_ROOT / "local.settings.example.json").read_text())["Values"]
@@ -30,8 +31,10 @@ def local(azurite, sandbox, tmp_path) -> Iterator[tuple[str, Send]]:
     and devtools.send aimed at it, both with the example's settings file only."""
     sandbox.admin.reset(seed_example=True)
     create_queues_and_tables(azurite.connection_string)  # as scripts/dev does
+    sandbox_root = sandbox.graph_url.removesuffix("/v1.0")  # the example's Canvas key set is the sandbox's
     values = {
         **EXAMPLE_VALUES,
+        "CONNECTOR_PROVIDERS": EXAMPLE_VALUES["CONNECTOR_PROVIDERS"].replace("http://127.0.0.1:8765", sandbox_root),
         "AzureWebJobsStorage": azurite.connection_string,
         "GRAPH_BASE_URL": sandbox.graph_url,
         **sandbox.identity_env(),
@@ -105,11 +108,38 @@ def test_the_xapi_example_updates_the_activity_its_registration_names(local, san
     assert about.status_code == 200
 
 
+def test_each_platforms_example_creates_the_learners_activity_on_its_content(local, sandbox):
+    """Caliper with the example's API key, SCORM Cloud's form postback, Canvas signed by the sandbox's stand-in for
+    Instructure's keys: each creates the sandbox learner's activity (the example provider has createMissing)."""
+    _, send = local
+    expected = {"caliper-101": ("completed", 100), "scorm-101": ("inProgress", 60), "565": ("inProgress", 50)}
+    for option in ("--caliper-example", "--scorm-example", "--canvas-example"):
+        posted = send(option)
+        assert posted.returncode == 0, posted.stdout + posted.stderr
+        assert " -> 200" in posted.stdout
+
+    def created() -> dict:
+        activities = sandbox.admin.activities(REGISTRATION_ID)
+        return {
+            content: (a["status"], a["completionPercentage"])
+            for a in activities
+            for content, content_id in LOCAL_CONTENTS.items()
+            if a["learningContentId"] == content_id
+        }
+
+    wait_until(lambda: created() == expected)
+
+
 def test_send_says_in_one_line_what_is_missing(local, tmp_path):
     _, send = local
     webhook_only = tmp_path / "webhook-only.json"
     webhook_only.write_text(json.dumps({"Values": {"CONNECTOR_PROVIDERS": json.dumps({REGISTRATION_ID: {}})}}))
-    for args in (["--settings", str(webhook_only), "--xapi-example"], ["--settings", str(tmp_path / "none.json")]):
+    for args in (
+        ["--settings", str(webhook_only), "--xapi-example"],
+        ["--settings", str(webhook_only), "--caliper-example"],
+        ["--settings", str(webhook_only), "--canvas-example"],
+        ["--settings", str(tmp_path / "none.json")],
+    ):
         result = send(*args)  # the last --settings wins
         assert result.returncode == 1
         (line,) = result.stderr.splitlines()

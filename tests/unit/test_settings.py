@@ -198,3 +198,67 @@ def test_an_lrs_secret_must_be_generated_and_the_error_says_how(secret):
 def test_a_generated_lrs_secret_is_accepted(secret):
     config = {"xapiCredentials": [{"key": "lms", "secret": secret}]}
     assert load_settings({"CONNECTOR_PROVIDERS": json.dumps({"reg-x": config})}).provider("reg-x").xapi_credentials
+
+
+def test_the_platforms_keys_are_parsed():
+    raw = {
+        "reg-x": {
+            "caliperKeys": [GENERATED],
+            "caliperCompletion": "Graded",
+            "scormCloudCredentials": [{"userName": "viva", "password": GENERATED}],
+            "scormFailedInProgress": True,
+            "canvasJwksUrl": "https://8axpcl50e4.execute-api.us-east-1.amazonaws.com/main/jwks",
+            "canvasAllowUnsigned": False,
+            "canvasRootAccountUuids": ["Kq2uJ4oTy8wB1cR5dXe7F3gH9iL0mN6pS2tV4"],
+        }
+    }
+    provider = load_settings({"CONNECTOR_PROVIDERS": json.dumps(raw)}).provider("reg-x")
+    assert provider.caliper_keys == (GENERATED,)
+    assert provider.caliper_completion == "Graded"
+    assert [(c.user_name, c.password) for c in provider.scorm_cloud_credentials] == [("viva", GENERATED)]
+    assert GENERATED not in repr(provider.scorm_cloud_credentials)
+    assert provider.scorm_failed_in_progress is True
+    assert provider.canvas_jwks_url.endswith("/main/jwks")
+    assert provider.canvas_root_account_uuids == ("Kq2uJ4oTy8wB1cR5dXe7F3gH9iL0mN6pS2tV4",)
+    assert provider.unknown_keys == []
+
+
+def test_the_platforms_keys_default_to_taking_nothing():
+    provider = load_settings(GOOD).provider("reg-1")
+    assert (provider.caliper_keys, provider.scorm_cloud_credentials, provider.canvas_jwks_url) == ((), (), None)
+    assert (provider.caliper_completion, provider.canvas_allow_unsigned) == ("Completed", False)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"caliperKeys": GENERATED}, "caliperKeys: must be a list"),
+        ({"caliperKeys": ["caliper-api-key"]}, "caliperKeys[0]: must be a generated secret"),
+        ({"caliperCompletion": "Viewed"}, "caliperCompletion: must be one of Completed, Submitted, Graded"),
+        ({"scormCloudCredentials": {"userName": "v"}}, "scormCloudCredentials: must be a list"),
+        ({"scormCloudCredentials": [{"user": "v", "password": GENERATED}]}, "scormCloudCredentials[0]: must be"),
+        ({"scormCloudCredentials": [{"userName": "a:b", "password": GENERATED}]}, "scormCloudCredentials[0].userName"),
+        ({"scormCloudCredentials": [{"userName": "v", "password": "secret"}]}, "scormCloudCredentials[0].password"),
+        ({"scormFailedInProgress": "no"}, "scormFailedInProgress: must be true or false"),
+        ({"canvasJwksUrl": "8axpcl50e4.execute-api.us-east-1.amazonaws.com/main/jwks"}, "canvasJwksUrl: must be"),
+        ({"canvasJwksUrl": "http://keys.example/jwks"}, "canvasJwksUrl: must use https"),
+        ({"canvasAllowUnsigned": 1}, "canvasAllowUnsigned: must be true or false"),
+        ({"canvasRootAccountUuids": "Kq2u"}, "canvasRootAccountUuids: must be a list of non-empty strings"),
+    ],
+)
+def test_bad_platform_keys_are_named(config, expected):
+    assert expected in settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": config}))
+
+
+def test_a_generated_key_or_password_error_says_which_command_makes_one():
+    message = settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": {"caliperKeys": ["x" * 43]}}))
+    assert "python -m connector new-secret --caliper" in message
+    config = {"scormCloudCredentials": [{"userName": "v", "password": "x"}]}
+    assert "new-secret --scorm-cloud" in settings_error(CONNECTOR_PROVIDERS=json.dumps({"reg-x": config}))
+
+
+def test_the_caliper_completions_are_the_mappers():
+    from connector.domain.formats.caliper import COMPLETIONS
+    from connector.settings import CALIPER_COMPLETIONS
+
+    assert CALIPER_COMPLETIONS == COMPLETIONS

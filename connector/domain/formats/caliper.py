@@ -197,6 +197,15 @@ class Event(Lenient):
     event_time: Instant = Field(alias="eventTime")
     generated: EntityRef | None = None
     target: EntityRef | None = None
+    extensions: dict[str, Any] | None = None
+
+    @property
+    def canvas_root_account(self) -> str | None:
+        """The Canvas account a Canvas event comes from (its `com.instructure.canvas` extension's
+        root_account_uuid), or None."""
+        canvas = (self.extensions or {}).get("com.instructure.canvas")
+        account = canvas.get("root_account_uuid") if isinstance(canvas, Mapping) else None
+        return account if isinstance(account, str) else None
 
 
 class _EnvelopeFields(Lenient):
@@ -310,7 +319,7 @@ def map_event(
     changes.update(_assignment_dates(resource))
     identity = _identity(learner)
     return MappedEvent(
-        event_id=_event_id(event.id),
+        event_id=normal_event_id(event.id),
         event_time=event.event_time,
         external_id=activity_external_id(canvas_local_iri(learner.id), content),
         changes=changes,
@@ -438,7 +447,7 @@ def _identity(learner: Entity) -> tuple[str, LearnerKind] | None:
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
-def _event_id(event_id: str) -> str:
+def normal_event_id(event_id: str) -> str:
     """The event's id as one text: `urn:uuid:` and a bare UUID (Blackboard) are the same id."""
     bare = event_id.removeprefix("urn:uuid:")
     return bare.lower() if _UUID.match(bare) else event_id

@@ -118,6 +118,8 @@ class Metadata(Lenient):
     user_id: IdText | None = None
     user_login: str | None = None
     user_sis_id: IdText | None = None
+    root_account_uuid: str | None = None
+    """The Canvas account (instance) the event comes from: Instructure signs every customer's events alike."""
 
 
 class Course(Lenient):
@@ -217,6 +219,13 @@ def verify_jwt(token: bytes | str, jwks: Mapping[str, Any], *, leeway_seconds: f
     """The event a signed body holds, once its RS256 signature verifies against the key its `kid` names in `jwks`
     (a JWK set: `{"keys": [...]}`). Raises UnknownKeyError, ExpiredTokenError or BadSignatureError, and CanvasError
     when the verified claims are not an event."""
+    return parse_event(held(verified_claims(token, jwks, leeway_seconds=leeway_seconds), ("metadata", "body")))
+
+
+def verified_claims(token: bytes | str, jwks: Mapping[str, Any], *, leeway_seconds: float = 60) -> dict[str, Any]:
+    """The claims of a token Instructure signed (a Live Event in Canvas's format, or Canvas's Caliper envelope),
+    once its RS256 signature verifies against the key its `kid` names in `jwks`. Raises UnknownKeyError,
+    ExpiredTokenError or BadSignatureError."""
     text = (token.decode("ascii", "replace") if isinstance(token, bytes) else token).strip().strip('"')
     try:
         header = jwt.get_unverified_header(text)
@@ -234,20 +243,22 @@ def verify_jwt(token: bytes | str, jwks: Mapping[str, Any], *, leeway_seconds: f
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         raise BadSignatureError(f"the key set's key {kid!r} is not a usable RSA key") from None
     try:
-        claims = jwt.decode(text, key, algorithms=["RS256"], options={"verify_aud": False}, leeway=leeway_seconds)
+        return dict(
+            jwt.decode(text, key, algorithms=["RS256"], options={"verify_aud": False}, leeway=leeway_seconds)
+        )
     except jwt.ExpiredSignatureError:
         raise ExpiredTokenError("the token has expired (exp)") from None
     except jwt.PyJWTError:
         raise BadSignatureError("the token's signature does not verify with Instructure's key (RS256)") from None
-    return parse_event(_event_claims(claims))
 
 
-def _event_claims(claims: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The event in the claims: the claims themselves, or the one claim that holds `metadata` and `body`."""
-    if "metadata" in claims and "body" in claims:
+def held(claims: Mapping[str, Any], names: tuple[str, ...]) -> Mapping[str, Any]:
+    """What the claims carry (unconfirmed how Canvas nests it): the claims themselves when they have `names`, or the
+    one claim that does."""
+    if all(name in claims for name in names):
         return claims
-    held = [value for value in claims.values() if isinstance(value, Mapping) and "metadata" in value]
-    return held[0] if len(held) == 1 else claims
+    inside = [value for value in claims.values() if isinstance(value, Mapping) and names[0] in value]
+    return inside[0] if len(inside) == 1 else claims
 
 
 # --- The mapping. ---

@@ -85,6 +85,16 @@ class ScormCloudError(FormatError):
     """The postback is not a SCORM Cloud registration (JSON) or registration report (XML)."""
 
 
+class FormDataError(ScormCloudError):
+    """A form postback without a readable `data` field: its credentials, so that the caller can tell a sender who
+    may post (and gets the error recorded) from one who may not."""
+
+    def __init__(self, errors: list[FieldError], user_name: str | None, password: str | None) -> None:
+        super().__init__(errors)
+        self.user_name = user_name
+        self.password = password
+
+
 def _enum(value: Any) -> Any:
     """`COMPLETED` (v2) and `complete` (v1) alike."""
     if not isinstance(value, str):
@@ -152,13 +162,14 @@ def read_form(body: bytes | str) -> FormPostback:
         fields = parse_qs(text, keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
     except ValueError:  # not UTF-8, or more fields than a postback has
         raise ScormCloudError.one("body", "must be a form with the fields data, userName and password") from None
+    user_name = (fields.get("userName") or fields.get("username") or [""])[0] or None
+    password = (fields.get("password") or [""])[0] or None
     data = fields.get("data", [])
     if len(data) != 1 or not data[0].strip():
         problem: Literal["is required", "is invalid"] = "is invalid" if data else "is required"
-        raise ScormCloudError.one("data", "must be given once: the registration as JSON (or the v1 XML)", problem)
-    user_name = (fields.get("userName") or fields.get("username") or [""])[0]
-    password = (fields.get("password") or [""])[0]
-    return FormPostback(user_name or None, password or None, data[0])
+        rule = "must be given once: the registration as JSON (or the v1 XML)"
+        raise FormDataError([FieldError("data", problem, rule)], user_name, password)
+    return FormPostback(user_name, password, data[0])
 
 
 def parse_registration(document: bytes | str | Mapping[str, Any]) -> Registration:
@@ -231,7 +242,7 @@ def map_registration(
     when = registration.updated or utc(received)
     learner, kind = _learner(registration.learner)
     return MappedEvent(
-        event_id=_event_id(registration),
+        event_id=registration_event_id(registration),
         event_time=when,
         external_id=hashed_id("scorm-registration", registration.id),
         changes=_changes(registration, when, failed_in_progress),
@@ -267,7 +278,7 @@ def _learner(learner: Learner | None) -> tuple[str | None, LearnerKind | None]:
     return (learner.id, "employeeId") if learner.id else (None, None)
 
 
-def _event_id(registration: Registration) -> str:
+def registration_event_id(registration: Registration) -> str:
     """Registration + instance + `updated`; without `updated`, + what the report says."""
     if registration.updated is not None:
         return hashed_id("scorm", registration.id, str(registration.instance), graph_time(registration.updated))
