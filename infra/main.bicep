@@ -73,6 +73,12 @@ param connectorProviders object = {}
 @description('Graph base URL, e.g. https://graph.microsoft.us/v1.0 for a national cloud. Empty: GRAPH_BASE_URL is not written and the app uses https://graph.microsoft.com/v1.0.')
 param graphBaseUrl string = ''
 
+@description('When the reconciliation timer runs: a six-field NCRONTAB expression in UTC (default 03:00 daily).')
+param reconcileSchedule string = '0 0 3 * * *'
+
+@description('false: the reconciliation timer does not run (the rest of the app does).')
+param reconcileEnabled bool = true
+
 // Optional network rules, off by default. Without them storage and Key Vault accept requests from any network, each of
 // which still needs Microsoft Entra ID and an Azure role (no keys exist). With a subnet, the app joins it (Flex
 // Consumption virtual network integration) and both deny every other network but allowedIpRanges.
@@ -253,6 +259,8 @@ module api 'app/api.bicep' = {
     identityClientId: apiUserAssignedIdentity.outputs.clientId
     connectorProvidersSecretUri: keyVault.outputs.connectorProvidersSecretUri
     graphBaseUrl: graphBaseUrl
+    reconcileSchedule: reconcileSchedule
+    reconcileEnabled: reconcileEnabled
     virtualNetworkSubnetId: appSubnetId
   }
   // The roles exist before the app first starts, so that host storage and the Key Vault reference resolve at once

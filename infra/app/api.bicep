@@ -18,6 +18,10 @@ param identityClientId string
 param connectorProvidersSecretUri string
 @description('GRAPH_BASE_URL; empty: not written (the app then uses https://graph.microsoft.com/v1.0).')
 param graphBaseUrl string = ''
+@description('CONNECTOR_RECONCILE_SCHEDULE: when the reconciliation timer runs (six-field NCRONTAB, UTC).')
+param reconcileSchedule string = '0 0 3 * * *'
+@description('false: the reconciliation timer is disabled (AzureWebJobs.reconcile_course_activities.Disabled).')
+param reconcileEnabled bool = true
 @description('Subnet for virtual network integration; empty: none.')
 param virtualNetworkSubnetId string = ''
 
@@ -53,7 +57,11 @@ var appSettings = union(
     // keyVaultReferenceIdentity (below). An unresolved reference reaches the app as the literal
     // "@Microsoft.KeyVault(...)" text, which fails start-up with "CONNECTOR_PROVIDERS: is not valid JSON".
     CONNECTOR_PROVIDERS: '@Microsoft.KeyVault(SecretUri=${connectorProvidersSecretUri})'
+    // The reconciliation timer's schedule (connector/settings.py checks it; the host reads it for the trigger).
+    CONNECTOR_RECONCILE_SCHEDULE: reconcileSchedule
   },
+  // The platform's switch for one function: the timer off, the rest of the app as it is.
+  reconcileEnabled ? {} : { 'AzureWebJobs.reconcile_course_activities.Disabled': 'true' },
   // Only when set: the code's default (https://graph.microsoft.com/v1.0) is the right one for global Azure.
   empty(graphBaseUrl) ? {} : { GRAPH_BASE_URL: graphBaseUrl }
 )
