@@ -273,70 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         "--settings", type=Path, help="also read this local.settings.json (local development; the environment wins)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-
-    secret = commands.add_parser(
-        "new-secret", help="print a new webhook secret, or an LRS secret, Caliper key or SCORM Cloud password"
-    )
-    secret.add_argument("--registration-id", help="print a CONNECTOR_PROVIDERS entry for this provider instead")
-    kind = secret.add_mutually_exclusive_group()
-    kind.add_argument("--xapi", action="store_true", help="an LRS secret for xapiCredentials instead")
-    kind.add_argument("--caliper", action="store_true", help="a Caliper API key for caliperKeys instead")
-    kind.add_argument(
-        "--scorm-cloud", action="store_true", help="a SCORM Cloud postback password for scormCloudCredentials instead"
-    )
-    secret.add_argument("--xapi-key", help="with --xapi --registration-id: the LRS key (HTTP Basic user)")
-    secret.add_argument(
-        "--user-name", default="viva-learning", help="with --scorm-cloud: the postback's user name (viva-learning)"
-    )
-    secret.set_defaults(run=_new_secret)
-
+    secret = _add_new_secret(commands)
     check = commands.add_parser("check", help="verify a deployment and say how to fix what is wrong")
     check.set_defaults(run=_check)
-
-    grant = commands.add_parser("grant-permissions", help="grant the identity its Microsoft Graph roles")
-    grant.add_argument(
-        "--principal-id", required=True, type=_guid, help="object id of the managed identity's service principal"
-    )
-    grant.add_argument(
-        "--create-missing",
-        action="store_true",
-        help="also User.Read.All and LearningContent.Read.All (implied when a provider sets createMissing)",
-    )
-    grant.set_defaults(run=_grant_permissions)
-
-    replay = commands.add_parser("replay", help="re-queue dead letters after their cause is fixed")
-    replay.add_argument("--registration-id", help="only this provider's messages")
-    replay.add_argument("--activity", help="only this activity's (external id or Graph id)")
-    replay.add_argument("--dry-run", action="store_true", help="list what would move (activity, reason), move nothing")
-    replay.set_defaults(run=_replay)
-
+    _add_grant_permissions(commands)
+    _add_replay(commands)
     _add_backfill(commands)
-
-    reconcile = commands.add_parser(
-        "reconcile", help="read Graph for the tracked activities and put right what differs (through the queue)"
-    )
-    reconcile.add_argument("--registration-id", help="only this provider (default: every provider)")
-    reconcile.add_argument(
-        "--since", type=_positive(float), metavar="DAYS", help="only activities with an attempt in the last DAYS days"
-    )
-    reconcile.set_defaults(run=_reconcile)
-
-    status = commands.add_parser(
-        "status",
-        help="list the activities the connector tracks for a provider, as CSV or JSON",
-        description="Lists the activities of a provider from the connector's state (table courseactivitystate): "
-        "ids, state, when Graph last accepted an update, the last error. Rows are written as they are read.",
-    )
-    status.add_argument("--registration-id", required=True, help="the provider")
-    status.add_argument("--state", choices=_STATES, help="only the activities in this state, e.g. failed")
-    status.add_argument(
-        "--format",
-        choices=("csv", "jsonl", "json"),
-        default="csv",
-        help="csv (the default: a header row, one activity per row, for a spreadsheet), jsonl (one JSON object per "
-        "line) or json (one JSON array); the JSON has what the status endpoint answers",
-    )
-    status.set_defaults(run=_status)
+    _add_reconcile(commands)
+    _add_status(commands)
 
     args = parser.parse_args(argv)
     if args.command == "new-secret" and bool(args.xapi_key) != bool(args.xapi and args.registration_id):
@@ -356,6 +300,76 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; a backfill goes on where it stopped when run again", file=sys.stderr)
         return 130
+
+
+def _add_new_secret(commands: Any) -> argparse.ArgumentParser:
+    secret: argparse.ArgumentParser = commands.add_parser(
+        "new-secret", help="print a new webhook secret, or an LRS secret, Caliper key or SCORM Cloud password"
+    )
+    secret.add_argument("--registration-id", help="print a CONNECTOR_PROVIDERS entry for this provider instead")
+    kind = secret.add_mutually_exclusive_group()
+    kind.add_argument("--xapi", action="store_true", help="an LRS secret for xapiCredentials instead")
+    kind.add_argument("--caliper", action="store_true", help="a Caliper API key for caliperKeys instead")
+    kind.add_argument(
+        "--scorm-cloud", action="store_true", help="a SCORM Cloud postback password for scormCloudCredentials instead"
+    )
+    secret.add_argument("--xapi-key", help="with --xapi --registration-id: the LRS key (HTTP Basic user)")
+    secret.add_argument(
+        "--user-name", default="viva-learning", help="with --scorm-cloud: the postback's user name (viva-learning)"
+    )
+    secret.set_defaults(run=_new_secret)
+    return secret
+
+
+def _add_grant_permissions(commands: Any) -> None:
+    grant = commands.add_parser("grant-permissions", help="grant the identity its Microsoft Graph roles")
+    grant.add_argument(
+        "--principal-id", required=True, type=_guid, help="object id of the managed identity's service principal"
+    )
+    grant.add_argument(
+        "--create-missing",
+        action="store_true",
+        help="also User.Read.All and LearningContent.Read.All (implied when a provider sets createMissing)",
+    )
+    grant.set_defaults(run=_grant_permissions)
+
+
+def _add_replay(commands: Any) -> None:
+    replay = commands.add_parser("replay", help="re-queue dead letters after their cause is fixed")
+    replay.add_argument("--registration-id", help="only this provider's messages")
+    replay.add_argument("--activity", help="only this activity's (external id or Graph id)")
+    replay.add_argument("--dry-run", action="store_true", help="list what would move (activity, reason), move nothing")
+    replay.set_defaults(run=_replay)
+
+
+def _add_reconcile(commands: Any) -> None:
+    reconcile = commands.add_parser(
+        "reconcile", help="read Graph for the tracked activities and put right what differs (through the queue)"
+    )
+    reconcile.add_argument("--registration-id", help="only this provider (default: every provider)")
+    reconcile.add_argument(
+        "--since", type=_positive(float), metavar="DAYS", help="only activities with an attempt in the last DAYS days"
+    )
+    reconcile.set_defaults(run=_reconcile)
+
+
+def _add_status(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="list the activities the connector tracks for a provider, as CSV or JSON",
+        description="Lists the activities of a provider from the connector's state (table courseactivitystate): "
+        "ids, state, when Graph last accepted an update, the last error. Rows are written as they are read.",
+    )
+    status.add_argument("--registration-id", required=True, help="the provider")
+    status.add_argument("--state", choices=_STATES, help="only the activities in this state, e.g. failed")
+    status.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "json"),
+        default="csv",
+        help="csv (the default: a header row, one activity per row, for a spreadsheet), jsonl (one JSON object per "
+        "line) or json (one JSON array); the JSON has what the status endpoint answers",
+    )
+    status.set_defaults(run=_status)
 
 
 def _add_backfill(commands: Any) -> None:
