@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from connector.adapters.activity_store import StateStore
     from connector.adapters.graph import GraphGateway
+    from connector.adapters.identity import Assertions
     from connector.adapters.statement_records import StatementRecords
     from connector.adapters.storage import QueueSender
     from connector.app.apply_update import Worker
@@ -75,6 +76,8 @@ class Parts:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._gateway: GraphGateway | None = None
+        self._tenant_gateways: dict[str, GraphGateway] = {}
+        self._assertions: Assertions | None = None
         self._store: StateStore | None = None
         self._records: StatementRecords | None = None
         self._queue: QueueSender | None = None
@@ -99,13 +102,33 @@ class Parts:
         return {"transport": AioHttpTransport(session=self._session, session_owner=False)}
 
     async def graph(self, registration_id: str | None = None) -> GraphGateway:
-        """The Graph client (one per process: its connection pool and token cache serve every callback)."""
+        """The Graph client of the provider's tenant, made on first use and kept: the managed identity's own tenant
+        (one client per process: its connection pool and token cache serve every callback), or for a provider with
+        a tenantId that tenant's, with a credential, token cache and connection pool of its own."""
+        provider = self.settings.provider(registration_id) if registration_id else None
+        if provider is not None and provider.tenant_id is not None:
+            return self._tenant_gateway(provider.tenant_id)
         if self._gateway is None:
             from connector.adapters.graph import GraphGateway
             from connector.adapters.identity import create_credential
 
             self._gateway = GraphGateway(self.settings, create_credential(self.settings), verify=tls_context())
         return self._gateway
+
+    def _tenant_gateway(self, tenant_id: str) -> GraphGateway:
+        """Keyed by the tenant alone: the settings tie each registration to one tenant, and the token, the
+        connection pool and Graph's throttling are the tenant's (per app and tenant)."""
+        gateway = self._tenant_gateways.get(tenant_id)
+        if gateway is None:
+            from connector.adapters.graph import GraphGateway
+            from connector.adapters.identity import Assertions, create_credential, tenant_credential
+
+            if self._assertions is None:
+                self._assertions = Assertions(create_credential(self.settings))
+            credential = tenant_credential(self.settings, tenant_id, self._assertions, tls_context())
+            gateway = GraphGateway(self.settings, credential, verify=tls_context(), tenant_id=tenant_id)
+            self._tenant_gateways[tenant_id] = gateway
+        return gateway
 
     @property
     def store(self) -> StateStore:
@@ -155,7 +178,8 @@ class Parts:
         return self._worker
 
     async def close(self) -> None:
-        for part in (self._gateway, self._store, self._records, self._queue, self._session):
+        parts = (self._gateway, *self._tenant_gateways.values(), self._assertions, self._store, self._records)
+        for part in (*parts, self._queue, self._session):
             if part is not None:
                 await part.close()
 
