@@ -131,6 +131,7 @@ def _to_entity(state: ActivityState) -> dict[str, Any]:
         "nextAttemptAt": state.next_attempt_at,
         "lastAppliedAt": state.last_applied_at,
         "lastRequestId": state.last_request_id,
+        "tenantId": state.tenant_id,
     }
     entity.update({k: v for k, v in optional.items() if v is not None})
     return entity
@@ -158,5 +159,6 @@ def _from_entity(entity: Any) -> ActivityState:
         next_attempt_at=entity.get("nextAttemptAt"),
         last_applied_at=entity.get("lastAppliedAt"),
         last_request_id=entity.get("lastRequestId"),
+        tenant_id=entity.get("tenantId"),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

@@ -26,6 +26,7 @@ from pydantic_core import PydanticSerializationError, to_json
 
 from connector.app import tracing
 from connector.app.ports import ActivityStore, Clock, Graph, LookupCache, Requeue, StateConflict
+from connector.app.tenancy import current_tenant, lookups_in, tenant_of
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import (
     KIND,
@@ -123,11 +124,19 @@ class Worker:
             outcome = self._unreadable(delivery, str(exc))
             tracing.record(outcome.status)
             return outcome
+        tenant = current_tenant.set(tenant_of(self._settings, envelope.registration_id))
+        try:
+            return await self._traced(envelope, delivery)
+        finally:
+            current_tenant.reset(tenant)
+
+    async def _traced(self, envelope: Envelope, delivery: Delivery) -> Outcome:
         attributes = {
             "messaging.message.id": delivery.message_id,
             "messaging.message.delivery_count": delivery.dequeue_count,
             "connector.webhook_id": envelope.webhook_id,
             "connector.registration_id": envelope.registration_id,
+            "connector.tenant_id": current_tenant.get(),
         }
         # A child of the webhook's span (its context came in the message): one trace per callback.
         parent = tracing.parent_from(envelope.extra)
@@ -227,11 +236,12 @@ class Worker:
     async def _load(self, update: CourseActivityUpdate) -> ActivityState:
         """The activity's row. A callback that names it by Graph id alone uses the row of its external id when one
         exists, so that both ways of naming one activity share one merge."""
+        tenant = tenant_of(self._settings, update.registration_id)
         if update.external_id is None and update.activity_id is not None:
             found = await self._store.find_by_graph_id(update.registration_id, update.activity_id)
             if found is not None:
-                return found
-        return await self._store.load(update.registration_id, update.activity_key)
+                return found.in_tenant(tenant)
+        return (await self._store.load(update.registration_id, update.activity_key)).in_tenant(tenant)
 
     async def _rewrite(
         self,
@@ -365,7 +375,7 @@ class Worker:
         assert provider is not None
         assert update.external_id is not None
         context = envelope.extra.get("xapi") or {}
-        directory = Directory(graph, self._cache)
+        directory = Directory(graph, lookups_in(self._cache, tenant_of(self._settings, update.registration_id)))
         try:
             learner = await directory.learner_id(context.get("actor") or {})
             content = await directory.content_id(
@@ -687,7 +697,12 @@ def _skipped(envelope: Envelope, status: str, why: str) -> Outcome:
 
 def _dimensions(envelope: Envelope, request_id: str | None = None) -> dict[str, Any]:
     """Log record dimensions (customDimensions in Application Insights)."""
-    return {"webhookId": envelope.webhook_id, "registrationId": envelope.registration_id, "graphRequestId": request_id}
+    return {
+        "webhookId": envelope.webhook_id,
+        "registrationId": envelope.registration_id,
+        "tenantId": current_tenant.get(),
+        "graphRequestId": request_id,
+    }
 
 
 def _validation_reason(errors: list[FieldError]) -> dict[str, Any]:
