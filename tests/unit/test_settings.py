@@ -212,7 +212,7 @@ def test_a_provider_may_name_its_customers_tenant_with_the_multi_tenant_app():
     settings = load_settings({"CONNECTOR_PROVIDERS": tenant_providers(), "CONNECTOR_APP_CLIENT_ID": APP.upper()})
     assert (settings.provider("reg-t").tenant_id, settings.provider("reg-home").tenant_id) == (TENANT, None)
     assert settings.app_client_id == APP
-    assert settings.tenants == {TENANT: ["reg-t"]}
+    assert settings.tenants == {TENANT: [settings.provider("reg-t")]}
     assert settings.admin_consent_url(TENANT) == (
         f"https://login.microsoftonline.com/{TENANT}/adminconsent?client_id={APP}"
     )
