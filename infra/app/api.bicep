@@ -18,6 +18,8 @@ param identityClientId string
 param connectorProvidersSecretUri string
 @description('GRAPH_BASE_URL; empty: not written (the app then uses https://graph.microsoft.com/v1.0).')
 param graphBaseUrl string = ''
+@description('CONNECTOR_APP_CLIENT_ID, the multi-tenant app for providers in other tenants; empty: not written.')
+param connectorAppClientId string = ''
 @description('Subnet for virtual network integration; empty: none.')
 param virtualNetworkSubnetId string = ''
 
@@ -55,7 +57,10 @@ var appSettings = union(
     CONNECTOR_PROVIDERS: '@Microsoft.KeyVault(SecretUri=${connectorProvidersSecretUri})'
   },
   // Only when set: the code's default (https://graph.microsoft.com/v1.0) is the right one for global Azure.
-  empty(graphBaseUrl) ? {} : { GRAPH_BASE_URL: graphBaseUrl }
+  empty(graphBaseUrl) ? {} : { GRAPH_BASE_URL: graphBaseUrl },
+  // Only when the deployment serves other tenants (connector/adapters/identity.py; the app refuses to start without
+  // it once a provider names a tenantId).
+  empty(connectorAppClientId) ? {} : { CONNECTOR_APP_CLIENT_ID: connectorAppClientId }
 )
 
 module api 'br/public:avm/res/web/site:0.15.1' = {
