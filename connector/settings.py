@@ -112,12 +112,12 @@ class Settings:
         return "https://graph.microsoft.com/.default" if _is_loopback(host) else f"https://{host}/.default"
 
     @property
-    def tenants(self) -> dict[str, list[str]]:
-        """Each customer tenant a provider names, with the registrationIds in it."""
-        found: dict[str, list[str]] = {}
+    def tenants(self) -> dict[str, list[ProviderSettings]]:
+        """Each customer tenant a provider names, with its providers."""
+        found: dict[str, list[ProviderSettings]] = {}
         for provider in self.providers.values():
             if provider.tenant_id is not None:
-                found.setdefault(provider.tenant_id, []).append(provider.registration_id)
+                found.setdefault(provider.tenant_id, []).append(provider)
         return found
 
     def admin_consent_url(self, tenant_id: str) -> str:
