@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
     from connector.adapters.activity_store import StateStore
     from connector.adapters.graph import GraphGateway
-    from connector.adapters.identity import Assertions
     from connector.adapters.statement_records import StatementRecords
     from connector.adapters.storage import QueueSender
+    from connector.adapters.tenants import Assertions
     from connector.app.apply_update import Worker
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
@@ -121,7 +121,8 @@ class Parts:
         gateway = self._tenant_gateways.get(tenant_id)
         if gateway is None:
             from connector.adapters.graph import GraphGateway
-            from connector.adapters.identity import Assertions, create_credential, tenant_credential
+            from connector.adapters.identity import create_credential
+            from connector.adapters.tenants import Assertions, tenant_credential
 
             if self._assertions is None:
                 self._assertions = Assertions(create_credential(self.settings))

@@ -18,7 +18,6 @@ from urllib.parse import quote
 import httpx
 from azure.core.exceptions import ClientAuthenticationError
 
-from connector.adapters.identity import tenant_token_failure
 from connector.app import tracing
 from connector.domain.events import ASSIGNMENT, SELF_INITIATED
 from connector.domain.failures import GraphFailure, Kind, parse_retry_after
@@ -38,7 +37,7 @@ REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 class GraphGateway:
     """One Graph client (and its connection pool) per tenant and worker process; create it once and reuse it.
 
-    `tenant_id`: a customer tenant's client (its credential is that tenant's, see connector.adapters.identity);
+    `tenant_id`: a customer tenant's client (its credential is that tenant's, see connector.adapters.tenants);
     None: the managed identity's own tenant."""
 
     def __init__(
@@ -219,6 +218,8 @@ class GraphGateway:
             raise GraphFailure(None, "connectionError", message, kind=Kind.UNSURE) from None
         except ClientAuthenticationError as exc:  # no token: nothing was sent
             if self.tenant_id is not None:
+                from connector.adapters.tenants import tenant_token_failure
+
                 raise tenant_token_failure(self._settings, self.tenant_id, str(exc)) from None
             raise GraphFailure(None, "tokenUnavailable", _first_line(str(exc)), kind=Kind.TRANSIENT) from None
 

@@ -16,7 +16,7 @@ from connector.settings import PROVIDER_KEYS, ProviderSettings, Settings, Settin
 
 if TYPE_CHECKING:
     from connector.adapters.graph import GraphGateway
-    from connector.adapters.identity import Assertions
+    from connector.adapters.tenants import Assertions
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,8 @@ async def _check_graph(settings: Settings) -> list[Finding]:
     home = [provider for provider in settings.providers.values() if provider.tenant_id is None]
     findings = await _check_home_graph(settings, home) if home or not settings.tenants else []
     if settings.tenants:
-        from connector.adapters.identity import Assertions, create_credential
+        from connector.adapters.identity import create_credential
+        from connector.adapters.tenants import Assertions
 
         assertions = Assertions(create_credential(settings))  # the managed identity's token, every tenant's assertion
         try:
@@ -242,7 +243,7 @@ async def _check_tenant(
     from azure.core.exceptions import ClientAuthenticationError
 
     from connector.adapters.graph import GraphGateway
-    from connector.adapters.identity import tenant_credential, tenant_problem
+    from connector.adapters.tenants import tenant_credential, tenant_problem
     from connector.bootstrap import tls_context
 
     where = f"tenant {tenant_id} (provider {', '.join(p.registration_id for p in providers)})"

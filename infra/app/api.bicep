@@ -58,7 +58,7 @@ var appSettings = union(
   },
   // Only when set: the code's default (https://graph.microsoft.com/v1.0) is the right one for global Azure.
   empty(graphBaseUrl) ? {} : { GRAPH_BASE_URL: graphBaseUrl },
-  // Only when the deployment serves other tenants (connector/adapters/identity.py; the app refuses to start without
+  // Only when the deployment serves other tenants (connector/adapters/tenants.py; the app refuses to start without
   // it once a provider names a tenantId).
   empty(connectorAppClientId) ? {} : { CONNECTOR_APP_CLIENT_ID: connectorAppClientId }
 )

@@ -1,6 +1,6 @@
 // The multi-tenant app registration that reaches the customer tenants (README, Serve many tenants), without a secret:
 // its one credential is a federated identity credential trusting the app's user-assigned identity, whose token for
-// api://AzureADTokenExchange the code presents as the app's client assertion (connector/adapters/identity.py).
+// api://AzureADTokenExchange the code presents as the app's client assertion (connector/adapters/tenants.py).
 // Declared with the Microsoft Graph Bicep extension (alias in infra/bicepconfig.json, Bicep 0.36.1 or later); whoever
 // deploys needs Application.ReadWrite.All in Microsoft Graph (e.g. the Application Administrator Entra role).
 extension microsoftGraphV1

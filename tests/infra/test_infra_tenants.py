@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from connector.adapters.identity import ASSERTION_SCOPE
+from connector.adapters.tenants import ASSERTION_SCOPE
 from connector.ops.permissions import BASE_ROLES, GRAPH_APP_ID
 from connector.settings import APP_CLIENT_ID_SETTING
 from tests.infra.bicep_text import BicepFile, module_params, property_value

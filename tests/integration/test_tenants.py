@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from connector import bootstrap
-from connector.adapters.identity import Assertions
+from connector.adapters.tenants import Assertions
 from connector.domain.events import ASSIGNMENT
 from sandbox.process import SandboxProcess, start_sandbox_process
 from sandbox.seed import TENANT_ID as HOME_TENANT

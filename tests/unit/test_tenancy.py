@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from connector.adapters.identity import tenant_token_failure
+from connector.adapters.tenants import tenant_token_failure
 from connector.app.apply_update import Delivery, Worker
 from connector.domain.envelope import Envelope
 from connector.domain.events import SELF_INITIATED
@@ -15,6 +19,7 @@ from connector.settings import load_settings
 from tests.support.signing import SECRET
 from tests.unit.fakes import FakeGraph, FakeStore
 
+ROOT = Path(__file__).resolve().parents[2]
 APP = "c0ec7a11-0000-4000-8000-0000000000a1"
 TENANT_A = "aaaaaaaa-0000-4000-8000-00000000000a"
 TENANT_B = "bbbbbbbb-0000-4000-8000-00000000000b"
@@ -103,3 +108,36 @@ def test_any_other_token_failure_is_retried_with_its_first_line(error):
     failure = tenant_token_failure(SETTINGS, TENANT_B, error)
     assert (failure.kind, failure.code) == (Kind.TRANSIENT, "tokenUnavailable")
     assert failure.message == f"no token for tenant {TENANT_B}: {error.splitlines()[0]}"
+
+
+PROBE = """
+import asyncio, json, sys
+import function_app
+from connector import bootstrap
+
+
+async def graph_of(registration_id):
+    await bootstrap.current().graph(registration_id)
+    await bootstrap.close()
+    return "connector.adapters.tenants" in sys.modules
+
+
+print(json.dumps(asyncio.run(graph_of(sys.argv[1]))))
+"""
+
+
+@pytest.mark.parametrize(("registration_id", "loaded"), [("reg-home", False), ("reg-a", True)])
+def test_the_tenant_code_is_loaded_only_for_a_provider_in_another_tenant(registration_id, loaded):
+    """Cold start of a deployment serving its own tenant stays as it was: the Graph client of the managed identity's
+    tenant never imports connector.adapters.tenants. Checked in a fresh interpreter (no request is sent)."""
+    env = {
+        **os.environ,
+        "CONNECTOR_PROVIDERS": json.dumps(PROVIDERS),
+        "CONNECTOR_APP_CLIENT_ID": APP,
+        "IDENTITY_ENDPOINT": "http://127.0.0.1:9/msi/token",
+        "IDENTITY_HEADER": "unused",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, registration_id], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) is loaded
