@@ -328,3 +328,18 @@ async def test_logs_and_spans_carry_the_tenant(connector, caplog):
     finished = spans.get_finished_spans()
     tenants = {s.name: s.attributes.get("connector.tenant_id") for s in finished}
     assert (tenants["apply course activity update"], tenants["Graph PATCH"]) == (TENANT_A, TENANT_A)
+
+
+async def test_check_without_the_managed_identity_says_each_tenant_is_not_checked(connector, monkeypatch):
+    from connector.ops.check import run_checks
+
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):  # an operator's machine: no identity endpoint
+        monkeypatch.delenv(name)
+    findings = [str(f) for f in await run_checks()]
+    tenant_lines = [f.split("\n")[0] for f in findings if f.split("] ", 1)[1].startswith("tenant ")]
+    assert tenant_lines == [
+        f"[warn] tenant {tenant} (provider {reg}): not checked: its token needs the app's managed identity "
+        "(IDENTITY_ENDPOINT), which is not here"
+        for reg, tenant in (*TENANT_OF.items(), (REG_GONE, NO_SUCH_TENANT))
+    ]
+    assert connector.graph.stats()["tokenEndpoint"]["requests"] == 0
