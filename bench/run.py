@@ -25,7 +25,10 @@ Benchmarks (``--only`` takes these names, comma-separated):
   under load (bench/freshness.py);
 - ``memory``: RSS after 1k, 5k and 10k callbacks (bench/memory.py);
 - ``size``: the installed runtime dependencies (requirements.txt) and what dominates them (bench/size.py;
-  cached, ``--skip-size`` leaves it out).
+  cached, ``--skip-size`` leaves it out);
+- ``backfill``: ``python -m connector backfill --dry-run`` reading and validating a generated JSON Lines file of
+  100,000 and of 1,000,000 native events, lines per second and peak RSS (constant in the file's size), vs
+  ``json.loads`` of each line of the same file (bench/backfill_read.py; needs no Azurite or sandbox).
 
 Cold start and warm cost are judged against the issue's baseline, raw ``httpx`` making every HTTP call the app
 makes: the Graph requests, and the same number of table reads and writes as plain requests to Azurite's Table
@@ -58,7 +61,7 @@ from typing import Any
 
 from bench.common import ROOT, Infra, MachineLoad, calibrate, run_child
 
-NAMES = ("sandbox", "cold", "warm", "tenants", "webhook", "throughput", "freshness", "memory", "size")
+NAMES = ("sandbox", "cold", "warm", "tenants", "webhook", "throughput", "freshness", "memory", "size", "backfill")
 
 FULL: dict[str, dict[str, Any]] = {
     "sandbox": {"concurrency": 32, "seconds": 3},
@@ -69,6 +72,7 @@ FULL: dict[str, dict[str, Any]] = {
     "throughput": {"callbacks": 600, "runs": 5, "latencyMs": 50},
     "freshness": {"trickle": 20, "load": 300, "concurrency": 16, "idleSeconds": 8},
     "memory": {"callbacks": 10_000, "step": 1000, "concurrency": 16},
+    "backfill": {"sizes": [100_000, 1_000_000], "runs": 1},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "sandbox": {"concurrency": 16, "seconds": 1},
@@ -79,6 +83,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "throughput": {"callbacks": 150, "runs": 1, "latencyMs": 50},
     "freshness": {"trickle": 3, "load": 60, "concurrency": 16, "idleSeconds": 3, "topologies": ["same", "other"]},
     "memory": {"callbacks": 1000, "step": 100, "concurrency": 16},
+    "backfill": {"sizes": [10_000, 100_000], "runs": 1},
 }
 TIMEOUTS = {"warm": 900, "tenants": 900, "webhook": 600, "throughput": 1200, "freshness": 1200, "memory": 1800}
 
@@ -90,6 +95,7 @@ WEBHOOK_RATIO = 3.0
 THROUGHPUT_SHARE = 0.80
 FRESHNESS_P99_S = 5.0
 MEMORY_FLAT_MIB = 1.0  # growth from half the callbacks to all of them that still counts as flat
+BACKFILL_FLAT_MIB = 1.0  # peak RSS growth from the smaller file to the ten times larger one that still counts as flat
 SANDBOX_HEADROOM = 2.0
 AZURITE_BUSY = 0.5  # Azurite is single-threaded Node: past half a core its queueing adds latency to every call
 CALIBRATION_DRIFT = 1.25  # max/min of the speed checks above which the run is flagged
@@ -191,6 +197,15 @@ def run_all(selected: list[str], quick: bool, profile: bool, log: Any) -> dict[s
         results["sandbox"] = _loadcheck(params["sandbox"])
         results["seconds"]["sandbox"] = time.perf_counter() - started
         results["otherLoad"]["sandbox"] = load.stop()
+    if "backfill" in selected:  # a file and fresh processes; no Azurite, no sandbox
+        from bench import backfill_read
+
+        results["calibrationMs"]["backfill"] = calibrate()
+        started, load = time.perf_counter(), MachineLoad()
+        log("backfill reading ...")
+        results["backfill"] = backfill_read.measure(**params["backfill"])
+        results["seconds"]["backfill"] = time.perf_counter() - started
+        results["otherLoad"]["backfill"] = load.stop()
     order = [n for n in ("cold", "webhook", "warm", "tenants", "throughput", "freshness", "memory") if n in selected]
     if "throughput" in order and "warm" not in order:
         order.insert(order.index("throughput"), "warm")
@@ -358,6 +373,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             f"{growth:+.1f} MiB from {total // 2:,} to {total:,} ({growth * 1048576 / (total - total // 2):+.0f} B "
             "per callback)", f"flat (≤ +{MEMORY_FLAT_MIB:.0f} MiB)", _verdict(growth <= MEMORY_FLAT_MIB),
         ))  # fmt: skip
+    table += _backfill_rows(results.get("backfill"))
     sandbox = results.get("sandbox")
     if sandbox:
         demand, busy = _sandbox_demand(results)
@@ -390,6 +406,30 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             f"({heaviest['exclusiveBytes'] / size['totalBytes']:.0%})", "—", "—",
         ))  # fmt: skip
     return table
+
+
+def _backfill_rows(backfill: dict[str, Any] | None) -> list[tuple[str, ...]]:
+    if not backfill:
+        return []
+    sizes = sorted(backfill["sizes"], key=int)
+    small, large = backfill["sizes"][sizes[0]], backfill["sizes"][sizes[-1]]
+    rows: list[tuple[str, ...]] = []
+    for size in sizes:
+        app, base = backfill["sizes"][size]["backfill"], backfill["sizes"][size]["json"]
+        rows.append((
+            "backfill reading", f"{int(size):,}-line JSON Lines file, lines per second (backfill --dry-run)",
+            f"{app['linesPerSecond']:,.0f}/s", f"{base['linesPerSecond']:,.0f}/s (json.loads of each line)",
+            f"{app['linesPerSecond'] / base['linesPerSecond']:.2f}x", "—", "—",
+        ))  # fmt: skip
+    growth = large["backfill"]["peakRssMiB"] - small["backfill"]["peakRssMiB"]
+    rows.append((
+        "backfill reading", f"peak RSS, {int(sizes[0]):,} / {int(sizes[-1]):,} lines",
+        f"{small['backfill']['peakRssMiB']:.1f} / {large['backfill']['peakRssMiB']:.1f} MiB",
+        f"{small['json']['peakRssMiB']:.1f} / {large['json']['peakRssMiB']:.1f} MiB (json.loads of each line)",
+        f"{growth:+.1f} MiB for {int(sizes[-1]) // int(sizes[0])}x the lines", f"flat (≤ +{BACKFILL_FLAT_MIB:.0f} MiB)",
+        _verdict(growth <= BACKFILL_FLAT_MIB),
+    ))  # fmt: skip
+    return rows
 
 
 def throughput_limits(through: dict[str, Any], warm: dict[str, Any], scenario: str) -> dict[str, float]:
@@ -536,6 +576,15 @@ def notes(results: dict[str, Any]) -> list[str]:
             + ", ".join(f"{s['callbacks']:,}: {s['rssMiB']:.1f}" for s in memory["samples"])
             + f" MiB (before: {memory['rssBeforeMiB']:.1f}, peak {memory['peakMiB']:.1f}); "
             f"outcomes {memory['outcomes']}"
+        )
+    backfill = results.get("backfill")
+    if backfill:
+        out.append(
+            "backfill reading: "
+            + "; ".join(
+                f"{int(size):,} lines, {figures['bytes'] / 1e6:,.0f} MB: {figures['backfill']['summary']}"
+                for size, figures in sorted(backfill["sizes"].items(), key=lambda item: int(item[0]))
+            )
         )
     sandbox = results.get("sandbox")
     if sandbox:

@@ -55,6 +55,9 @@ class ProviderSettings:
     options: Mapping[str, object] = field(default_factory=dict)
     xapi_credentials: tuple[XapiCredential, ...] = ()
     create_missing: bool = False
+    learner_match: str = "email"
+    """How a learnerUserId (or assignerUserId) that is not an Entra object id names its user: "email"
+    (userPrincipalName or mail) or "employeeId"."""
     xapi_activity_id: str = "registration"
     """How an xAPI statement names its Graph activity: "registration" (context.registration when present, else
     derived) or "derived" (always from the learner and the activity id)."""
@@ -212,6 +215,9 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
             options,
             xapi_credentials=_parse_xapi_credentials(f"{where}.xapiCredentials", config.get("xapiCredentials", [])),
             create_missing=_parse_flag(f"{where}.createMissing", config.get("createMissing", False)),
+            learner_match=_parse_choice(
+                f"{where}.learnerMatch", config.get("learnerMatch", "email"), ("email", "employeeId")
+            ),
             xapi_activity_id=_parse_choice(
                 f"{where}.xapiActivityId", config.get("xapiActivityId", "registration"), ("registration", "derived")
             ),
@@ -222,8 +228,14 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
 
 
 PROVIDER_KEYS = {
-    "webhookSecrets", "xapiCredentials", "createMissing", "xapiActivityId", "contentIdPattern", "tenantId",
-}  # fmt: skip
+    "webhookSecrets",
+    "xapiCredentials",
+    "createMissing",
+    "learnerMatch",
+    "xapiActivityId",
+    "contentIdPattern",
+    "tenantId",
+}
 
 
 def _parse_tenant_id(where: str, raw: object) -> str | None:

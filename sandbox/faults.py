@@ -4,7 +4,8 @@ A rule picks requests by target (Graph, the identity endpoint or Entra's token e
 tenant), method and path substring; it fires with a probability (seedable, so a test run is reproducible) at
 most ``count`` times. Rules are tried in order and the first one that matches *and fires* applies, so
 ``[10% 429, 5% 503]`` composes. A rule with neither ``status`` nor ``drop`` only adds latency and lets the
-request through.
+request through; ``dropAfterApplying`` lets it through, then drops the connection (the work done, its answer
+lost).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _KEYS: Final = {
     "retryAfterMinutesInBody": "retry_after_minutes_in_body",
     "latencyMs": "latency_ms",
     "drop": "drop",
+    "dropAfterApplying": "drop_after_applying",
     "html": "html",
     "body": "body",
     "probability": "probability",
@@ -62,6 +64,8 @@ class FaultRule:
     retry_after_minutes_in_body: int | None = None
     latency_ms: float | None = None
     drop: bool = False
+    drop_after_applying: bool = False
+    """Graph does the work, then the connection drops: the caller never learns that it did (a lost answer)."""
     html: bool = False
     body: str | None = None
     probability: float = 1.0
@@ -99,8 +103,8 @@ class FaultRule:
             _integer(rule.retry_after_minutes_in_body, "retryAfterMinutesInBody")
         if rule.latency_ms is not None:
             _number(rule.latency_ms, "latencyMs")
-        if not isinstance(rule.drop, bool) or not isinstance(rule.html, bool):
-            raise ValueError("drop and html must be booleans")
+        if not all(isinstance(flag, bool) for flag in (rule.drop, rule.drop_after_applying, rule.html)):
+            raise ValueError("drop, dropAfterApplying and html must be booleans")
         rule.probability = _number(rule.probability, "probability")
         if rule.probability > 1:
             raise ValueError("probability must be between 0 and 1")
@@ -109,8 +113,8 @@ class FaultRule:
         if rule.seed is not None:
             _integer(rule.seed, "seed", minimum=-(2**63))
             rule._rng = random.Random(rule.seed)
-        if rule.status is None and not rule.drop and rule.latency_ms is None:
-            raise ValueError("a fault rule needs status, drop or latencyMs")
+        if rule.status is None and not rule.drop and not rule.drop_after_applying and rule.latency_ms is None:
+            raise ValueError("a fault rule needs status, drop, dropAfterApplying or latencyMs")
         return rule
 
     def to_json(self) -> dict[str, Any]:

@@ -167,7 +167,9 @@ async def _graph(request: web.Request, state: SandboxState) -> web.StreamRespons
     if rule is not None:
         if rule.latency_ms:
             await asyncio.sleep(rule.latency_ms / 1000)
-        if rule.drop:
+        if rule.drop or rule.drop_after_applying:
+            if rule.drop_after_applying:
+                _answer(state, ex)  # Graph does the work; its answer never leaves
             state.stats.dropped += 1
             _record(state, ex, None, rule)
             _drop(request)
@@ -242,7 +244,8 @@ def _record(state: SandboxState, ex: _Exchange, status: int | None, rule: FaultR
     body = ex.raw_body.decode("utf-8", "replace") if ex.body is INVALID_BODY else ex.body
     fault = "rateLimit" if ex.throttled else None
     if rule is not None:
-        fault = "drop" if rule.drop else ("status" if rule.status is not None else "latency")
+        dropped = rule.drop or rule.drop_after_applying
+        fault = "drop" if dropped else ("status" if rule.status is not None else "latency")
     log.add(
         {
             "seq": log.next_seq(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.examples import REGISTRATION_ID
-from tests.support.signing import OTHER_SECRET, SECRET
+from tests.support.signing import CREATING_SECRET, OTHER_SECRET, SECRET
 from tests.support.xapi import CREATING_PROVIDER, ROTATED_SECRET, XAPI_KEY, XAPI_SECRET
 
 _XAPI = [{"key": XAPI_KEY, "secret": XAPI_SECRET}, {"key": XAPI_KEY, "secret": ROTATED_SECRET}]
@@ -19,6 +19,7 @@ BASE_ENV = {
         {
             REGISTRATION_ID: {"webhookSecrets": [OTHER_SECRET, SECRET], "xapiCredentials": _XAPI},
             CREATING_PROVIDER: {
+                "webhookSecrets": [CREATING_SECRET],
                 "xapiCredentials": _XAPI,
                 "createMissing": True,
                 "xapiActivityId": "derived",

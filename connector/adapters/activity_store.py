@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -100,6 +101,25 @@ class StateStore(TableOnDemand):
             raise StateConflict(str(exc)) from None  # NotFound: the row was merged into another and removed
         return replace(state, etag=metadata["etag"])
 
+    async def list_activities(self, registration_id: str, state: str | None = None) -> AsyncIterator[ActivityState]:
+        """Every activity row of a provider (in one `state` if given), page by page as the service returns them:
+        constant memory however many there are. Without the seen event ids, which only the worker needs."""
+        table = await self.table()
+        query, parameters = "PartitionKey eq @pk", {"pk": registration_id.lower()}
+        if state:
+            query, parameters = f"{query} and status eq @state", {**parameters, "state": state}
+        entities = table.query_entities(query, parameters=parameters, select=_LISTED, results_per_page=1000)
+        async for entity in entities:
+            if entity.get("activityKey"):
+                yield _from_entity(entity)
+
+
+_LISTED = [
+    "PartitionKey", "RowKey", "registrationId", "activityKey", "merged", "version", "applied", "appliedVersion",
+    "recent", "unsure", "status", "odataType", "graphId", "externalId", "lastError", "failedValues",
+    "firstAttemptAt", "lastAttemptAt", "nextAttemptAt", "lastAppliedAt", "lastRequestId", "tenantId",
+]  # fmt: skip
+
 
 def _hashed(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
@@ -131,6 +151,8 @@ def _to_entity(state: ActivityState) -> dict[str, Any]:
         "nextAttemptAt": state.next_attempt_at,
         "lastAppliedAt": state.last_applied_at,
         "lastRequestId": state.last_request_id,
+        "deletedAt": state.deleted_at,
+        "deletionReason": state.deletion_reason,
         "tenantId": state.tenant_id,
     }
     entity.update({k: v for k, v in optional.items() if v is not None})
@@ -159,6 +181,8 @@ def _from_entity(entity: Any) -> ActivityState:
         next_attempt_at=entity.get("nextAttemptAt"),
         last_applied_at=entity.get("lastAppliedAt"),
         last_request_id=entity.get("lastRequestId"),
+        deleted_at=entity.get("deletedAt"),
+        deletion_reason=entity.get("deletionReason"),
         tenant_id=entity.get("tenantId"),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

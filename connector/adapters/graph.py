@@ -144,15 +144,31 @@ class GraphGateway:
     async def create_activity(
         self, registration_id: str, odata_type: str, identity: Mapping[str, str], changes: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """POST …/learningCourseActivities: a new activity with its identity fields and the given properties."""
+        """POST …/learningCourseActivities: a new activity with its identity fields (learner, content, external id;
+        for an assignment its type and assigner) and the given properties. A peerRecommended assignment asks Graph
+        to include unknown enum members, as Graph requires for values added after an enum was published."""
         model = build_model(odata_type, changes)
         model.learner_user_id = identity["learnerUserId"]
         model.learning_content_id = identity["learningContentId"]
         model.learning_provider_id = registration_id
         model.externalcourse_activity_id = identity["externalcourseActivityId"]
+        if odata_type == ASSIGNMENT:
+            model.additional_data["assignmentType"] = identity["assignmentType"]
+            if identity.get("assignerUserId"):
+                model.additional_data["assignerUserId"] = identity["assignerUserId"]
         info = self._provider(registration_id).learning_course_activities.to_post_request_information(model)
+        if identity.get("assignmentType") == "peerRecommended":
+            info.headers.add("Prefer", "include-unknown-enum-members")
         body, _ = await self._send(info, "bytes")
         return json.loads(body) if body else {}
+
+    async def delete_activity(self, registration_id: str, activity_id: str) -> str | None:
+        """DELETE …/learningProviders/{registrationId}/learningCourseActivities/{id}; returns Graph's request id."""
+        builder = self._provider(registration_id).learning_course_activities.by_learning_course_activity_id(activity_id)
+        info = builder.to_delete_request_information()
+        info.url = self.activity_url(registration_id, activity_id)
+        _, request_id = await self._send(info, None)
+        return request_id
 
     async def update_activity(
         self, registration_id: str, activity_id: str, odata_type: str, changes: Mapping[str, Any]

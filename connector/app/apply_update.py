@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic_core import PydanticSerializationError, to_json
 
 from connector.app import tracing
+from connector.app.lookups import Directory, LookupFailed
 from connector.app.ports import ActivityStore, Clock, Graph, LookupCache, Requeue, StateConflict
 from connector.app.tenancy import current_tenant, lookups_in, tenant_of
 from connector.domain.activity import ActivityState
@@ -41,8 +42,10 @@ from connector.domain.envelope import (
     utc_iso,
 )
 from connector.domain.events import (
+    ASSIGNMENT,
     CHANGEABLE,
     SELF_INITIATED,
+    STATUSES,
     TYPE_NAMES,
     CourseActivityUpdate,
     EventValidationError,
@@ -50,11 +53,12 @@ from connector.domain.events import (
     parse_event_json,
 )
 from connector.domain.failures import GraphFailure, Kind, beyond_window, throttle_delay
-from connector.domain.merge import Stamp, combine, fold, graph_agrees, patch_body
+from connector.domain.merge import Stamp, combine, fold, graph_agrees, patch_body, remove
 from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 _CONTENTION_LIMIT = 50
 _RESEND_LIMIT = 10
 #: The Graph port for a registration (its tenant's client), made on first use.
@@ -164,12 +168,15 @@ class Worker:
         try:
             return await self._process(envelope, update)
         except _Refused as refused:
-            failure, reason = None, refused.reason
+            failure, reason, merged = None, refused.reason, refused.keep_merged
         except GraphFailure as caught:
-            failure, reason = caught, caught.reason()
+            failure, reason, merged = caught, caught.reason(), False
         if failure is not None:  # outside the except block: no chained traceback in the logs
             return await self._failed(envelope, update, delivery, failure)
-        await self._record_failure(update, reason, "failed", failing=envelope)
+        if merged:  # its values are fine: a later event that can create the activity carries them
+            await self._record_failure(update, reason, "failed", pending=envelope)
+        else:
+            await self._record_failure(update, reason, "failed", failing=envelope)
         return self._dead_letter(envelope, delivery, reason)
 
     # --- reading and validating ---
@@ -203,8 +210,9 @@ class Worker:
                 [FieldError("registrationId", "is invalid", "must be a provider configured in CONNECTOR_PROVIDERS")]
             )
         # Validation runs in pydantic's strict JSON mode (no "20" for 20, dates as ISO text), so the event goes back
-        # to JSON text first (pydantic-core, microseconds). A statement's change names no type: Graph tells it.
-        if envelope.source == "xapi":
+        # to JSON text first (pydantic-core, microseconds). An event the connector mapped itself (a statement, a
+        # platform's event) may name no type: Graph tells it when the activity is found.
+        if envelope.typed_by_graph:
             typed = _json_text({"@odata.type": SELF_INITIATED, **envelope.event})
             return replace(parse_event_json(typed, provider.registration_id), odata_type=None)
         return parse_event_json(_json_text(envelope.event), provider.registration_id)
@@ -218,6 +226,16 @@ class Worker:
                 raise _type_mismatch(state.odata_type)
             _check_not_reused(state, update, envelope)
             folded = _fold(state, update, envelope)
+            if not folded.merged.exists:  # withdrawn: the newest event is a removal
+                if folded.status != "deleted":
+                    return await self._withdraw(folded, update, envelope)
+                if state.has_seen(envelope.id):
+                    return _skipped(envelope, "duplicate", "duplicate, nothing sent")
+                try:  # an older update, or a removal again: the activity stays withdrawn
+                    await self._store.save(folded)
+                except StateConflict:
+                    continue
+                return _skipped(envelope, "unchanged", "the activity is withdrawn; nothing sent")
             if not folded.up_to_date:
                 break
             # A row is unsure after a PATCH whose fate is unknown (timeout, dropped connection, 5xx): read Graph back.
@@ -307,103 +325,175 @@ class Worker:
         return graph_agrees({k: v for k, v in state.merged.values.items() if k in changeable}, current)
 
     async def _apply(self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> Outcome:
-        """PATCHes the merged state, then records it with the ETag read; a writer who got in between may have merged
-        newer callbacks, so then the merge is redone and, if Graph may not hold it, sent again."""
+        """PATCHes the merged state (or creates the activity with it), then records it with the ETag read; a writer
+        who got in between may have merged newer callbacks, so then the merge is redone and, if Graph may not hold
+        it, sent again."""
         graph = await self._graph_for(update.registration_id)
         graph_id, odata_type = state.graph_id, state.odata_type or update.odata_type
-        if graph_id is None or odata_type is None:  # a Graph id from the event is looked up too: is it this provider's?
-            graph_id, odata_type = await self._resolve(graph, state, update, envelope)
-            state = await self._absorb(state, graph_id, update, envelope)
         event_changes: dict[str, Any] = dict(update.changes)
+        created: dict[str, Any] | None = None  # what a create carried, if it came to that
+        if graph_id is None or odata_type is None:  # a Graph id from the event is looked up too: is it this provider's?
+            found = await self._find(graph, state, update)
+            if found is None:
+                odata_type = odata_type or SELF_INITIATED  # an xAPI statement's course, when there is none
+                created = _body(state, event_changes, odata_type)
+                found, made = await self._create(graph, state, update, envelope, odata_type, created)
+                created = created if made else None  # another worker's create: ours is an update
+            graph_id, odata_type = _identified(found, update)
+            state = await self._absorb(state, graph_id, update, envelope)
         request_id: str | None = None
         for _ in range(_RESEND_LIMIT):
-            changeable = CHANGEABLE[odata_type]  # e.g. an xAPI startedDateTime does not go to an assignment
-            body = {k: v for k, v in patch_body(state.merged, event_changes).items() if k in changeable}
-            request_id = await graph.update_activity(update.registration_id, graph_id, odata_type, body)
-            logger.info(
-                "message %s (%s) applied to %s %s (request-id %s)",
-                envelope.id,
-                _origin(envelope),
-                update.registration_id,
-                graph_id,
-                request_id,
-                extra=_dimensions(envelope, request_id),
-            )
+            body = _body(state, event_changes, odata_type)
+            if body != created:
+                request_id = await graph.update_activity(update.registration_id, graph_id, odata_type, body)
+                logger.info(
+                    "message %s (%s) applied to %s %s (request-id %s)",
+                    envelope.id,
+                    _origin(envelope),
+                    update.registration_id,
+                    graph_id,
+                    request_id,
+                    extra=_dimensions(envelope, request_id),
+                )
             applied = _Applied(graph_id, odata_type, body, request_id, utc_iso(self._clock()))
             resend = await self._record_applied(state, update, envelope, applied)
             if resend is None:
                 break
-            state, event_changes = resend, {}  # newer callbacks were merged meanwhile: send the state again
+            state, event_changes, created = resend, {}, None  # newer callbacks were merged meanwhile: send again
         return Outcome("applied", request_id=request_id)
 
-    async def _resolve(
-        self, graph: Graph, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
-    ) -> tuple[str, str]:
-        """The activity's Graph id and type, looked up once through the provider's own URL (then kept in its state):
-        a Graph id an event names must belong to this provider. Created if it is missing and the provider asks."""
+    async def _find(self, graph: Graph, state: ActivityState, update: CourseActivityUpdate) -> dict[str, Any] | None:
+        """The activity as Graph holds it, through the provider's own URL (a Graph id an event names must be this
+        provider's), or None when it is missing and may be created."""
         try:
-            found = await _look_up(graph, state, update)
+            return await _look_up(graph, state, update)
         except GraphFailure as failure:
             if failure.kind is not Kind.NOT_FOUND:
                 raise
-            if update.external_id is None:
+            if update.external_id is None and state.external_id is None:
                 raise _not_owned(update) from None
             provider = self._settings.provider(update.registration_id)
-            if envelope.source != "xapi" or provider is None or not provider.create_missing:
+            if provider is None or not provider.create_missing:
                 raise
-            found = await self._create(graph, state, update, envelope)
-        graph_id, odata_type = found.get("id"), found.get("@odata.type") or update.odata_type
-        if not (isinstance(graph_id, str) and graph_id and isinstance(odata_type, str) and odata_type in CHANGEABLE):
-            raise GraphFailure(
-                None, "invalidResponse", "Graph's answer for the activity has no id or known @odata.type",
-                kind=Kind.PERMANENT,
-            )  # fmt: skip
-        owner = found.get("learningProviderId")
-        if isinstance(owner, str) and owner.lower() != update.registration_id.lower():
-            raise _not_owned(update)
-        if update.odata_type and odata_type != update.odata_type:
-            raise _type_mismatch(odata_type)
-        return graph_id, odata_type
+            return None
 
     async def _create(
-        self, graph: Graph, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
-    ) -> dict[str, Any]:
-        """Creates the self-initiated course an xAPI statement is about, for the learner and content it names."""
-        from connector.app.lookups import Directory, LookupFailed
-
-        provider = self._settings.provider(update.registration_id)
-        assert provider is not None
-        assert update.external_id is not None
-        context = envelope.extra.get("xapi") or {}
-        directory = Directory(graph, lookups_in(self._cache, tenant_of(self._settings, update.registration_id)))
+        self,
+        graph: Graph,
+        state: ActivityState,
+        update: CourseActivityUpdate,
+        envelope: Envelope,
+        odata_type: str,
+        values: dict[str, Any],
+    ) -> tuple[dict[str, Any], bool]:
+        """Creates the missing activity with the merged values, for the learner and content the events name (an
+        xAPI statement: its actor and activity); says whether it did. Another worker's create of it (a conflict)
+        gives that activity instead, to be updated."""
+        external_id = update.external_id or state.external_id
+        assert external_id is not None
         try:
-            learner = await directory.learner_id(context.get("actor") or {})
-            content = await directory.content_id(
-                update.registration_id, str(context.get("activityId") or ""), provider.content_id_pattern
-            )
+            identity = await self._identity_for_create(graph, state, update, envelope, odata_type)
         except LookupFailed as missing:
-            raise _Refused(missing.reason()) from None
-        identity = {
-            "learnerUserId": learner,
-            "learningContentId": content,
-            "externalcourseActivityId": update.external_id,
-        }
-        values = {k: v for k, v in state.merged.values.items() if k in CHANGEABLE[SELF_INITIATED]}
-        values.setdefault("status", "inProgress")
+            raise _Refused(missing.reason(), keep_merged=True) from None
+        values = {**values, "status": values.get("status") or STATUSES[odata_type][0]}
         try:
-            created = await graph.create_activity(update.registration_id, SELF_INITIATED, identity, values)
+            created = await graph.create_activity(
+                update.registration_id, odata_type, {**identity, "externalcourseActivityId": external_id}, values
+            )
         except GraphFailure as failure:
-            if failure.kind is not Kind.CONFLICT:  # another worker created it meanwhile
+            if not _exists_already(failure):
                 raise
-            return await graph.find_activity(update.registration_id, update.external_id)
+            return await graph.find_activity(update.registration_id, external_id), False
         logger.info(
-            "message %s created activity %s for provider %s",
+            "message %s (%s) created activity %s for provider %s",
             envelope.id,
+            _origin(envelope),
             created.get("id"),
             update.registration_id,
             extra=_dimensions(envelope),
         )
-        return created
+        return created, True
+
+    async def _identity_for_create(
+        self, graph: Graph, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope, odata_type: str
+    ) -> dict[str, str]:
+        """Entra's and Viva Learning's ids for the learner, the content and an assignment's assigner."""
+        provider = self._settings.provider(update.registration_id)
+        assert provider is not None
+        # A platform's event may say how it names the learner (an employee or SIS id rather than an email).
+        learner_match = str(envelope.extra.get("learnerMatch") or provider.learner_match)
+        tenant_lookups = lookups_in(self._cache, tenant_of(self._settings, update.registration_id))
+        directory = Directory(graph, tenant_lookups, learner_match=learner_match)
+        if envelope.from_statement:
+            context = envelope.extra.get("xapi") or {}
+            learner = await directory.learner_id(context.get("actor") or {})
+            iri = str(context.get("activityId") or "")
+            content = await directory.statement_content_id(update.registration_id, iri, provider.content_id_pattern)
+            return {"learnerUserId": learner, "learningContentId": content}
+        named = state.merged.identity
+        needed = ("learnerUserId", "learningContentId", *(("assignmentType",) if odata_type == ASSIGNMENT else ()))
+        missing = [name for name in needed if not named.get(name)]
+        if missing:
+            raise _cannot_create(missing)
+        identity = {
+            "learnerUserId": await directory.user_id(named["learnerUserId"], "learnerUserId"),
+            "learningContentId": await directory.content_id(update.registration_id, named["learningContentId"]),
+        }
+        if odata_type == ASSIGNMENT:
+            identity["assignmentType"] = named["assignmentType"]
+            if named.get("assignerUserId"):
+                identity["assignerUserId"] = await directory.user_id(named["assignerUserId"], "assignerUserId")
+        return identity
+
+    async def _withdraw(self, folded: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> Outcome:
+        """Deletes the activity in Graph (already gone counts as done) and records it as deleted. Should a newer
+        event have brought the activity back meanwhile, it is applied (created again) instead."""
+        graph = await self._graph_for(update.registration_id)
+        graph_id = folded.graph_id or update.activity_id
+        external_id = update.external_id or folded.external_id
+        if graph_id is None and external_id is not None:
+            found = await _unless_missing(graph.find_activity(update.registration_id, external_id))
+            graph_id = found.get("id") if found else None
+        request_id = None
+        if graph_id is not None:
+            request_id = await _unless_missing(graph.delete_activity(update.registration_id, graph_id))
+        now = utc_iso(self._clock())
+        reason = str((update.event.get("@removed") or {}).get("reason") or "deleted")
+        back: list[ActivityState] = []
+
+        def withdrawn(row: ActivityState) -> ActivityState:
+            row = row if row is folded else _fold(row, update, envelope)
+            if row.merged.exists:  # a newer event came in meanwhile: the activity is to exist, created anew
+                back.append(row)
+                return replace(row, graph_id=None, status="pending")
+            return replace(
+                row,
+                status="deleted",
+                graph_id=None,
+                deleted_at=now,
+                deletion_reason=reason,
+                applied={},
+                applied_version=row.version,
+                failed_values=None,
+                unsure=False,
+                last_error=None,
+                next_attempt_at=None,
+                last_attempt_at=now,
+                last_request_id=request_id,
+            )
+
+        saved = await self._rewrite(update, withdrawn, first=folded)
+        if back and saved is not None:
+            return await self._apply(saved, update, envelope)
+        logger.info(
+            "message %s (%s) withdrew activity %s of provider %s",
+            envelope.id,
+            _origin(envelope),
+            graph_id,
+            update.registration_id,
+            extra=_dimensions(envelope),
+        )
+        return Outcome("withdrawn", request_id=request_id)
 
     async def _record_applied(
         self, state: ActivityState, update: CourseActivityUpdate, envelope: Envelope, applied: _Applied
@@ -599,8 +689,12 @@ def _fold(state: ActivityState, update: CourseActivityUpdate, envelope: Envelope
     """The row with the event merged in (not saved); unchanged if the row has seen the event."""
     if state.has_seen(envelope.id):
         return state
-    merged = fold(state.merged, update.changes, _stamp(envelope))
-    changed = merged.values != state.merged.values  # a newer stamp on the same value is no change
+    if update.removed:
+        merged = remove(state.merged, _stamp(envelope))
+    else:
+        merged = fold(state.merged, {**update.changes, **update.identity}, _stamp(envelope))
+    # A newer stamp on the same value is no change; who the activity is about changes nothing in Graph.
+    changed = merged.values != state.merged.values or merged.exists != state.merged.exists
     return replace(
         state.with_seen(envelope.id, update.fingerprint),
         merged=merged,
@@ -634,11 +728,67 @@ async def _look_up(graph: Graph, state: ActivityState, update: CourseActivityUpd
 
 
 class _Refused(Exception):
-    """The update cannot be applied as it stands: it is dead-lettered with this reason (never retried)."""
+    """The update cannot be applied as it stands: it is dead-lettered with this reason (never retried). Its values
+    are merged all the same (`keep_merged`) where only the activity could not be created: a later event that can
+    create it then carries them."""
 
-    def __init__(self, reason: dict[str, Any]) -> None:
+    def __init__(self, reason: dict[str, Any], *, keep_merged: bool = False) -> None:
         super().__init__(reason["message"])
         self.reason = reason
+        self.keep_merged = keep_merged
+
+
+def _cannot_create(missing: list[str]) -> _Refused:
+    names = " and ".join(missing)
+    return _Refused(
+        {
+            "source": "graph",
+            "status": 404,
+            "code": "activityNotFound",
+            "message": f"Graph has no such activity for this provider; it would be created (createMissing) with "
+            f"{names}, which no event for it has given",
+            "missing": missing,
+        },
+        keep_merged=True,
+    )
+
+
+def _exists_already(failure: GraphFailure) -> bool:
+    """A create answered as a duplicate: 409 (unconfirmed for Graph), or 400 naming the external id."""
+    if failure.kind is Kind.CONFLICT:
+        return True
+    return failure.kind is Kind.PERMANENT and "externalcourseActivityId" in failure.message
+
+
+async def _unless_missing(call: Awaitable[_T]) -> _T | None:
+    """The call's answer, or None where Graph has no such activity (for a withdrawal: already gone)."""
+    try:
+        return await call
+    except GraphFailure as failure:
+        if failure.kind is not Kind.NOT_FOUND:
+            raise
+        return None
+
+
+def _identified(found: Mapping[str, Any], update: CourseActivityUpdate) -> tuple[str, str]:
+    """The Graph id and type of an activity Graph gave, checked: this provider's, of the event's type."""
+    graph_id, odata_type = found.get("id"), found.get("@odata.type") or update.odata_type
+    if not (isinstance(graph_id, str) and graph_id and isinstance(odata_type, str) and odata_type in CHANGEABLE):
+        message = "Graph's answer for the activity has no id or known @odata.type"
+        raise GraphFailure(None, "invalidResponse", message, kind=Kind.PERMANENT)
+    owner = found.get("learningProviderId")
+    if isinstance(owner, str) and owner.lower() != update.registration_id.lower():
+        raise _not_owned(update)
+    if update.odata_type and odata_type != update.odata_type:
+        raise _type_mismatch(odata_type)
+    return graph_id, odata_type
+
+
+def _body(state: ActivityState, event_changes: Mapping[str, Any], odata_type: str) -> dict[str, Any]:
+    """What Graph is sent: the type's changeable properties of the merge (an xAPI startedDateTime never goes to an
+    assignment), and the event's explicit nulls."""
+    changeable = CHANGEABLE[odata_type]
+    return {k: v for k, v in patch_body(state.merged, event_changes).items() if k in changeable}
 
 
 def _type_mismatch(stored: str) -> _Refused:
@@ -678,6 +828,8 @@ def _check_not_reused(state: ActivityState, update: CourseActivityUpdate, envelo
 
 def _values_with(state: ActivityState, update: CourseActivityUpdate, envelope: Envelope) -> dict[str, Any]:
     """The values a PATCH with this event would have carried (the row's merge with it folded in)."""
+    if update.removed:
+        return {}
     return patch_body(fold(state.merged, update.changes, _stamp(envelope)), update.changes)
 
 
@@ -685,7 +837,7 @@ def _origin(envelope: Envelope) -> str:
     """Where a message came from, for log lines: the webhook id, the xAPI statement id, or the queue."""
     if envelope.webhook_id:
         return f"webhook {envelope.webhook_id}"
-    if envelope.source == "xapi":
+    if envelope.from_statement:
         return f"statement {envelope.id}"
     return f"{envelope.source} message"
 

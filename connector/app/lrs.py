@@ -175,7 +175,11 @@ async def _accept(
     trace = traceparent()
     new = [(index, s, change) for index, (s, change) in enumerate(zip(statements, changes, strict=True))]
     new = [item for item in new if item[1].id not in known]
-    queued = [(index, _message(provider, s, change, index, trace)) for index, s, change in new if change]
+    queued = [
+        (index, statement_envelope(provider, s, change, event_id=s.id, sequence=index, extra=trace).to_json())
+        for index, s, change in new
+        if change
+    ]
     too_large = first_oversized([message for _, message in queued])
     if too_large is not None:
         return _error(
@@ -197,22 +201,30 @@ async def _accept(
     return _reply(204, None) if method == "PUT" else _reply(200, ids)
 
 
-def _message(
-    provider: ProviderSettings, statement: ParsedStatement, change: XapiChange, index: int, trace: dict[str, str]
-) -> str:
-    """The queue message of one statement that changes an activity."""
+def statement_envelope(
+    provider: ProviderSettings,
+    statement: ParsedStatement,
+    change: XapiChange,
+    *,
+    event_id: str,
+    sequence: int,
+    source: str = "xapi",
+    extra: Mapping[str, Any] | None = None,
+) -> Envelope:
+    """The queue message of one statement that changes an activity (the LRS's, and a backfilled statement's).
+
+    Its `xapi` context marks the event as mapped from a statement: the worker learns the activity's type from Graph."""
     event = {"externalcourseActivityId": external_id(statement, provider.xapi_activity_id), **change.changes}
-    envelope = Envelope(
-        id=statement.id,
+    return Envelope(
+        id=event_id,
         registration_id=provider.registration_id,
         event=event,
-        source="xapi",
+        source=source,
         event_time=utc_iso(change.time),
-        sequence=index,
+        sequence=sequence,
         received_at=now_iso(),
-        extra={"xapi": _xapi_context(statement, provider), **trace},
+        extra={"xapi": _xapi_context(statement, provider), **(extra or {})},
     )
-    return envelope.to_json()
 
 
 def _xapi_context(parsed: ParsedStatement, provider: ProviderSettings) -> dict[str, Any]:

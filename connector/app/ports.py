@@ -71,6 +71,9 @@ class Graph(Protocol):
         self, registration_id: str, odata_type: str, identity: Mapping[str, str], changes: Mapping[str, Any]
     ) -> dict[str, Any]: ...
 
+    async def delete_activity(self, registration_id: str, activity_id: str) -> str | None:
+        """DELETEs the activity; returns Graph's request id."""
+
     async def find_users(self, odata_filter: str, *, advanced: bool = False) -> list[dict[str, Any]]: ...
 
     async def find_content(self, registration_id: str, external_id: str) -> dict[str, Any]: ...

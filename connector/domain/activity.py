@@ -41,6 +41,9 @@ class ActivityState:
     next_attempt_at: str | None = None
     last_applied_at: str | None = None
     last_request_id: str | None = None
+    deleted_at: str | None = None
+    """When the connector withdrew the activity from Graph (status "deleted"), and why (the event's @removed)."""
+    deletion_reason: str | None = None
     tenant_id: str | None = None
     """The customer tenant whose Graph holds the activity (its provider's tenantId); None: the managed identity's."""
     etag: str | None = None
@@ -100,6 +103,8 @@ class ActivityState:
             "firstAttemptAt": self.first_attempt_at,
             "lastAttemptAt": self.last_attempt_at,
             "nextAttemptAt": self.next_attempt_at,
+            "deletedAt": self.deleted_at,
+            "deletionReason": self.deletion_reason,
             "recentEventIds": list(self.recent),
         }
 

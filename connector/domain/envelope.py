@@ -85,6 +85,17 @@ class Envelope:
     def with_dead_letter(self, reason: dict[str, Any]) -> Envelope:
         return replace(self, dead_letter=reason)
 
+    @property
+    def from_statement(self) -> bool:
+        """Mapped from an xAPI statement, by the LRS or by a backfill (its `xapi` context): the learner is its actor."""
+        return self.source == "xapi" or isinstance(self.extra.get("xapi"), dict)
+
+    @property
+    def typed_by_graph(self) -> bool:
+        """An event the connector mapped itself (a statement, a platform's event) may leave out @odata.type: the
+        activity's type is Graph's to tell. A bare event put on the queue by a trusted system must name it."""
+        return self.from_statement or (self.source != "queue" and "@odata.type" not in self.event)
+
 
 def batch_messages(shared: Envelope, ids: Sequence[str], events: Sequence[Mapping[str, Any]]) -> list[str]:
     """One message per event of a webhook request, each what `Envelope.to_json` writes for it; the fields they share
@@ -103,8 +114,9 @@ def _joined(head: bytes, event_id: str, sequence: int, event: bytes) -> str:
 
 
 def utc_iso(moment: datetime) -> str:
-    """One fixed format for the times the app writes (UTC, microseconds, Z)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """One fixed format for the times the app writes (UTC, microseconds, Z). Not strftime: its %Y writes the year 1
+    (connector.domain.merge.EARLIEST, the time of a backfilled line without its own) as "1", which no reader parses."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_instant(text: str) -> datetime:

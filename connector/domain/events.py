@@ -63,6 +63,8 @@ IDENTITY: Mapping[str, tuple[str, ...]] = {
     ASSIGNMENT: (*_COMMON_IDENTITY, "assignerUserId", "assignmentType"),
     SELF_INITIATED: _COMMON_IDENTITY,
 }
+#: The identity fields a create uses: the learner and content (both types), an assignment's type and assigner.
+CREATE_IDENTITY = ("learnerUserId", "learningContentId", "assignerUserId", "assignmentType")
 MAX_ID_LENGTH = 400
 MAX_NOTES_LENGTH = 4000
 MAX_EVENTS = 100
@@ -140,6 +142,11 @@ class CourseActivityUpdate:
     """The event withdraws the activity (`"@removed": {"reason": "deleted"}`, as Graph's delta queries say it)."""
 
     @property
+    def identity(self) -> dict[str, Any]:
+        """Who and what the activity is about, as far as the event says (what a create needs; never PATCHed)."""
+        return {name: self.event[name] for name in CREATE_IDENTITY if self.event.get(name) is not None}
+
+    @property
     def activity_key(self) -> str:
         """Names the activity within its provider: the Graph id when given, else the external id."""
         return f"id:{self.activity_id}" if self.activity_id else f"ext:{self.external_id}"
@@ -149,7 +156,8 @@ class CourseActivityUpdate:
         """What the event says, hashed: tells a sender's retry (same id, same content) from an id reused for other
         content. Built from the normalised values, so a queue round trip that rewrites a date's text changes nothing."""
         values = sorted((name, _normal(name, value)) for name, value in self.changes.items())
-        said = [self.odata_type, self.activity_id, self.external_id, values, self.removed]
+        identity = sorted(self.identity.items())
+        said = [self.odata_type, self.activity_id, self.external_id, values, self.removed, identity]
         return hashlib.sha256(json.dumps(said, separators=(",", ":")).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

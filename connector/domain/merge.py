@@ -6,6 +6,8 @@
 - `completedDateTime`: taken only from events that complete the activity (the earliest such value).
 - `assignedDateTime`, `dueDateTime`, `notes`: the value of the newest event that sets them (by the provider's
   webhook-timestamp, then position in its batch, then event id), explicit null included.
+- `learnerUserId`, `learningContentId`, `assignerUserId`, `assignmentType` (who and what, as the events name them; what
+  a create needs): the newest event's, like the latest-wins fields, but kept apart from the values Graph is sent.
 - A removal (the activity withdrawn) is a tombstone stamped like any event: the activity's state is the merge of the
   events newer than the newest removal, and it exists while there is one.
 
@@ -72,9 +74,13 @@ RULES: Mapping[str, _Rule] = {
     "assignedDateTime": _Rule(rank=lambda _: 0, latest_wins=True),
     "dueDateTime": _Rule(rank=lambda _: 0, latest_wins=True),
     "notes": _Rule(rank=lambda _: 0, latest_wins=True),
+    **{name: _Rule(rank=lambda _: 0, latest_wins=True) for name in ("learnerUserId", "learningContentId")},
+    **{name: _Rule(rank=lambda _: 0, latest_wins=True) for name in ("assignerUserId", "assignmentType")},
 }
+#: Who and what the activity is about: merged like the rest, never sent in a PATCH.
+IDENTITY = frozenset({"learnerUserId", "learningContentId", "assignerUserId", "assignmentType"})
 FORWARD_ONLY = tuple(name for name, rule in RULES.items() if not rule.latest_wins)
-LATEST_WINS = tuple(name for name, rule in RULES.items() if rule.latest_wins)
+LATEST_WINS = tuple(name for name, rule in RULES.items() if rule.latest_wins and name not in IDENTITY)
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,13 @@ class MergedState:
 
     @property
     def values(self) -> dict[str, Any]:
-        return {name: kept[0].value for name, kept in self.candidates.items() if kept}
+        """The activity's properties, as Graph is to hold them."""
+        return {name: kept[0].value for name, kept in self.candidates.items() if kept and name not in IDENTITY}
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Who and what the activity is about, as the newest events named them (a create needs them)."""
+        return {name: kept[0].value for name, kept in self.candidates.items() if kept and name in IDENTITY}
 
     @property
     def exists(self) -> bool:

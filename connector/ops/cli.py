@@ -4,6 +4,8 @@
   check               verify a deployment: settings, storage, a Graph token, each provider in Graph
   grant-permissions   grant the managed identity its Microsoft Graph application roles (idempotent)
   replay              re-queue dead letters from course-activity-updates-poison
+  backfill            validate a provider's history files, then put them on the update queue at a bounded pace
+  status              list the activities the connector tracks for a provider (CSV or JSON), e.g. the failed ones
 
 Settings come from the environment. `--settings local.settings.json` reads that file's Values too (the environment
 wins), as `func start` does: for local development only; against Azure, leave it out.
@@ -19,13 +21,21 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
-from connector.settings import SettingsError, load_settings
+from connector.settings import ProviderSettings, Settings, SettingsError, load_settings
 
 
 class CommandError(Exception):
     """What went wrong and how to fix it, in one line: printed without a traceback, exit code 1."""
 
+
+#: Backfill's pace: about what one instance applies in a second, and at most about 15 s of one instance's work waiting.
+DEFAULT_RATE = 50.0
+DEFAULT_MAX_QUEUE_DEPTH = 1000
+DEFAULT_PROGRESS_EVERY = 10.0
+#: What the status of an activity can be (connector.app.apply_update writes them).
+_STATES = ("applied", "pending", "throttled", "retrying", "failed")
 
 _GRANTOR = " as someone holding AppRoleAssignment.ReadWrite.All, e.g. a Privileged Role Administrator"
 
@@ -148,6 +158,70 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _provider(settings: Settings, registration_id: str) -> ProviderSettings:
+    provider = settings.provider(registration_id)
+    if provider is None:
+        raise SettingsError("--registration-id", f"no provider {registration_id} is configured in CONNECTOR_PROVIDERS")
+    return provider
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from connector.ops.backfill import BackfillError, BackfillOptions, backfill, summary
+
+    settings = load_settings()
+    provider = _provider(settings, args.registration_id)
+    options = BackfillOptions(
+        registration_id=provider.registration_id,
+        files=tuple(args.files),
+        dry_run=args.dry_run,
+        skip_rejected=args.skip_rejected,
+        report=args.report,
+        checkpoint_dir=args.checkpoint_dir,
+        restart=args.restart,
+        rate=args.rate,
+        max_queue_depth=args.max_queue_depth,
+        progress_every=args.progress_every,
+    )
+    if not args.dry_run:
+        settings.require_storage()  # a missing AzureWebJobsStorage is named before the files are read
+    try:
+        result = asyncio.run(backfill(settings, provider, options))
+    except BackfillError as exc:
+        raise CommandError(str(exc)) from None
+    print("\n".join(summary(result, options)))
+    return 1 if result.total("rejected") and not args.skip_rejected else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
+    from connector.adapters.activity_store import TABLE_NAME, StateStore
+    from connector.adapters.storage import table_client
+    from connector.ops.check import storage_problem
+    from connector.ops.status_export import export, tracked
+
+    settings = load_settings()
+
+    async def run() -> int:
+        store = StateStore(table_client(settings, TABLE_NAME), create=False)
+        try:
+            return await export(tracked(store, args.registration_id, args.state), args.format, sys.stdout)
+        finally:
+            await store.close()
+
+    try:
+        count = asyncio.run(run())
+    except AzureError as exc:
+        doing = f"read the table {TABLE_NAME} in AzureWebJobsStorage"
+        fix = "check AzureWebJobsStorage (locally: is scripts/dev running?); against Azure, you need Storage Table "
+        fix += "Data Reader on the account"
+        raise CommandError(storage_problem(settings, doing, exc, fix).one_line()) from None
+    which = f" in state {args.state}" if args.state else ""
+    unknown = "" if settings.provider(args.registration_id) else " (a provider not in CONNECTOR_PROVIDERS)"
+    print(f"{count:,} activities of provider {args.registration_id}{unknown}{which}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m connector", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -183,6 +257,25 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--dry-run", action="store_true", help="list what would move (activity, reason), move nothing")
     replay.set_defaults(run=_replay)
 
+    _add_backfill(commands)
+
+    status = commands.add_parser(
+        "status",
+        help="list the activities the connector tracks for a provider, as CSV or JSON",
+        description="Lists the activities of a provider from the connector's state (table courseactivitystate): "
+        "ids, state, when Graph last accepted an update, the last error. Rows are written as they are read.",
+    )
+    status.add_argument("--registration-id", required=True, help="the provider")
+    status.add_argument("--state", choices=_STATES, help="only the activities in this state, e.g. failed")
+    status.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "json"),
+        default="csv",
+        help="csv (the default: a header row, one activity per row, for a spreadsheet), jsonl (one JSON object per "
+        "line) or json (one JSON array); the JSON has what the status endpoint answers",
+    )
+    status.set_defaults(run=_status)
+
     args = parser.parse_args(argv)
     if args.command == "new-secret" and bool(args.xapi_key) != bool(args.xapi and args.registration_id):
         secret.error("--xapi --registration-id needs --xapi-key (the LRS key the secret goes with), and only they do")
@@ -198,6 +291,76 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; a backfill goes on where it stopped when run again", file=sys.stderr)
+        return 130
+
+
+def _add_backfill(commands: Any) -> None:
+    backfill = commands.add_parser(
+        "backfill",
+        help="validate history files, then enqueue them at a bounded pace",
+        description="Validates every record of the files (JSON Lines of native events, CSV with a header row of "
+        "property names, or xAPI statements as a JSON array or one per line; told apart by their content), prints "
+        "each rejected one with the webhook's wording, then puts them on course-activity-updates for the worker. "
+        "Enqueueing a file twice changes nothing: a record's event id is the file's content hash and its line.",
+    )
+    backfill.add_argument("--registration-id", required=True, help="the provider the history is for")
+    backfill.add_argument("files", metavar="FILE", nargs="+", type=Path, help="history files, read in this order")
+    backfill.add_argument("--dry-run", action="store_true", help="validate and print the summary, enqueue nothing")
+    backfill.add_argument("--report", type=Path, metavar="FILE", help="write each rejected record to FILE (JSON Lines)")
+    backfill.add_argument(
+        "--skip-rejected",
+        action="store_true",
+        help="enqueue the accepted records even though some were rejected (without it, any rejection enqueues nothing)",
+    )
+    backfill.add_argument(
+        "--rate",
+        type=_positive(float),
+        default=DEFAULT_RATE,
+        metavar="N",
+        help=f"messages put on the queue per second at most (default {DEFAULT_RATE:g}, {DEFAULT_RATE * 3600:,.0f} an "
+        "hour): the pace Graph sees once the fleet is busy; stay within what Graph allows the app for the tenant",
+    )
+    backfill.add_argument(
+        "--max-queue-depth",
+        type=_positive(int),
+        default=DEFAULT_MAX_QUEUE_DEPTH,
+        metavar="N",
+        help=f"wait while course-activity-updates holds N messages or more (default {DEFAULT_MAX_QUEUE_DEPTH:,}), "
+        "live callbacks and throttled retries included: history never piles up on the queue, and a live callback "
+        "waits behind at most N messages. The depth is read again when the room seen last is used up",
+    )
+    backfill.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        metavar="DIR",
+        help="where each file's checkpoint (FILE.backfill-checkpoint.json) goes; default: beside the file",
+    )
+    backfill.add_argument(
+        "--restart", action="store_true", help="ignore the checkpoints: enqueue every record again (duplicates)"
+    )
+    backfill.add_argument(
+        "--progress-every",
+        type=float,
+        default=DEFAULT_PROGRESS_EVERY,
+        metavar="SECONDS",
+        help=f"when not on a terminal, print a progress line this often (default {DEFAULT_PROGRESS_EVERY:g})",
+    )
+    backfill.set_defaults(run=_backfill)
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        return value
+
+    return parse
 
 
 def _guid(text: str) -> str:

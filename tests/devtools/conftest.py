@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import importlib.util
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +17,7 @@ from azure.storage.queue.aio import QueueServiceClient
 
 from devtools.azurite import Azurite, start_azurite
 from devtools.runner import Runner
+from tests.support.waiting import wait_until as _wait_until
 
 TOYAPP_DIR = Path(__file__).resolve().parent / "toyapp"
 
@@ -68,22 +68,6 @@ async def make_runner(toy: ModuleType, azurite: Azurite) -> AsyncIterator[Callab
         toy.gate.release()
     for runner in runners:
         await runner.stop(grace=10)
-
-
-async def _wait_until(
-    predicate: Callable[[], Any], *, within: float = 20.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture

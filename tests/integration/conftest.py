@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,8 @@ from connector.domain.envelope import POISON_QUEUE_NAME, QUEUE_NAME
 from tests.conftest import BASE_ENV
 from tests.support.functions import OutBinding, call_webhook, indexed
 from tests.support.signing import signed_headers
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -76,12 +82,32 @@ class Connector:
         async with self.queue(name) as queue:
             return [m.content async for m in queue.receive_messages(visibility_timeout=1)]
 
+    async def drain(self) -> list[QueueRun]:
+        """Runs every queued message through the queue function, as the host would, until the queue is empty."""
+        runs = []
+        while True:
+            async with self.queue() as queue:
+                batch = [m async for m in queue.receive_messages(max_messages=32, visibility_timeout=60)]
+                for message in batch:
+                    runs.append(await self.run(message.content, message_id=message.id))
+                    await queue.delete_message(message)
+            if not batch:
+                return runs
+
     async def count(self, name: str = QUEUE_NAME) -> int:
         async with self.queue(name) as queue:
             try:
                 return (await queue.get_queue_properties()).approximate_message_count
             except ResourceNotFoundError:
                 return 0
+
+    async def status(self, registration_id: str, activity_id: str) -> dict[str, Any]:
+        """What the status endpoint's use case answers for the activity (its auth is tested in test_status.py)."""
+        from connector.app.status import activity_status
+
+        reply = await activity_status(bootstrap.settings(), bootstrap.state_store(), registration_id, activity_id)
+        assert reply.status == 200, reply.body
+        return dict(reply.body)
 
     def patches(self) -> list[dict[str, Any]]:
         return self.graph.requests(method="PATCH")
@@ -119,3 +145,36 @@ async def empty_storage(azurite: Any) -> None:
 @pytest.fixture
 def graph(connector):
     return connector.graph
+
+
+@pytest.fixture
+def command_env(connector) -> dict[str, str]:
+    """The environment an operator runs `python -m connector` with: the app's settings, pointed at the local parts."""
+    return {
+        **os.environ,
+        **BASE_ENV,
+        "PYTHONPATH": str(ROOT),
+        "AzureWebJobsStorage": connector.azurite.connection_string,
+        "GRAPH_BASE_URL": connector.sandbox.graph_url,
+        **connector.sandbox.identity_env(),
+    }
+
+
+@pytest.fixture
+def command(command_env, tmp_path):
+    """Runs `python -m connector` in a clean directory with the app's settings, as `azd` hooks and admins do."""
+
+    def run(*args: str, **overrides: str | None) -> subprocess.CompletedProcess[str]:
+        """Runs the command; an override of None removes that variable."""
+        changed = {**command_env, **overrides}
+        return subprocess.run(
+            [sys.executable, "-m", "connector", *args],
+            cwd=tmp_path,
+            env={name: value for name, value in changed.items() if value is not None},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return run

@@ -4,51 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from connector.domain.envelope import POISON_QUEUE_NAME
 from connector.settings import load_settings
 from devtools.examples import ASSIGNMENT_EXTERNAL_ID, ASSIGNMENT_ID, REGISTRATION_ID
-from tests.conftest import BASE_ENV
 from tests.support.signing import SECRET
 from tests.support.xapi import CREATING_PROVIDER
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_ROLES = ["Application.Read.All", "AppRoleAssignment.ReadWrite.All"]
-
-
-@pytest.fixture
-def command(connector, tmp_path):
-    """Runs `python -m connector` in a clean directory with the app's settings, as `azd` hooks and admins do."""
-    env = {
-        **os.environ,
-        **BASE_ENV,
-        "PYTHONPATH": str(ROOT),
-        "AzureWebJobsStorage": connector.azurite.connection_string,
-        "GRAPH_BASE_URL": connector.sandbox.graph_url,
-        **connector.sandbox.identity_env(),
-    }
-
-    def run(*args: str, **overrides: str | None) -> subprocess.CompletedProcess[str]:
-        """Runs the command; an override of None removes that variable."""
-        changed = {**env, **overrides}
-        return subprocess.run(
-            [sys.executable, "-m", "connector", *args],
-            cwd=tmp_path,
-            env={name: value for name, value in changed.items() if value is not None},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    return run
 
 
 def test_new_secret_prints_a_usable_standard_webhooks_secret(command):

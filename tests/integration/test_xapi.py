@@ -51,19 +51,6 @@ async def lrs(
     )
 
 
-async def drain(connector) -> list:
-    """Runs every queued message through the queue function, as the host would, until the queue is empty."""
-    runs = []
-    while True:
-        async with connector.queue() as queue:
-            batch = [m async for m in queue.receive_messages(max_messages=32, visibility_timeout=60)]
-            for message in batch:
-                runs.append(await connector.run(message.content, message_id=message.id))
-                await queue.delete_message(message)
-        if not batch:
-            return runs
-
-
 def seed_self_initiated(graph, external_id: str) -> None:
     graph.seed(
         activities=[
@@ -219,7 +206,7 @@ async def test_a_cmi5_session_posted_in_shuffled_order_completes_the_activity(co
     random.Random(4).shuffle(session)
     for body in session:
         assert (await lrs("POST", body)).status == 200
-    runs = await drain(connector)
+    runs = await connector.drain()
     assert [r.error for r in runs] == [None] * len(runs)
     assert [r.poison for r in runs] == [None] * len(runs)
     activity = graph.activity(SELF_ID)
@@ -231,7 +218,7 @@ async def test_a_cmi5_session_posted_in_shuffled_order_completes_the_activity(co
 async def test_statements_about_an_assignment_patch_it_as_an_assignment(connector, graph):
     registration = "12a2228a-e020-11ec-9d64-0242ac120002"  # the example assignment's external id
     await lrs("POST", [statement("launched", registration=registration), progressed(40, registration=registration)])
-    await drain(connector)
+    await connector.drain()
     bodies = [p["body"] for p in connector.patches()]
     assert bodies[-1] == {
         "@odata.type": "#microsoft.graph.learningAssignment",
@@ -250,10 +237,10 @@ async def test_udemy_like_video_progress_then_completion(connector, graph):
         result={"extensions": {VIDEO_PROGRESS: 0.3}},
     )
     await lrs("POST", video)
-    await drain(connector)
+    await connector.drain()
     assert graph.activity(SELF_ID)["completionPercentage"] == 30
     await lrs("POST", statement("completed", registration=registration))
-    await drain(connector)
+    await connector.drain()
     assert graph.activity(SELF_ID)["status"] == "completed"
 
 
@@ -266,10 +253,10 @@ async def test_edx_like_integers_and_float_progress(connector, graph):
             "progressed", registration=registration, result={"completion": 0, "extensions": {CMI5_PROGRESS: 0.6}}
         ),
     )
-    await drain(connector)
+    await connector.drain()
     assert graph.activity(SELF_ID)["completionPercentage"] == 60
     await lrs("POST", statement("experienced", registration=registration, result={"completion": 1}))
-    await drain(connector)
+    await connector.drain()
     assert graph.activity(SELF_ID)["status"] == "completed"
 
 
@@ -287,7 +274,7 @@ async def test_a_missing_activity_is_created_for_the_learner_and_content(connect
     enable_creating_provider(graph)
     await lrs("POST", statement("launched"), registration=CREATING_PROVIDER)
     await lrs("POST", progressed(35), registration=CREATING_PROVIDER)
-    runs = await drain(connector)
+    runs = await connector.drain()
     assert [(r.error, r.poison) for r in runs] == [(None, None)] * 2
     (created,) = graph.activities(CREATING_PROVIDER)
     assert created["@odata.type"] == "#microsoft.graph.learningSelfInitiatedCourse"
@@ -302,7 +289,7 @@ async def test_a_pluralsight_like_account_is_found_by_employee_id(connector, gra
     enable_creating_provider(graph)
     account = {"account": {"name": "E1001"}}  # no homePage
     await lrs("POST", statement("completed", actor=account), registration=CREATING_PROVIDER)
-    await drain(connector)
+    await connector.drain()
     (created,) = graph.activities(CREATING_PROVIDER)
     assert (created["learnerUserId"], created["status"]) == (ADA, "completed")
 
@@ -312,7 +299,7 @@ async def test_an_unknown_learner_is_dead_lettered_with_the_reason(connector, gr
     await lrs(
         "POST", statement("launched", actor={"mbox": "mailto:nobody@contoso.example"}), registration=CREATING_PROVIDER
     )
-    (run,) = await drain(connector)
+    (run,) = await connector.drain()
     assert run.error is None
     reason = json.loads(run.poison)["deadLetter"]
     assert (reason["status"], reason["code"]) == (404, "learnerNotFound")
@@ -324,7 +311,7 @@ async def test_an_unknown_content_is_dead_lettered_with_the_reason(connector, gr
     enable_creating_provider(graph)
     body = statement("launched", activity="https://lms.example.com/courses/unknown-course")
     await lrs("POST", body, registration=CREATING_PROVIDER)
-    (run,) = await drain(connector)
+    (run,) = await connector.drain()
     assert json.loads(run.poison)["deadLetter"]["code"] == "contentNotFound"
 
 
@@ -505,7 +492,7 @@ async def test_an_xapi_start_on_an_assignment_does_not_make_every_later_no_op_a_
     """An assignment has no startedDateTime in Graph: comparing it would never agree, and each no-op would PATCH."""
     registration = "12a2228a-e020-11ec-9d64-0242ac120002"  # the seeded assignment's external id
     assert (await lrs("POST", statement("launched", registration=registration))).status == 200
-    await drain(connector)
+    await connector.drain()
     assert [p["body"].get("startedDateTime") for p in connector.patches()] == [None]
     graph.clear_requests()
     again = {"@odata.type": "#microsoft.graph.learningAssignment", "externalcourseActivityId": registration}

@@ -221,3 +221,13 @@ def test_clear_faults(sandbox, graph):
     sandbox.admin.add_fault(status=500)
     sandbox.admin.clear_faults()
     assert graph.get(PROVIDER).status_code == 200
+
+
+def test_drop_after_applying_does_the_work_and_loses_the_answer(sandbox, graph):
+    """A PATCH Graph applied whose answer never arrived: what makes an update's fate unknown."""
+    sandbox.admin.add_fault(method="PATCH", drop_after_applying=True, count=1)
+    with pytest.raises(httpx.TransportError):
+        graph.patch(ASSIGNMENT_URL, json={**BODY, "completionPercentage": 77})
+    assert sandbox.admin.activity(EXAMPLE_ASSIGNMENT_ID)["completionPercentage"] == 77
+    (logged,) = sandbox.admin.requests(method="PATCH")
+    assert (logged["status"], logged["fault"]) == (None, "drop")

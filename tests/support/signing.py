@@ -11,6 +11,8 @@ from standardwebhooks.webhooks import Webhook
 
 SECRET = "whsec_" + base64.b64encode(b"connector-test-secret-0123456789").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another-test-secret-abcdefghijkl").decode()
+#: The creating provider's own: one provider's signature never reads or writes another's activities.
+CREATING_SECRET = "whsec_" + base64.b64encode(b"the-creating-providers-secret-01").decode()
 
 
 def signed_headers(

@@ -156,6 +156,15 @@ class FakeGraph:
         fields = {k: v for k, v in identity.items() if k != "externalcourseActivityId"}
         return dict(self.add(registration_id, odata_type, external, **fields, **changes))
 
+    async def delete_activity(self, registration_id: str, activity_id: str) -> str | None:
+        self._called("DELETE", registration_id, activity_id)
+        self._owned(registration_id, activity_id)
+        del self.activities[activity_id]
+        return f"request-{len(self.calls)}"
+
+    def by_external(self, external_id: str) -> list[dict[str, Any]]:
+        return [a for a in self.activities.values() if a["externalcourseActivityId"] == external_id]
+
     async def find_users(self, odata_filter: str, *, advanced: bool = False) -> list[dict[str, Any]]:
         self._called("GET", "", f"users?$filter={odata_filter}")
         return [u for u in self.users if any(f"'{v}'" in odata_filter for v in u.values() if isinstance(v, str))]

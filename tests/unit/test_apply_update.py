@@ -322,3 +322,138 @@ def _merged_with(row: ActivityState, percent: int):
 
     stamp = Stamp(datetime(2026, 11, 27, 13, tzinfo=UTC), 0, f"other-{percent}")
     return fold(row.merged, {"status": "inProgress", "completionPercentage": percent}, stamp)
+
+
+# --- The lifecycle (issue 12): created when missing, withdrawn when removed, in any order. ---
+
+NEW = "ext-new"
+
+
+def assignment(**fields: Any) -> dict[str, Any]:
+    return {
+        "@odata.type": ASSIGNMENT,
+        "externalcourseActivityId": NEW,
+        "status": "notStarted",
+        "learnerUserId": "ada@contoso.example",
+        "learningContentId": "course-101",
+        "assignmentType": "required",
+        **fields,
+    }
+
+
+def removal(**fields: Any) -> dict[str, Any]:
+    return {"@odata.type": ASSIGNMENT, "externalcourseActivityId": NEW, "@removed": {"reason": "deleted"}, **fields}
+
+
+@pytest.fixture
+def creating(world) -> World:
+    world.graph.users.append({"id": "learner-1", "userPrincipalName": "ada@contoso.example"})
+    world.graph.contents.append({"id": "content-1", "externalId": "course-101"})
+    return world
+
+
+async def run_for(world: World, event: dict[str, Any], **kwargs: Any):
+    return await world.run(world.message(event, registration_id=CREATING, **kwargs))
+
+
+def new_row(world: World) -> ActivityState:
+    found = world.store.row(CREATING, f"ext:{NEW}")
+    assert found is not None
+    return found
+
+
+async def test_an_assignment_graph_lacks_is_created_for_the_learner_and_content_it_names(creating):
+    outcome = await run_for(creating, assignment())
+    assert outcome.status == "applied"
+    (created,) = creating.graph.by_external(NEW)
+    assert (created["learnerUserId"], created["learningContentId"]) == ("learner-1", "content-1")
+    assert (created["assignmentType"], created["status"]) == ("required", "notStarted")
+    assert creating.graph.patches() == []  # the create carried the values
+    assert new_row(creating).graph_id == created["id"]
+
+
+async def test_an_event_that_cannot_create_is_dead_lettered_naming_the_fields_and_kept_for_the_next(creating):
+    progress_only = {"@odata.type": ASSIGNMENT, "externalcourseActivityId": NEW, "status": "inProgress"}
+    outcome = await run_for(creating, {**progress_only, "completionPercentage": 40})
+    reason = json.loads(outcome.dead_letter)["deadLetter"]
+    assert reason["missing"] == ["learnerUserId", "learningContentId", "assignmentType"]
+    assert "learnerUserId and learningContentId and assignmentType" in reason["message"]
+    await run_for(creating, assignment(), seconds=-60)  # the assignment, sent earlier, arrives later
+    (created,) = creating.graph.by_external(NEW)
+    assert (created["status"], created["completionPercentage"]) == ("inProgress", 40)
+
+
+async def test_a_learner_that_cannot_be_found_is_dead_lettered_naming_the_field(creating):
+    outcome = await run_for(creating, assignment(learnerUserId="nobody@contoso.example"))
+    reason = json.loads(outcome.dead_letter)["deadLetter"]
+    assert (reason["code"], reason["field"]) == ("learnerNotFound", "learnerUserId")
+    assert "nobody@" not in reason["message"]  # never the value: it may be an email
+    assert creating.graph.by_external(NEW) == []
+
+
+async def test_a_provider_that_does_not_create_dead_letters_graphs_404(world):
+    outcome = await world.run(world.message(assignment()))
+    assert json.loads(outcome.dead_letter)["deadLetter"]["status"] == 404
+    assert world.graph.by_external(NEW) == []
+
+
+async def test_a_removal_deletes_the_activity_and_an_older_update_does_not_bring_it_back(creating):
+    await run_for(creating, assignment())
+    outcome = await run_for(creating, removal(), seconds=10)
+    assert outcome.status == "withdrawn"
+    assert creating.graph.by_external(NEW) == []
+    row = new_row(creating)
+    assert (row.status, row.graph_id, row.deletion_reason) == ("deleted", None, "deleted")
+    assert row.public()["deletedAt"] == utc_iso(creating.clock.now)
+    late = await run_for(creating, assignment(status="inProgress", completionPercentage=50), seconds=5)
+    assert late.status == "unchanged"
+    assert creating.graph.by_external(NEW) == []
+
+
+async def test_a_newer_assignment_after_a_removal_creates_the_activity_again_from_nothing(creating):
+    await run_for(creating, assignment(status="completed", completionPercentage=100))
+    await run_for(creating, removal(), seconds=10)
+    await run_for(creating, assignment(), seconds=20)  # assigned anew
+    (again,) = creating.graph.by_external(NEW)
+    assert (again["status"], again.get("completionPercentage")) == ("notStarted", None)
+
+
+async def test_a_removal_that_arrives_first_is_kept_and_what_is_older_never_creates(creating):
+    assert (await run_for(creating, removal(), seconds=10)).status == "withdrawn"  # nothing to delete yet
+    assert (await run_for(creating, assignment())).status == "unchanged"
+    assert creating.graph.by_external(NEW) == []
+
+
+async def test_a_removal_of_an_activity_graph_no_longer_has_is_done(creating):
+    await run_for(creating, assignment())
+    creating.graph.activities.clear()  # removed elsewhere
+    assert (await run_for(creating, removal(), seconds=10)).status == "withdrawn"
+    assert new_row(creating).status == "deleted"
+
+
+async def test_a_create_that_races_another_workers_becomes_an_update(creating):
+    creating.graph.add(CREATING, ASSIGNMENT, NEW, status="notStarted")  # the other worker's create landed first
+    creating.graph.fail("GET", GraphFailure(404, "notFound", "The assignment ID requested doesn't exist."))
+    outcome = await run_for(creating, assignment(status="inProgress"))
+    assert outcome.status == "applied"
+    assert len(creating.graph.by_external(NEW)) == 1
+    assert [c.method for c in creating.graph.calls] == ["GET", "GET", "GET", "POST", "GET", "PATCH"]
+
+
+async def test_a_create_whose_fate_is_unknown_is_read_back_before_it_is_repeated(creating):
+    message = creating.message(assignment(), registration_id=CREATING)
+    creating.graph.fail("POST", GraphFailure(None, "timeout", "Graph did not answer in time", kind=Kind.UNSURE))
+    creating.graph.before_patch = None
+    with pytest.raises(RetryLater):
+        await creating.run(message)
+    creating.graph.add(CREATING, ASSIGNMENT, NEW, status="notStarted")  # it had been created after all
+    creating.graph.calls.clear()
+    assert (await creating.run(message, dequeue_count=2)).status == "applied"
+    assert [c.method for c in creating.graph.calls] == ["GET", "PATCH"]
+    assert len(creating.graph.by_external(NEW)) == 1
+
+
+async def test_a_peer_recommended_assignment_is_created_as_such(creating):
+    await run_for(creating, assignment(assignmentType="peerRecommended", assignerUserId="ada@contoso.example"))
+    (created,) = creating.graph.by_external(NEW)
+    assert (created["assignmentType"], created["assignerUserId"]) == ("peerRecommended", "learner-1")

@@ -86,3 +86,12 @@ def test_an_event_time_that_is_not_a_time_is_an_unreadable_envelope():
     )
     with pytest.raises(MessageError, match="eventTime"):
         read_envelope(bad)
+
+
+def test_times_are_written_in_one_format_that_reads_back_even_for_the_year_1():
+    from connector.domain.envelope import parse_instant, utc_iso
+    from connector.domain.merge import EARLIEST
+
+    assert utc_iso(datetime(2026, 11, 26, 10, 0, 1, 5, tzinfo=UTC)) == "2026-11-26T10:00:01.000005Z"
+    assert utc_iso(EARLIEST.time) == "0001-01-01T00:00:00.000000Z"
+    assert parse_instant(utc_iso(EARLIEST.time)) == EARLIEST.time
