@@ -9,6 +9,8 @@ ids), so that an update reaching the wrong tenant would show there.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import logging
 import os
@@ -343,3 +345,16 @@ async def test_check_without_the_managed_identity_says_each_tenant_is_not_checke
         for reg, tenant in (*TENANT_OF.items(), (REG_GONE, NO_SUCH_TENANT))
     ]
     assert connector.graph.stats()["tokenEndpoint"]["requests"] == 0
+
+
+async def test_the_status_export_names_each_activitys_tenant(connector, command):
+    assert failures(await deliver_all(connector, [(REG_A, progress(6, 15)), (REG_B, progress(6, 15))])) == []
+    providers = os.environ["CONNECTOR_PROVIDERS"]  # the tenants' providers, as the app has them
+    for reg, tenant in TENANT_OF.items():
+        listed = command("status", "--registration-id", reg, CONNECTOR_PROVIDERS=providers)
+        assert listed.returncode == 0, listed.stderr
+        (row,) = csv.DictReader(io.StringIO(listed.stdout))
+        assert (row["externalcourseActivityId"], row["state"], row["tenantId"]) == ("enrolment-6", "applied", tenant)
+        (entry,) = json.loads(command("status", "--registration-id", reg, "--format", "json",
+                                      CONNECTOR_PROVIDERS=providers).stdout)  # fmt: skip
+        assert entry["tenantId"] == tenant
