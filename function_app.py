@@ -94,6 +94,14 @@ async def apply_course_activity_update(msg: func.QueueMessage, poison: func.Out[
         poison.set(outcome.dead_letter)
 
 
+@app.function_name("reconcile_course_activities")
+@app.timer_trigger(arg_name="timer", schedule="%CONNECTOR_RECONCILE_SCHEDULE%", run_on_startup=False)
+async def reconcile_course_activities(timer: func.TimerRequest) -> None:
+    """Puts Graph right where it differs from the connector (UTC schedule in CONNECTOR_RECONCILE_SCHEDULE; off with
+    the app setting AzureWebJobs.reconcile_course_activities.Disabled=true): slices on the queue, done by the worker."""
+    await bootstrap.start_reconciliation()
+
+
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> func.HttpResponse:
     if status == 204:
         return func.HttpResponse(status_code=204, headers=headers)

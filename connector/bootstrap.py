@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from connector.adapters.storage import QueueSender
     from connector.adapters.tenants import Assertions
     from connector.app.apply_update import Worker
+    from connector.app.pacing import PacedGraph, Pacer
+    from connector.app.reconcile import Reconciler
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
@@ -69,6 +72,10 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Parts:
     """The real parts for one set of settings on one event loop, each made on first use."""
 
@@ -82,6 +89,8 @@ class Parts:
         self._records: StatementRecords | None = None
         self._queue: QueueSender | None = None
         self._worker: Worker | None = None
+        self._pacer: Pacer | None = None
+        self._reconciler: Reconciler | None = None
 
     def _storage_options(self) -> dict[str, Any]:
         """The storage clients' HTTP transport: one aiohttp session (one connection pool) for every client.
@@ -114,6 +123,16 @@ class Parts:
 
             self._gateway = GraphGateway(self.settings, create_credential(self.settings), verify=tls_context())
         return self._gateway
+
+    async def paced_graph(self, registration_id: str) -> PacedGraph:
+        """The Graph client for the registration, every request paced (a 429 holds the fleet: app/pacing.py), per
+        registration and tenant."""
+        from connector.app.pacing import PacedGraph, Pacer
+        from connector.app.tenancy import pace_key
+
+        if self._pacer is None:
+            self._pacer = Pacer(self.store, _utc_now)
+        return PacedGraph(await self.graph(registration_id), self._pacer, pace_key(self.settings, registration_id))
 
     def _tenant_gateway(self, tenant_id: str) -> GraphGateway:
         """Keyed by the tenant alone: the settings tie each registration to one tenant, and the token, the
@@ -169,14 +188,23 @@ class Parts:
             options = queue_options()
             self._worker = Worker(
                 self.settings,
-                self.graph,
+                self.paced_graph,
                 self.store,
                 self.store,
                 self.enqueue,
                 max_dequeue_count=int(options.get("maxDequeueCount", 5)),
                 retry_delay_seconds=timespan_seconds(str(options.get("visibilityTimeout", "00:00:00"))),
+                reconciler=self.reconciler,
             )
         return self._worker
+
+    @property
+    def reconciler(self) -> Reconciler:
+        if self._reconciler is None:
+            from connector.app.reconcile import Reconciler
+
+            self._reconciler = Reconciler(self.settings, self.store, self.paced_graph, self.enqueue, _utc_now)
+        return self._reconciler
 
     async def close(self) -> None:
         parts = (self._gateway, *self._tenant_gateways.values(), self._assertions, self._store, self._records)
@@ -231,6 +259,12 @@ async def graph_gateway() -> GraphGateway:
 
 def worker() -> Worker:
     return current().worker
+
+
+async def start_reconciliation() -> None:
+    """The timer's run: one slice message per provider, for the activities touched in the configured days."""
+    parts = current()
+    await parts.reconciler.start(since_days=parts.settings.reconcile_since_days)
 
 
 async def close() -> None:

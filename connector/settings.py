@@ -96,6 +96,10 @@ class Settings:
     """The multi-tenant app registration that trusts the managed identity: how providers with a tenantId are
     reached."""
     authority_host: str = DEFAULT_AUTHORITY_HOST
+    reconcile_schedule: str | None = None
+    """The reconciliation timer's NCRONTAB schedule (UTC), read by the Functions host; None: not set, the timer off."""
+    reconcile_since_days: float = 30.0
+    """The timer reconciles the activities with an attempt in these last days."""
 
     def provider(self, registration_id: str) -> ProviderSettings | None:
         """Looks a provider up by its registrationId; GUIDs compare without regard to case."""
@@ -150,6 +154,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         throttle_backoff_seconds=_parse_seconds("CONNECTOR_THROTTLE_BACKOFF_SECONDS", env, 30.0),
         app_client_id=_parse_app_client_id(env.get(APP_CLIENT_ID_SETTING), providers),
         authority_host=_parse_authority_host(env.get("AZURE_AUTHORITY_HOST")),
+        reconcile_schedule=_parse_schedule("CONNECTOR_RECONCILE_SCHEDULE", env.get("CONNECTOR_RECONCILE_SCHEDULE")),
+        reconcile_since_days=_parse_days("CONNECTOR_RECONCILE_SINCE_DAYS", env.get("CONNECTOR_RECONCILE_SINCE_DAYS")),
     )
 
 
@@ -163,6 +169,8 @@ SETTING_NAMES = (
     "CONNECTOR_THROTTLE_BACKOFF_SECONDS",
     APP_CLIENT_ID_SETTING,
     "AZURE_AUTHORITY_HOST",
+    "CONNECTOR_RECONCILE_SCHEDULE",
+    "CONNECTOR_RECONCILE_SINCE_DAYS",
     STORAGE_SETTING,
     *(f"{STORAGE_SETTING}__{part}" for part in ("accountName", "queueServiceUri", "tableServiceUri", "clientId")),
 )
@@ -404,6 +412,32 @@ def _parse_seconds(name: str, env: Mapping[str, str], default: float) -> float:
     if not 0 < value <= 3600:
         raise SettingsError(name, "must be more than 0 and at most 3600 seconds")
     return value
+
+
+_NCRONTAB_FIELD = re.compile(r"^(\*|\d+|\d+-\d+|\*/\d+|\d+-\d+/\d+|\d+(,\d+)+|[A-Za-z]{3}(-[A-Za-z]{3})?)$")
+
+
+def _parse_schedule(name: str, raw: str | None) -> str | None:
+    """A six-field NCRONTAB expression ({second} {minute} {hour} {day} {month} {day-of-week}), as the timer takes."""
+    if raw is None or not raw.strip():
+        logger.warning("%s is not set: the reconciliation timer does not run", name)
+        return None
+    parts = raw.split()
+    if len(parts) != 6 or not all(_NCRONTAB_FIELD.match(part) for part in parts):
+        raise SettingsError(name, 'must be a six-field NCRONTAB schedule in UTC, e.g. "0 0 3 * * *" (03:00 daily)')
+    return raw.strip()
+
+
+def _parse_days(name: str, raw: str | None) -> float:
+    if raw is None or not raw.strip():
+        return 30.0
+    try:
+        days = float(raw)
+    except ValueError:
+        raise SettingsError(name, "must be a number of days") from None
+    if not 0 < days <= 3650:
+        raise SettingsError(name, "must be more than 0 and at most 3650 days")
+    return days
 
 
 def _parse_storage(env: Mapping[str, str]) -> StorageSettings | None:

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -22,6 +23,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from connector.adapters.storage import TableOnDemand
 from connector.app.ports import StateConflict
 from connector.domain.activity import ActivityState
+from connector.domain.envelope import parse_instant, utc_iso
 from connector.domain.merge import MergedState
 
 TABLE_NAME = "courseactivitystate"
@@ -86,6 +88,24 @@ class StateStore(TableOnDemand):
         table = await self.table()
         await table.upsert_entity({"PartitionKey": f"cache-{kind}", "RowKey": _hashed(key), "value": value})
 
+    async def not_before(self, registration_id: str) -> datetime | None:
+        """The fleet's hold of the registration's Graph requests (PaceStore), kept in the same table."""
+        table = await self.table()
+        try:
+            entity = await table.get_entity("pace", row_key(registration_id.lower()))
+        except ResourceNotFoundError:
+            return None
+        return parse_instant(str(entity["notBefore"]))
+
+    async def hold(self, registration_id: str, until: datetime) -> None:
+        current = await self.not_before(registration_id)
+        if current is not None and current >= until:
+            return
+        table = await self.table()
+        await table.upsert_entity(
+            {"PartitionKey": "pace", "RowKey": row_key(registration_id.lower()), "notBefore": utc_iso(until)}
+        )
+
     async def save(self, state: ActivityState) -> ActivityState:
         """Writes the row if nobody changed it since it was read; raises StateConflict otherwise."""
         table = await self.table()
@@ -114,10 +134,28 @@ class StateStore(TableOnDemand):
                 yield _from_entity(entity)
 
 
+    async def activities_page(
+        self, registration_id: str, continuation: str | None, size: int
+    ) -> tuple[list[ActivityState], str | None]:
+        """One page of a provider's activity rows (without the seen event ids), and where the next page starts."""
+        table = await self.table()
+        query, parameters = "PartitionKey eq @pk", {"pk": registration_id.lower()}
+        entities = table.query_entities(query, parameters=parameters, select=_LISTED, results_per_page=size)
+        pages = entities.by_page(continuation_token=json.loads(continuation) if continuation else None)
+        try:
+            page = await pages.__anext__()
+        except StopAsyncIteration:
+            return [], None
+        rows = [_from_entity(entity) async for entity in page if entity.get("activityKey")]
+        token = pages.continuation_token  # type: ignore[attr-defined]
+        return rows, json.dumps(token) if token else None
+
+
 _LISTED = [
     "PartitionKey", "RowKey", "registrationId", "activityKey", "merged", "version", "applied", "appliedVersion",
     "recent", "unsure", "status", "odataType", "graphId", "externalId", "lastError", "failedValues",
-    "firstAttemptAt", "lastAttemptAt", "nextAttemptAt", "lastAppliedAt", "lastRequestId", "tenantId",
+    "firstAttemptAt", "lastAttemptAt", "nextAttemptAt", "lastAppliedAt", "lastRequestId", "deletedAt", "deletionReason",
+    "tenantId",
 ]  # fmt: skip
 
 

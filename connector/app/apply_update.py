@@ -26,7 +26,9 @@ from pydantic_core import PydanticSerializationError, to_json
 
 from connector.app import tracing
 from connector.app.lookups import Directory, LookupFailed
+from connector.app.pacing import Held
 from connector.app.ports import ActivityStore, Clock, Graph, LookupCache, Requeue, StateConflict
+from connector.app.reconcile import Reconciler
 from connector.app.tenancy import current_tenant, lookups_in, tenant_of
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import (
@@ -39,6 +41,7 @@ from connector.domain.envelope import (
     is_envelope,
     parse_instant,
     read_envelope,
+    read_reconcile_slice,
     utc_iso,
 )
 from connector.domain.events import (
@@ -110,6 +113,7 @@ class Worker:
         max_dequeue_count: int = 5,
         retry_delay_seconds: float = 30.0,
         clock: Clock = _utc_now,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self._settings = settings
         self._graph_for = graph_for
@@ -120,10 +124,17 @@ class Worker:
         self._retry_delay = timedelta(seconds=retry_delay_seconds)
         """host.json's visibilityTimeout: when the host tries a failed message again."""
         self._clock = clock
+        self._reconciler = reconciler
 
     async def handle(self, delivery: Delivery) -> Outcome:
         try:
-            envelope = self._read(delivery)
+            data = decode_body(delivery.body)
+            work = read_reconcile_slice(data) if isinstance(data, dict) else None
+            if work is not None and self._reconciler is not None:
+                tally = await self._reconciler.run_slice(work)
+                tracing.record("reconciled", max(tally.checked, 1))
+                return Outcome("reconciled")
+            envelope = self._read(data, delivery)
         except MessageError as exc:
             outcome = self._unreadable(delivery, str(exc))
             tracing.record(outcome.status)
@@ -167,6 +178,11 @@ class Worker:
             return self._dead_letter(envelope, delivery, _validation_reason(exc.errors))
         try:
             return await self._process(envelope, update)
+        except Held as held:  # a 429's wait for this provider, learned here or by another instance
+            delay = held.delay_seconds(self._clock())
+            await self._requeue(envelope.to_json(), delay)
+            logger.info("message %s (%s) held %d s after a 429", envelope.id, _origin(envelope), delay)
+            return Outcome("held")
         except _Refused as refused:
             failure, reason, merged = None, refused.reason, refused.keep_merged
         except GraphFailure as caught:
@@ -181,8 +197,7 @@ class Worker:
 
     # --- reading and validating ---
 
-    def _read(self, delivery: Delivery) -> Envelope:
-        data = decode_body(delivery.body)
+    def _read(self, data: Any, delivery: Delivery) -> Envelope:
         if is_envelope(data):
             return read_envelope(data)
         if not isinstance(data, dict):

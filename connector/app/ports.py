@@ -45,6 +45,16 @@ class LookupCache(Protocol):
     async def cache(self, kind: str, key: str, value: str) -> None: ...
 
 
+class PaceStore(Protocol):
+    """The fleet's shared hold per registration: after a 429, no instance sends that registration's requests until
+    it is over (connector/app/pacing.py)."""
+
+    async def not_before(self, registration_id: str) -> datetime | None: ...
+
+    async def hold(self, registration_id: str, until: datetime) -> None:
+        """Holds the registration's requests until then, unless a longer hold is kept already."""
+
+
 class StatementRecords(Protocol):
     """The xAPI statement ids a provider has sent, with a hash of their content (xAPI's same id, other content: 409)."""
 

@@ -22,6 +22,14 @@ def tenant_of(settings: Settings, registration_id: str) -> str | None:
     return provider.tenant_id if provider is not None else None
 
 
+def pace_key(settings: Settings, registration_id: str) -> str:
+    """What a registration's pace is kept under (connector/app/pacing.py): the registration and its tenant, so that
+    a hold learned in one tenant never holds the registration in another (once its tenantId changed). The managed
+    identity's own tenant keeps the registrationId alone, as before."""
+    tenant = tenant_of(settings, registration_id)
+    return registration_id if tenant is None else f"{registration_id}|{tenant}"
+
+
 class TenantLookups:
     """A LookupCache whose keys name the tenant: the same email or content id is another user or content there."""
 

@@ -208,3 +208,44 @@ def read_envelope(data: dict[str, Any]) -> Envelope:
 
 def is_envelope(data: Any) -> bool:
     return isinstance(data, dict) and "schemaVersion" in data
+
+
+RECONCILE_KIND = "reconcileSlice"
+
+
+@dataclass(frozen=True)
+class ReconcileSlice:
+    """A queue message asking the worker to reconcile one page of a provider's activities with Graph, then to put
+    the next page's message on the queue: a reconciliation of any size, in invocations of bounded time, through the
+    same queue and pace as the updates. Version 2: {"schemaVersion": 2, "kind": "reconcileSlice", "registrationId",
+    "runId", "since", "continuation"}."""
+
+    registration_id: str
+    run_id: str
+    since: str | None = None
+    """Only activities with an attempt since then (ISO 8601); all when None."""
+    continuation: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "schemaVersion": SCHEMA_VERSION,
+                "kind": RECONCILE_KIND,
+                "registrationId": self.registration_id,
+                "runId": self.run_id,
+                "since": self.since,
+                "continuation": self.continuation,
+            }
+        )
+
+
+def read_reconcile_slice(data: Mapping[str, Any]) -> ReconcileSlice | None:
+    """The slice a message asks for, or None when it is not one; raises MessageError when it is one, malformed."""
+    if data.get("kind") != RECONCILE_KIND:
+        return None
+    if not all(isinstance(data.get(name), str) and data[name] for name in ("registrationId", "runId")):
+        raise MessageError("a reconcileSlice names its registrationId and runId")
+    for name in ("since", "continuation"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise MessageError(f"the reconcileSlice's {name} is not a string")
+    return ReconcileSlice(data["registrationId"], data["runId"], data.get("since"), data.get("continuation"))

@@ -222,6 +222,42 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from azure.core.exceptions import AzureError
+
+    from connector import bootstrap
+    from connector.app.reconcile import reconcile_now
+    from connector.ops.check import storage_problem
+
+    settings = load_settings()
+    configured = [provider.registration_id for provider in settings.providers.values()]
+    registration_ids = [args.registration_id] if args.registration_id else configured
+
+    async def run() -> dict[str, Any]:
+        parts = bootstrap.Parts(settings)
+        try:
+            return dict(await reconcile_now(parts.reconciler, registration_ids, args.since, lambda: datetime.now(UTC)))
+        finally:
+            await parts.close()
+
+    try:
+        tallies = asyncio.run(run())
+    except AzureError as exc:
+        fix = "check AzureWebJobsStorage (locally: is scripts/dev running?); against Azure, you need Storage Table "
+        fix += "Data Contributor and Storage Queue Data Message Sender on the account"
+        raise CommandError(storage_problem(settings, "reconcile", exc, fix).one_line()) from None
+    for registration_id, tally in tallies.items():
+        counts = tally.as_dict()
+        print(
+            f"provider {registration_id}: checked {counts['checked']}, agreeing {counts['agreeing']}, corrected "
+            f"{counts['corrected']}, missing in Graph {counts['missing']}, failed {counts['failed']}"
+        )
+    print("corrections go through course-activity-updates; the worker applies them at the provider's pace")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m connector", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -258,6 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     replay.set_defaults(run=_replay)
 
     _add_backfill(commands)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="read Graph for the tracked activities and put right what differs (through the queue)"
+    )
+    reconcile.add_argument("--registration-id", help="only this provider (default: every provider)")
+    reconcile.add_argument(
+        "--since", type=_positive(float), metavar="DAYS", help="only activities with an attempt in the last DAYS days"
+    )
+    reconcile.set_defaults(run=_reconcile)
 
     status = commands.add_parser(
         "status",

@@ -94,6 +94,11 @@ class Connector:
             if not batch:
                 return runs
 
+    async def peek(self, name: str = QUEUE_NAME) -> list[str]:
+        """The visible messages, left visible (up to 32)."""
+        async with self.queue(name) as queue:
+            return [m.content for m in await queue.peek_messages(max_messages=32)]
+
     async def count(self, name: str = QUEUE_NAME) -> int:
         async with self.queue(name) as queue:
             try:
