@@ -12,6 +12,7 @@ import pytest
 
 from connector.adapters.tenants import tenant_token_failure
 from connector.app.apply_update import Delivery, Worker
+from connector.app.tenancy import pace_key
 from connector.domain.envelope import Envelope
 from connector.domain.events import SELF_INITIATED
 from connector.domain.failures import Kind
@@ -69,6 +70,15 @@ async def test_a_learner_found_in_one_tenant_is_never_taken_for_anothers():
     rows = {reg: store.row(reg, "ext:xapi-1") for reg in PROVIDERS}
     assert {reg: row.tenant_id for reg, row in rows.items()} == {"reg-a": TENANT_A, "reg-b": TENANT_B, "reg-home": None}
     assert rows["reg-a"].odata_type == SELF_INITIATED
+
+
+def test_a_providers_pace_is_kept_per_registration_and_tenant():
+    """A 429's hold learned in one tenant never holds the registration in another (its tenantId changed)."""
+    moved = load_settings({"CONNECTOR_PROVIDERS": json.dumps({"reg-a": {**CREATING, "tenantId": TENANT_B}}),
+                           "CONNECTOR_APP_CLIENT_ID": APP})  # fmt: skip
+    assert (pace_key(SETTINGS, "reg-a"), pace_key(moved, "reg-a"), pace_key(SETTINGS, "reg-home")) == (
+        f"reg-a|{TENANT_A}", f"reg-a|{TENANT_B}", "reg-home",
+    )  # fmt: skip
 
 
 ENTRA_ERROR = "{code}: {message}\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2026-11-27 10:00:00Z"
