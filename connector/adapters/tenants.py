@@ -93,8 +93,7 @@ class TenantCredential:
     holds up only its own callbacks. One token request at a time per tenant: callbacks that waited for one share its
     answer (the token, cached, or its failure) instead of each asking again."""
 
-    def __init__(self, tenant_id: str, inner: ClientAssertionCredential, assertions: Assertions) -> None:
-        self.tenant_id = tenant_id
+    def __init__(self, inner: ClientAssertionCredential, assertions: Assertions) -> None:
         self._inner = inner
         self._assertions = assertions
         self._lock = asyncio.Lock()
@@ -147,7 +146,7 @@ def tenant_credential(
         tenant_id, settings.app_client_id, assertions, authority=settings.authority_host, transport=transport,
         retry_total=0,
     )  # fmt: skip
-    return TenantCredential(tenant_id, inner, assertions)
+    return TenantCredential(inner, assertions)
 
 
 #: What Entra's AADSTS codes say about a tenant.
