@@ -46,6 +46,9 @@ class Infra:
     admin_url: str
     sandbox_pid: int
     azurite_pid: int
+    authority_url: str | None = None
+    """The sandbox's TLS listener (Entra's token endpoint for several tenants), when it has one."""
+    ca_path: str | None = None
 
     def app_env(self) -> dict[str, str]:
         """The app settings every benchmark of the app runs with (no local.settings.json is read)."""
@@ -79,19 +82,21 @@ class Infra:
 # --- callbacks ---------------------------------------------------------------------------------------------
 
 
-def event(external_id: str, n: int = 0, *, status: str = "inProgress") -> dict[str, Any]:
-    """The reference page's Example 1 as the bench provider's progress callback for one activity."""
+def event(
+    external_id: str, n: int = 0, *, status: str = "inProgress", registration_id: str = REGISTRATION_ID
+) -> dict[str, Any]:
+    """The reference page's Example 1 as a provider's progress callback for one activity (the bench provider's)."""
     return {
         **example_1(),
         "externalcourseActivityId": external_id,
-        "learningProviderId": REGISTRATION_ID,
+        "learningProviderId": registration_id,
         "completionPercentage": min(99, 1 + n),
         "status": status,
     }
 
 
-def event_body(external_id: str, n: int = 0) -> bytes:
-    return json.dumps(event(external_id, n)).encode()
+def event_body(external_id: str, n: int = 0, registration_id: str = REGISTRATION_ID) -> bytes:
+    return json.dumps(event(external_id, n, registration_id=registration_id)).encode()
 
 
 def signed_headers(body: bytes, webhook_id: str, timestamp: float | None = None) -> dict[str, str]:
@@ -107,22 +112,32 @@ def signed_headers(body: bytes, webhook_id: str, timestamp: float | None = None)
     }
 
 
-def webhook_path() -> str:
-    return f"/api/providers/{REGISTRATION_ID}/course-activities"
+def webhook_path(registration_id: str = REGISTRATION_ID) -> str:
+    return f"/api/providers/{registration_id}/course-activities"
 
 
 def graph_id(external_id: str) -> str:
     return f"g-{external_id}"
 
 
-def seed(admin: Any, external_ids: Iterable[str], *, reset: bool = True, latency_ms: float = 0) -> None:
-    """A tenant with the benchmark's provider and one assignment per external id (Graph id ``g-<ext>``)."""
+def seed(
+    admin: Any,
+    external_ids: Iterable[str],
+    *,
+    reset: bool = True,
+    latency_ms: float = 0,
+    registration_id: str = REGISTRATION_ID,
+    tenant: str | None = None,
+) -> None:
+    """A tenant (the sandbox's home tenant by default) with a provider (the benchmark's) and one assignment per
+    external id (Graph id ``g-<ext>``)."""
     if reset:
         admin.reset()
     ids = list(external_ids)
     for start in range(0, max(len(ids), 1), 2000):
         admin.seed(
-            providers=[{"id": REGISTRATION_ID, "displayName": "Bench", "isCourseActivitySyncEnabled": True}]
+            tenant=tenant,
+            providers=[{"id": registration_id, "displayName": "Bench", "isCourseActivitySyncEnabled": True}]
             if start == 0
             else [],
             activities=[
@@ -130,7 +145,7 @@ def seed(admin: Any, external_ids: Iterable[str], *, reset: bool = True, latency
                     "@odata.type": ASSIGNMENT,
                     "id": graph_id(ext),
                     "externalcourseActivityId": ext,
-                    "learningProviderId": REGISTRATION_ID,
+                    "learningProviderId": registration_id,
                     "learnerUserId": LEARNER,
                     "learningContentId": CONTENT,
                     "status": "notStarted",
@@ -172,15 +187,15 @@ def app_functions(app: Any) -> dict[str, Callable[..., Any]]:
     return {f.get_function_name(): f.get_user_function() for f in index_functions(app)}
 
 
-def http_request(body: bytes, headers: dict[str, str]) -> Any:
+def http_request(body: bytes, headers: dict[str, str], registration_id: str = REGISTRATION_ID) -> Any:
     import azure.functions as func
 
     return func.HttpRequest(
         method="POST",
-        url=f"http://localhost:7071{webhook_path()}",
+        url=f"http://localhost:7071{webhook_path(registration_id)}",
         headers=headers,
         params={},
-        route_params={"registrationId": REGISTRATION_ID},
+        route_params={"registrationId": registration_id},
         body=body,
     )
 

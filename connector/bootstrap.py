@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from connector.adapters.jwks import KeySetClient
     from connector.adapters.statement_records import StatementRecords
     from connector.adapters.storage import QueueSender
+    from connector.adapters.tenants import Assertions
     from connector.app.apply_update import Worker
     from connector.app.pacing import PacedGraph, Pacer
     from connector.app.platform_intake import Queues
@@ -84,6 +85,8 @@ class Parts:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._gateway: GraphGateway | None = None
+        self._tenant_gateways: dict[str, GraphGateway] = {}
+        self._assertions: Assertions | None = None
         self._store: StateStore | None = None
         self._records: StatementRecords | None = None
         self._queue: QueueSender | None = None
@@ -117,7 +120,12 @@ class Parts:
         return self._session
 
     async def graph(self, registration_id: str | None = None) -> GraphGateway:
-        """The Graph client (one per process: its connection pool and token cache serve every callback)."""
+        """The Graph client of the provider's tenant, made on first use and kept: the managed identity's own tenant
+        (one client per process: its connection pool and token cache serve every callback), or for a provider with
+        a tenantId that tenant's, with a credential, token cache and connection pool of its own."""
+        provider = self.settings.provider(registration_id) if registration_id else None
+        if provider is not None and provider.tenant_id is not None:
+            return self._tenant_gateway(provider.tenant_id)
         if self._gateway is None:
             from connector.adapters.graph import GraphGateway
             from connector.adapters.identity import create_credential
@@ -126,12 +134,30 @@ class Parts:
         return self._gateway
 
     async def paced_graph(self, registration_id: str) -> PacedGraph:
-        """The Graph client for the registration, every request paced (a 429 holds the fleet: app/pacing.py)."""
+        """The Graph client for the registration, every request paced (a 429 holds the fleet: app/pacing.py), per
+        registration and tenant."""
         from connector.app.pacing import PacedGraph, Pacer
+        from connector.app.tenancy import pace_key
 
         if self._pacer is None:
             self._pacer = Pacer(self.store, _utc_now)
-        return PacedGraph(await self.graph(registration_id), self._pacer, registration_id)
+        return PacedGraph(await self.graph(registration_id), self._pacer, pace_key(self.settings, registration_id))
+
+    def _tenant_gateway(self, tenant_id: str) -> GraphGateway:
+        """Keyed by the tenant alone: the settings tie each registration to one tenant, and the token, the
+        connection pool and Graph's throttling are the tenant's (per app and tenant)."""
+        gateway = self._tenant_gateways.get(tenant_id)
+        if gateway is None:
+            from connector.adapters.graph import GraphGateway
+            from connector.adapters.identity import create_credential
+            from connector.adapters.tenants import Assertions, tenant_credential
+
+            if self._assertions is None:
+                self._assertions = Assertions(create_credential(self.settings))
+            credential = tenant_credential(self.settings, tenant_id, self._assertions, tls_context())
+            gateway = GraphGateway(self.settings, credential, verify=tls_context(), tenant_id=tenant_id)
+            self._tenant_gateways[tenant_id] = gateway
+        return gateway
 
     @property
     def store(self) -> StateStore:
@@ -209,7 +235,8 @@ class Parts:
         return self._reconciler
 
     async def close(self) -> None:
-        for part in (self._gateway, self._store, self._records, self._queue, self._poison, self._session):
+        parts = (self._gateway, *self._tenant_gateways.values(), self._assertions, self._store, self._records)
+        for part in (*parts, self._queue, self._poison, self._session):
             if part is not None:
                 await part.close()
 

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 STORAGE_SETTING = "AzureWebJobsStorage"
+APP_CLIENT_ID_SETTING = "CONNECTOR_APP_CLIENT_ID"
 _LOOPBACK_NAMES = {"localhost"}
 
 
@@ -82,6 +84,9 @@ class ProviderSettings:
     canvas_root_account_uuids: tuple[str, ...] = ()
     """The Canvas accounts whose events are this provider's (`metadata.root_account_uuid`); empty: any account's.
     Instructure signs every Canvas customer's events with the same keys."""
+    tenant_id: str | None = None
+    """The customer tenant (a GUID, lower case) whose Graph this provider's activities are in, reached through the
+    multi-tenant app (CONNECTOR_APP_CLIENT_ID); None: the managed identity's own tenant."""
 
     @property
     def unknown_keys(self) -> list[str]:
@@ -107,6 +112,10 @@ class Settings:
     storage: StorageSettings | None = None
     managed_identity_available: bool = False
     throttle_backoff_seconds: float = 30.0
+    app_client_id: str | None = None
+    """The multi-tenant app registration that trusts the managed identity: how providers with a tenantId are
+    reached."""
+    authority_host: str = DEFAULT_AUTHORITY_HOST
     reconcile_schedule: str | None = None
     """The reconciliation timer's NCRONTAB schedule (UTC), read by the Functions host; None: not set, the timer off."""
     reconcile_since_days: float = 30.0
@@ -129,6 +138,19 @@ class Settings:
         host = self.graph_host
         return "https://graph.microsoft.com/.default" if _is_loopback(host) else f"https://{host}/.default"
 
+    @property
+    def tenants(self) -> dict[str, list[ProviderSettings]]:
+        """Each customer tenant a provider names, with its providers."""
+        found: dict[str, list[ProviderSettings]] = {}
+        for provider in self.providers.values():
+            if provider.tenant_id is not None:
+                found.setdefault(provider.tenant_id, []).append(provider)
+        return found
+
+    def admin_consent_url(self, tenant_id: str) -> str:
+        """Where a customer tenant's administrator grants the multi-tenant app its Graph application roles."""
+        return f"{self.authority_host}/{tenant_id}/adminconsent?client_id={self.app_client_id}"
+
     def require_storage(self) -> StorageSettings:
         if self.storage is None:
             raise SettingsError(
@@ -142,13 +164,16 @@ class Settings:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Reads and checks every setting; raises SettingsError naming the first bad one."""
     env = os.environ if environ is None else environ
+    providers = _parse_providers(env.get("CONNECTOR_PROVIDERS"))
     return Settings(
-        providers=_parse_providers(env.get("CONNECTOR_PROVIDERS")),
+        providers=providers,
         graph_base_url=_parse_graph_base_url(env.get("GRAPH_BASE_URL")),
         azure_client_id=_parse_client_id("AZURE_CLIENT_ID", env.get("AZURE_CLIENT_ID")),
         storage=_parse_storage(env),
         managed_identity_available=bool(env.get("IDENTITY_ENDPOINT") or env.get("MSI_ENDPOINT")),
         throttle_backoff_seconds=_parse_seconds("CONNECTOR_THROTTLE_BACKOFF_SECONDS", env, 30.0),
+        app_client_id=_parse_app_client_id(env.get(APP_CLIENT_ID_SETTING), providers),
+        authority_host=_parse_authority_host(env.get("AZURE_AUTHORITY_HOST")),
         reconcile_schedule=_parse_schedule("CONNECTOR_RECONCILE_SCHEDULE", env.get("CONNECTOR_RECONCILE_SCHEDULE")),
         reconcile_since_days=_parse_days("CONNECTOR_RECONCILE_SINCE_DAYS", env.get("CONNECTOR_RECONCILE_SINCE_DAYS")),
     )
@@ -162,6 +187,8 @@ SETTING_NAMES = (
     "IDENTITY_ENDPOINT",
     "MSI_ENDPOINT",
     "CONNECTOR_THROTTLE_BACKOFF_SECONDS",
+    APP_CLIENT_ID_SETTING,
+    "AZURE_AUTHORITY_HOST",
     "CONNECTOR_RECONCILE_SCHEDULE",
     "CONNECTOR_RECONCILE_SINCE_DAYS",
     STORAGE_SETTING,
@@ -229,6 +256,7 @@ def _parse_providers(raw: str | None) -> dict[str, ProviderSettings]:
             ),
             content_id_pattern=_parse_pattern(f"{where}.contentIdPattern", config.get("contentIdPattern")),
             **_platform_options(where, config),
+            tenant_id=_parse_tenant_id(f"{where}.tenantId", config.get("tenantId")),
         )
     return providers
 
@@ -247,7 +275,47 @@ PROVIDER_KEYS = {
     "canvasJwksUrl",
     "canvasAllowUnsigned",
     "canvasRootAccountUuids",
+    "tenantId",
 }
+
+
+def _parse_tenant_id(where: str, raw: object) -> str | None:
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, str):
+            return str(uuid.UUID(raw.strip()))
+    except ValueError:
+        pass
+    raise SettingsError(
+        where,
+        "must be the customer's tenant id, a GUID like 8d3f7c1e-0b7a-4f5e-9a1d-2c6b4e8f0a13 (Microsoft Entra admin "
+        "center, Overview: Tenant ID), not a domain name",
+    )
+
+
+def _parse_app_client_id(raw: str | None, providers: Mapping[str, ProviderSettings]) -> str | None:
+    app_client_id = _parse_client_id(APP_CLIENT_ID_SETTING, raw, "of the multi-tenant app registration")
+    tenant_provider = next((p for p in providers.values() if p.tenant_id is not None), None)
+    if app_client_id is None and tenant_provider is not None:
+        raise SettingsError(
+            APP_CLIENT_ID_SETTING,
+            f"is required when a provider names a tenantId (CONNECTOR_PROVIDERS[{tenant_provider.registration_id!r}]"
+            "): the application (client) id of the multi-tenant app registration that trusts the managed identity "
+            "(see the README, Serve many tenants)",
+        )
+    return app_client_id
+
+
+def _parse_authority_host(raw: str | None) -> str:
+    name = "AZURE_AUTHORITY_HOST"
+    if raw is None or not raw.strip():
+        return DEFAULT_AUTHORITY_HOST
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.path or parts.query or parts.fragment:
+        raise SettingsError(name, f"must be the https URL of an Entra authority, like {DEFAULT_AUTHORITY_HOST}")
+    return url
 
 
 def _parse_credentials(where: str, raw: object, names: tuple[str, str], option: str) -> list[tuple[str, str]]:
@@ -420,13 +488,13 @@ def _parse_graph_base_url(raw: str | None) -> str:
     return url
 
 
-def _parse_client_id(name: str, raw: str | None) -> str | None:
+def _parse_client_id(name: str, raw: str | None, whose: str = "of the user-assigned managed identity") -> str | None:
     if raw is None or not raw.strip():
         return None
     try:
         return str(uuid.UUID(raw.strip()))
     except ValueError:
-        raise SettingsError(name, "must be the client id (a GUID) of the user-assigned managed identity") from None
+        raise SettingsError(name, f"must be the client id (a GUID) {whose}") from None
 
 
 def _parse_seconds(name: str, env: Mapping[str, str], default: float) -> float:

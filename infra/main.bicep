@@ -88,6 +88,21 @@ param appSubnetId string = ''
 @description('Public IPv4 addresses or CIDR ranges (e.g. the operator\'s, for replay and check) that storage and Key Vault still accept when appSubnetId is set.')
 param allowedIpRanges array = []
 
+// Serving providers in other tenants (README, Serve many tenants): a multi-tenant app registration trusting the
+// identity, whose client id the app gets as CONNECTOR_APP_CLIENT_ID. Created here only when asked, because it needs
+// Application.ReadWrite.All in Microsoft Graph at deployment time; or made by hand and its client id given instead.
+@description('Create the multi-tenant app registration (and the federated identity credential trusting the identity) that reaches customer tenants. Whoever runs azd needs Application.ReadWrite.All in Microsoft Graph. Off by default.')
+param createMultiTenantApp bool = false
+
+@description('Microsoft Graph application roles the multi-tenant app asks customer tenants for; add User.Read.All and LearningContent.Read.All for providers with createMissing.')
+param multiTenantAppRoles array = [
+  'LearningAssignedCourse.ReadWrite.All'
+  'LearningSelfInitiatedCourse.ReadWrite.All'
+]
+
+@description('Client id of a multi-tenant app registration made by other means, written as CONNECTOR_APP_CLIENT_ID; ignored when createMultiTenantApp is true. Empty: not written.')
+param connectorAppClientId string = ''
+
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -240,6 +255,19 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+module multiTenantApp 'app/multi-tenant-app.bicep' = if (createMultiTenantApp) {
+  name: 'multiTenantApp'
+  scope: rg
+  params: {
+    uniqueName: 'learning-activity-connector-${resourceToken}'
+    displayName: 'Learning activity connector (${environmentName})'
+    managedIdentityPrincipalId: apiUserAssignedIdentity.outputs.principalId
+    graphRoles: multiTenantAppRoles
+  }
+}
+
+var appClientId = multiTenantApp.?outputs.appId ?? connectorAppClientId
+
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
@@ -261,6 +289,7 @@ module api 'app/api.bicep' = {
     graphBaseUrl: graphBaseUrl
     reconcileSchedule: reconcileSchedule
     reconcileEnabled: reconcileEnabled
+    connectorAppClientId: appClientId
     virtualNetworkSubnetId: appSubnetId
   }
   // The roles exist before the app first starts, so that host storage and the Key Vault reference resolve at once
@@ -287,3 +316,6 @@ output AZURE_MANAGED_IDENTITY_CLIENT_ID string = apiUserAssignedIdentity.outputs
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
+output CONNECTOR_APP_CLIENT_ID string = appClientId
+// The link each customer tenant's administrator opens, with the customer's tenant id for {tenantId}.
+output CONNECTOR_ADMIN_CONSENT_URL string = empty(appClientId) ? '' : '${environment().authentication.loginEndpoint}{tenantId}/adminconsent?client_id=${appClientId}'

@@ -155,6 +155,7 @@ _LISTED = [
     "PartitionKey", "RowKey", "registrationId", "activityKey", "merged", "version", "applied", "appliedVersion",
     "recent", "unsure", "status", "odataType", "graphId", "externalId", "lastError", "failedValues",
     "firstAttemptAt", "lastAttemptAt", "nextAttemptAt", "lastAppliedAt", "lastRequestId", "deletedAt", "deletionReason",
+    "tenantId",
 ]  # fmt: skip
 
 
@@ -190,6 +191,7 @@ def _to_entity(state: ActivityState) -> dict[str, Any]:
         "lastRequestId": state.last_request_id,
         "deletedAt": state.deleted_at,
         "deletionReason": state.deletion_reason,
+        "tenantId": state.tenant_id,
     }
     entity.update({k: v for k, v in optional.items() if v is not None})
     return entity
@@ -219,5 +221,6 @@ def _from_entity(entity: Any) -> ActivityState:
         last_request_id=entity.get("lastRequestId"),
         deleted_at=entity.get("deletedAt"),
         deletion_reason=entity.get("deletionReason"),
+        tenant_id=entity.get("tenantId"),
         etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

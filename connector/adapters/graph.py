@@ -35,10 +35,17 @@ REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 class GraphGateway:
-    """One Graph client (and its connection pool) per worker process; create it once and reuse it."""
+    """One Graph client (and its connection pool) per tenant and worker process; create it once and reuse it.
+
+    `tenant_id`: a customer tenant's client (its credential is that tenant's, see connector.adapters.tenants);
+    None: the managed identity's own tenant."""
 
     def __init__(
-        self, settings: Settings, credential: AsyncTokenCredential, verify: ssl.SSLContext | bool = True
+        self,
+        settings: Settings,
+        credential: AsyncTokenCredential,
+        verify: ssl.SSLContext | bool = True,
+        tenant_id: str | None = None,
     ) -> None:
         from kiota_authentication_azure.azure_identity_authentication_provider import (
             AzureIdentityAuthenticationProvider,
@@ -64,6 +71,8 @@ class GraphGateway:
         )
         self._http = http
         self._credential = credential
+        self._settings = settings
+        self.tenant_id = tenant_id
         self._adapter = GraphRequestAdapter(auth, client=http)
         self._adapter.base_url = settings.graph_base_url
         self._base_url = settings.graph_base_url
@@ -189,7 +198,8 @@ class GraphGateway:
         """Sends the request; returns the body (bytes, or None) and Graph's request-id."""
         method = info.http_method.value if info.http_method else "GET"
         started = time.perf_counter()
-        with tracing.span(f"Graph {method}", {"http.request.method": method}, kind=tracing.CLIENT) as current:
+        attributes = {"http.request.method": method, "connector.tenant_id": self.tenant_id}
+        with tracing.span(f"Graph {method}", attributes, kind=tracing.CLIENT) as current:
             try:
                 body, request_id = await self._send_once(info, response_type)
             except GraphFailure as failure:
@@ -223,6 +233,10 @@ class GraphGateway:
             message = f"{type(exc).__name__}: {exc}".rstrip(": ")
             raise GraphFailure(None, "connectionError", message, kind=Kind.UNSURE) from None
         except ClientAuthenticationError as exc:  # no token: nothing was sent
+            if self.tenant_id is not None:
+                from connector.adapters.tenants import tenant_token_failure
+
+                raise tenant_token_failure(self._settings, self.tenant_id, str(exc)) from None
             raise GraphFailure(None, "tokenUnavailable", _first_line(str(exc)), kind=Kind.TRANSIENT) from None
 
 

@@ -29,6 +29,7 @@ from connector.app.lookups import Directory, LookupFailed
 from connector.app.pacing import Held
 from connector.app.ports import ActivityStore, Clock, Graph, LookupCache, Requeue, StateConflict
 from connector.app.reconcile import Reconciler
+from connector.app.tenancy import current_tenant, lookups_in, tenant_of
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import (
     KIND,
@@ -138,11 +139,19 @@ class Worker:
             outcome = self._unreadable(delivery, str(exc))
             tracing.record(outcome.status)
             return outcome
+        tenant = current_tenant.set(tenant_of(self._settings, envelope.registration_id))
+        try:
+            return await self._traced(envelope, delivery)
+        finally:
+            current_tenant.reset(tenant)
+
+    async def _traced(self, envelope: Envelope, delivery: Delivery) -> Outcome:
         attributes = {
             "messaging.message.id": delivery.message_id,
             "messaging.message.delivery_count": delivery.dequeue_count,
             "connector.webhook_id": envelope.webhook_id,
             "connector.registration_id": envelope.registration_id,
+            "connector.tenant_id": current_tenant.get(),
         }
         # A child of the webhook's span (its context came in the message): one trace per callback.
         parent = tracing.parent_from(envelope.extra)
@@ -260,11 +269,12 @@ class Worker:
     async def _load(self, update: CourseActivityUpdate) -> ActivityState:
         """The activity's row. A callback that names it by Graph id alone uses the row of its external id when one
         exists, so that both ways of naming one activity share one merge."""
+        tenant = tenant_of(self._settings, update.registration_id)
         if update.external_id is None and update.activity_id is not None:
             found = await self._store.find_by_graph_id(update.registration_id, update.activity_id)
             if found is not None:
-                return found
-        return await self._store.load(update.registration_id, update.activity_key)
+                return found.in_tenant(tenant)
+        return (await self._store.load(update.registration_id, update.activity_key)).in_tenant(tenant)
 
     async def _rewrite(
         self,
@@ -427,7 +437,8 @@ class Worker:
         assert provider is not None
         # A platform's event may say how it names the learner (an employee or SIS id rather than an email).
         learner_match = str(envelope.extra.get("learnerMatch") or provider.learner_match)
-        directory = Directory(graph, self._cache, learner_match=learner_match)
+        tenant_lookups = lookups_in(self._cache, tenant_of(self._settings, update.registration_id))
+        directory = Directory(graph, tenant_lookups, learner_match=learner_match)
         if envelope.from_statement:
             context = envelope.extra.get("xapi") or {}
             learner = await directory.learner_id(context.get("actor") or {})
@@ -853,7 +864,12 @@ def _skipped(envelope: Envelope, status: str, why: str) -> Outcome:
 
 def _dimensions(envelope: Envelope, request_id: str | None = None) -> dict[str, Any]:
     """Log record dimensions (customDimensions in Application Insights)."""
-    return {"webhookId": envelope.webhook_id, "registrationId": envelope.registration_id, "graphRequestId": request_id}
+    return {
+        "webhookId": envelope.webhook_id,
+        "registrationId": envelope.registration_id,
+        "tenantId": current_tenant.get(),
+        "graphRequestId": request_id,
+    }
 
 
 def _validation_reason(errors: list[FieldError]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from connector.app.pacing import Held
 from connector.app.ports import ActivityStore, Clock, Graph, StateConflict
+from connector.app.tenancy import tenant_of
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import Envelope, ReconcileSlice, parse_instant, utc_iso
 from connector.domain.events import CHANGEABLE, STATUSES
@@ -124,8 +125,8 @@ class Reconciler:
         if work.since is not None and not _touched_since(row, parse_instant(work.since)):
             return "skipped"
         graph = await self._graph_for(row.registration_id)
-        try:
-            current = await _graphs_copy(graph, row)
+        try:  # a Graph id remembered in another tenant (the provider's tenantId changed) is looked up again
+            current = await _graphs_copy(graph, row.in_tenant(tenant_of(self._settings, row.registration_id)))
         except GraphFailure as failure:
             logger.warning("reconciliation could not read activity %s: %s", row.graph_id or "(by external id)", failure)
             return "failed"

@@ -44,6 +44,8 @@ class ActivityState:
     deleted_at: str | None = None
     """When the connector withdrew the activity from Graph (status "deleted"), and why (the event's @removed)."""
     deletion_reason: str | None = None
+    tenant_id: str | None = None
+    """The customer tenant whose Graph holds the activity (its provider's tenantId); None: the managed identity's."""
     etag: str | None = None
 
     @property
@@ -77,10 +79,18 @@ class ActivityState:
         recent = tuple(dict.fromkeys((*other.recent, *self.recent)))[-RECENT_LIMIT:]
         return replace(self, seen=seen, recent=recent)
 
+    def in_tenant(self, tenant_id: str | None) -> ActivityState:
+        """The row as its provider's tenant sees it: a Graph id remembered in another tenant (the provider's tenantId
+        changed since) is looked up again in this one, never sent to it."""
+        if tenant_id == self.tenant_id:
+            return self
+        return replace(self, tenant_id=tenant_id, graph_id=None)
+
     def public(self) -> dict[str, Any]:
         """The state as the status endpoint shows it."""
         return {
             "registrationId": self.registration_id,
+            "tenantId": self.tenant_id,
             "learningCourseActivityId": self.graph_id,
             "externalcourseActivityId": self.external_id,
             "@odata.type": self.odata_type,

@@ -9,9 +9,14 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from connector.domain.failures import GraphFailure
 from connector.settings import PROVIDER_KEYS, ProviderSettings, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from connector.adapters.graph import GraphGateway
+    from connector.adapters.tenants import Assertions
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,23 @@ def _age(since: datetime) -> str:
 
 
 async def _check_graph(settings: Settings) -> list[Finding]:
+    """The managed identity's own tenant (when a provider is there, or none names a tenant), then each tenant."""
+    home = [provider for provider in settings.providers.values() if provider.tenant_id is None]
+    findings = await _check_home_graph(settings, home) if home or not settings.tenants else []
+    if settings.tenants:
+        from connector.adapters.identity import create_credential
+        from connector.adapters.tenants import Assertions
+
+        assertions = Assertions(create_credential(settings))  # the managed identity's token, every tenant's assertion
+        try:
+            for tenant_id, providers in settings.tenants.items():
+                findings += await _check_tenant(settings, tenant_id, providers, assertions)
+        finally:
+            await assertions.close()
+    return findings
+
+
+async def _check_home_graph(settings: Settings, providers: list[ProviderSettings]) -> list[Finding]:
     from azure.core.exceptions import AzureError
 
     from connector.adapters.graph import GraphGateway
@@ -241,29 +263,80 @@ async def _check_graph(settings: Settings) -> list[Finding]:
     findings = [Finding("ok", f"graph: a token for {settings.graph_scope} was obtained"), _roles(settings, token.token)]
     gateway = GraphGateway(settings, credential)
     try:
-        for provider in settings.providers.values():
-            registration_id = provider.registration_id
-            try:
-                found = await gateway.get_provider(registration_id)
-            except GraphFailure as failure:
-                findings.append(_provider_failure(registration_id, failure))
-                continue
-            name = found.get("displayName") or registration_id
-            if found.get("isCourseActivitySyncEnabled") is True:
-                findings.append(Finding("ok", f"provider {registration_id} ({name}): course activity sync enabled"))
-            else:
-                findings.append(
-                    Finding(
-                        "fail",
-                        f"provider {registration_id} ({name}): isCourseActivitySyncEnabled is not true; Graph will "
-                        "answer 400 'This provider isn't enabled for the given tenant.'",
-                        "a Viva Learning admin sets it: PATCH /employeeExperience/learningProviders/"
-                        f'{registration_id} {{"isCourseActivitySyncEnabled": true}} '
-                        "(delegated LearningProvider.ReadWrite)",
-                    )
-                )
+        return findings + await _check_providers(gateway, providers)
     finally:
         await gateway.close()
+
+
+_FEDERATION_FIX = (
+    "check that the app CONNECTOR_APP_CLIENT_ID trusts the managed identity: a federated identity credential with "
+    "issuer https://login.microsoftonline.com/<the identity's tenant>/v2.0, subject the identity's object (principal) "
+    "id and audience api://AzureADTokenExchange (a change takes a few minutes to apply)"
+)
+
+
+async def _check_tenant(
+    settings: Settings, tenant_id: str, providers: list[ProviderSettings], assertions: Assertions
+) -> list[Finding]:
+    """One line for the tenant's token and consent, then its providers through its own Graph client."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from connector.adapters.graph import GraphGateway
+    from connector.adapters.tenants import tenant_credential, tenant_problem
+    from connector.bootstrap import tls_context
+
+    where = f"tenant {tenant_id} (provider {', '.join(p.registration_id for p in providers)})"
+    if not settings.managed_identity_available:
+        return [
+            Finding(
+                "warn",
+                f"{where}: not checked: its token needs the app's managed identity (IDENTITY_ENDPOINT), which is "
+                "not here",
+                "run check with the app's identity; meanwhile dead letters and the status endpoint name a tenant "
+                "that refuses, with its fix",
+            )
+        ]
+    credential = tenant_credential(settings, tenant_id, assertions, tls_context())
+    gateway = GraphGateway(settings, credential, verify=tls_context(), tenant_id=tenant_id)
+    try:
+        await credential.get_token(settings.graph_scope)
+    except ClientAuthenticationError as exc:
+        await gateway.close()
+        found = tenant_problem(settings, tenant_id, str(exc))
+        if found is not None:
+            return [Finding("fail", f"{where}: {found.problem}", found.fix)]
+        return [Finding("fail", f"{where}: no token: {first_line(exc)}", _FEDERATION_FIX)]
+    findings = [Finding("ok", f"{where}: a token for {settings.graph_scope} was obtained: admin consent in place")]
+    try:
+        return findings + await _check_providers(gateway, providers)
+    finally:
+        await gateway.close()
+
+
+async def _check_providers(gateway: GraphGateway, providers: list[ProviderSettings]) -> list[Finding]:
+    """Each provider exists in its tenant's Graph with course activity sync enabled."""
+    findings = []
+    for provider in providers:
+        registration_id = provider.registration_id
+        try:
+            found = await gateway.get_provider(registration_id)
+        except GraphFailure as failure:
+            findings.append(_provider_failure(registration_id, failure))
+            continue
+        name = found.get("displayName") or registration_id
+        if found.get("isCourseActivitySyncEnabled") is True:
+            findings.append(Finding("ok", f"provider {registration_id} ({name}): course activity sync enabled"))
+        else:
+            findings.append(
+                Finding(
+                    "fail",
+                    f"provider {registration_id} ({name}): isCourseActivitySyncEnabled is not true; Graph will "
+                    "answer 400 'This provider isn't enabled for the given tenant.'",
+                    "a Viva Learning admin sets it: PATCH /employeeExperience/learningProviders/"
+                    f'{registration_id} {{"isCourseActivitySyncEnabled": true}} '
+                    "(delegated LearningProvider.ReadWrite)",
+                )
+            )
     return findings
 
 

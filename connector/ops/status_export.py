@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from connector.adapters.activity_store import StateStore
     from connector.domain.activity import ActivityState
 
-#: The CSV's columns: which activity, its state, when it was last applied, the last error.
+#: The CSV's columns: which activity, its state, when it was last applied, the last error, the customer tenant.
 COLUMNS = (
     "externalcourseActivityId",
     "learningCourseActivityId",
@@ -28,6 +28,7 @@ COLUMNS = (
     "lastErrorAt",
     "nextAttemptAt",
     "recentEventIds",
+    "tenantId",
 )
 
 
@@ -46,6 +47,7 @@ def csv_row(state: ActivityState) -> list[Any]:
         error.get("at"),
         state.next_attempt_at,
         " ".join(state.recent),
+        state.tenant_id,
     ]
 
 

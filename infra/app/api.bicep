@@ -22,6 +22,8 @@ param graphBaseUrl string = ''
 param reconcileSchedule string = '0 0 3 * * *'
 @description('false: the reconciliation timer is disabled (AzureWebJobs.reconcile_course_activities.Disabled).')
 param reconcileEnabled bool = true
+@description('CONNECTOR_APP_CLIENT_ID, the multi-tenant app for providers in other tenants; empty: not written.')
+param connectorAppClientId string = ''
 @description('Subnet for virtual network integration; empty: none.')
 param virtualNetworkSubnetId string = ''
 
@@ -63,7 +65,10 @@ var appSettings = union(
   // The platform's switch for one function: the timer off, the rest of the app as it is.
   reconcileEnabled ? {} : { 'AzureWebJobs.reconcile_course_activities.Disabled': 'true' },
   // Only when set: the code's default (https://graph.microsoft.com/v1.0) is the right one for global Azure.
-  empty(graphBaseUrl) ? {} : { GRAPH_BASE_URL: graphBaseUrl }
+  empty(graphBaseUrl) ? {} : { GRAPH_BASE_URL: graphBaseUrl },
+  // Only when the deployment serves other tenants (connector/adapters/tenants.py; the app refuses to start without
+  // it once a provider names a tenantId).
+  empty(connectorAppClientId) ? {} : { CONNECTOR_APP_CLIENT_ID: connectorAppClientId }
 )
 
 module api 'br/public:avm/res/web/site:0.15.1' = {

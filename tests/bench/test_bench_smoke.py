@@ -23,6 +23,8 @@ ROWS = (
     "(raw httpx + azure-data-tables for the same table calls) |",
     "(raw httpx, Graph only) |",
     "hand-signed httpx table calls (Shared Key) answered",
+    "| tenants | warm CPU per callback, known activity, spread over 50 customer tenants",
+    "| tenants | warm CPU per callback, known activity, 1 customer tenant",
     "| webhook | batch of 100",
     "| webhook | one event",
     "| Caliper intake | envelope of 100 events",

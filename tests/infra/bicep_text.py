@@ -203,6 +203,15 @@ class BicepFile:
             for match in re.finditer(r"^var\s+(\w+)\s*=\s*'([^'\n]*)'", self.masked, re.MULTILINE)
         }
 
+    def string_array_var_of_param(self, name: str) -> list[str]:
+        """`param name array = [ 'a' 'b' ]` values."""
+        match = re.search(rf"^param\s+{name}\s+array\s*=\s*\[", self.masked, re.MULTILINE)
+        if not match:
+            raise KeyError(name)
+        end = matching(self.masked, match.end() - 1)
+        strings = re.compile(r"'([^'\n]*)'").finditer(self.masked, match.end(), end)
+        return [self.text[m.start(1) : m.end(1)] for m in strings]
+
     def string_array_var(self, name: str) -> list[str]:
         """`var name = [ 'a' 'b' ]` values."""
         text, masked = self.var_block(name)

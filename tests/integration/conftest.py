@@ -130,6 +130,13 @@ async def connector(azurite, sandbox, monkeypatch) -> AsyncIterator[Connector]:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     sandbox.admin.reset(seed_example=True)
+    await empty_storage(azurite)
+    yield Connector(azurite, sandbox)
+    await bootstrap.close()
+
+
+async def empty_storage(azurite: Any) -> None:
+    """Empty queues, and no state table (the first update creates it)."""
     for name in (QUEUE_NAME, POISON_QUEUE_NAME):
         async with QueueClient.from_connection_string(azurite.connection_string, name) as queue:
             with contextlib.suppress(ResourceExistsError):
@@ -138,8 +145,6 @@ async def connector(azurite, sandbox, monkeypatch) -> AsyncIterator[Connector]:
     async with TableServiceClient.from_connection_string(azurite.connection_string) as tables:
         with contextlib.suppress(ResourceNotFoundError):
             await tables.delete_table(TABLE_NAME)
-    yield Connector(azurite, sandbox)
-    await bootstrap.close()
 
 
 @pytest.fixture

@@ -12,32 +12,27 @@ import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from devtools.examples import EXAMPLE_1_ASSIGNMENT, REGISTRATION_ID
 from tests.support.functions import call_webhook
 from tests.support.signing import SECRET, signed_headers
+from tests.support.telemetry import span_exporter
 
-_exporter = InMemorySpanExporter()
 _reader = InMemoryMetricReader()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _in_memory_telemetry():
-    """The process's OpenTelemetry providers (settable once per process), exporting to memory."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_exporter))
-        trace.set_tracer_provider(provider)
+def _in_memory_metrics():
+    """The process's OpenTelemetry meter provider (settable once per process), read in memory."""
+    if not isinstance(metrics.get_meter_provider(), MeterProvider):
         metrics.set_meter_provider(MeterProvider(metric_readers=[_reader]))
 
 
 @pytest.fixture
 def spans():
-    _exporter.clear()
-    return _exporter
+    exporter = span_exporter()
+    exporter.clear()
+    return exporter
 
 
 def outcome_counts() -> dict[str, int]:

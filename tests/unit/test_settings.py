@@ -262,3 +262,48 @@ def test_the_caliper_completions_are_the_mappers():
     from connector.settings import CALIPER_COMPLETIONS
 
     assert CALIPER_COMPLETIONS == COMPLETIONS
+
+
+TENANT = "8d3f7c1e-0b7a-4f5e-9a1d-2c6b4e8f0a13"
+APP = "a11a11a1-0000-4000-8000-0000000000a1"
+
+
+def tenant_providers(**config: object) -> str:
+    return json.dumps({"reg-t": {"webhookSecrets": [SECRET], "tenantId": TENANT, **config}, "reg-home": {}})
+
+
+def test_a_provider_may_name_its_customers_tenant_with_the_multi_tenant_app():
+    settings = load_settings({"CONNECTOR_PROVIDERS": tenant_providers(), "CONNECTOR_APP_CLIENT_ID": APP.upper()})
+    assert (settings.provider("reg-t").tenant_id, settings.provider("reg-home").tenant_id) == (TENANT, None)
+    assert settings.app_client_id == APP
+    assert settings.tenants == {TENANT: [settings.provider("reg-t")]}
+    assert settings.admin_consent_url(TENANT) == (
+        f"https://login.microsoftonline.com/{TENANT}/adminconsent?client_id={APP}"
+    )
+    assert settings.provider("reg-t").unknown_keys == []
+
+
+def test_a_tenant_needs_the_multi_tenant_apps_client_id():
+    message = settings_error(CONNECTOR_PROVIDERS=tenant_providers())
+    assert message.startswith("CONNECTOR_APP_CLIENT_ID: is required when a provider names a tenantId")
+    assert "CONNECTOR_PROVIDERS['reg-t']" in message
+    assert load_settings(GOOD).app_client_id is None  # no tenant, no app needed
+
+
+@pytest.mark.parametrize("tenant", ["contoso.onmicrosoft.com", "", "not-a-guid", 42, ["x"]])
+def test_a_tenant_id_must_be_a_guid(tenant):
+    message = settings_error(CONNECTOR_PROVIDERS=tenant_providers(tenantId=tenant), CONNECTOR_APP_CLIENT_ID=APP)
+    assert message.startswith("CONNECTOR_PROVIDERS['reg-t'].tenantId: must be the customer's tenant id, a GUID")
+
+
+def test_the_app_client_id_must_be_a_guid():
+    message = settings_error(CONNECTOR_PROVIDERS=tenant_providers(), CONNECTOR_APP_CLIENT_ID="connector-app")
+    assert message == "CONNECTOR_APP_CLIENT_ID: must be the client id (a GUID) of the multi-tenant app registration"
+
+
+def test_the_authority_host_is_https_and_names_the_consent_url():
+    env = {"CONNECTOR_PROVIDERS": tenant_providers(), "CONNECTOR_APP_CLIENT_ID": APP}
+    settings = load_settings({**env, "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us/"})
+    assert settings.admin_consent_url(TENANT).startswith(f"https://login.microsoftonline.us/{TENANT}/adminconsent?")
+    for bad in ("login.microsoftonline.com", "http://login.microsoftonline.com", "https://login.example/tenant"):
+        assert settings_error(**env, AZURE_AUTHORITY_HOST=bad).startswith("AZURE_AUTHORITY_HOST: must be the https")
