@@ -87,9 +87,7 @@ def xapi_about(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.function_name("caliper_events")
-@app.route(
-    route="providers/{registrationId}/caliper", methods=["POST", "GET"], auth_level=func.AuthLevel.ANONYMOUS
-)
+@app.route(route="providers/{registrationId}/caliper", methods=["POST", "GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def caliper_events(req: func.HttpRequest) -> func.HttpResponse:
     """IMS Caliper envelopes (POST), and the endpoint's configuration (GET). Anonymous for the platform: a Caliper
     sensor sends an API key (the provider's caliperKeys), or Canvas signs the envelope; neither can add a ?code=."""

@@ -61,7 +61,19 @@ from typing import Any
 
 from bench.common import ROOT, Infra, MachineLoad, calibrate, run_child
 
-NAMES = ("sandbox", "cold", "warm", "tenants", "webhook", "throughput", "freshness", "memory", "size", "backfill", "pace")
+NAMES = (
+    "sandbox",
+    "cold",
+    "warm",
+    "tenants",
+    "webhook",
+    "throughput",
+    "freshness",
+    "memory",
+    "size",
+    "backfill",
+    "pace",
+)
 
 FULL: dict[str, dict[str, Any]] = {
     "sandbox": {"concurrency": 32, "seconds": 3},

@@ -116,8 +116,13 @@ def example_seed() -> dict[str, list[dict[str, Any]]]:
                 "learningProviderId": EXAMPLE_PROVIDER_ID,
             },
             *(  # what devtools.send's platform examples name (a Caliper IRI, a SCORM course id, a Canvas course)
-                {"id": content_id, "externalId": external_id, "title": f"Sandbox course {external_id}",
-                 "isActive": True, "learningProviderId": EXAMPLE_PROVIDER_ID}
+                {
+                    "id": content_id,
+                    "externalId": external_id,
+                    "title": f"Sandbox course {external_id}",
+                    "isActive": True,
+                    "learningProviderId": EXAMPLE_PROVIDER_ID,
+                }
                 for external_id, content_id in platform_examples.LOCAL_CONTENTS.items()
             ),
         ],

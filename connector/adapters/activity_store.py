@@ -133,7 +133,6 @@ class StateStore(TableOnDemand):
             if entity.get("activityKey"):
                 yield _from_entity(entity)
 
-
     async def activities_page(
         self, registration_id: str, continuation: str | None, size: int
     ) -> tuple[list[ActivityState], str | None]:

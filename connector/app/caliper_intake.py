@@ -55,9 +55,7 @@ def configuration() -> Reply:
     return Reply(200, endpoint_configuration(MAX_BODY_BYTES // 1024))
 
 
-async def receive_envelope(
-    settings: Settings, queues: Queues, key_sets: KeySets, request: PlatformRequest
-) -> Reply:
+async def receive_envelope(settings: Settings, queues: Queues, key_sets: KeySets, request: PlatformRequest) -> Reply:
     """POST …/caliper: one envelope."""
     with span("receive Caliper envelope", {"connector.registration_id": request.registration_id}) as current:
         try:

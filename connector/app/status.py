@@ -74,4 +74,3 @@ def _refusal(provider: ProviderSettings | None, headers: Mapping[str, str]) -> s
 
 def _not_seen(activity_id: str) -> Reply:
     return error_reply(404, "notFound", f"No callback for activity '{activity_id}' has been seen.")
-

@@ -239,9 +239,7 @@ def _message(checked: Checked, content_hash: str, provider: ProviderSettings, re
     lines win ties). A platform's event keeps its own id and time; None when it changes nothing the worker applies."""
     number = checked.number
     if checked.mapped is not None:
-        envelope = mapped_envelope(
-            provider, checked.mapped, source=SOURCE, received_at=received_at, sequence=number
-        )
+        envelope = mapped_envelope(provider, checked.mapped, source=SOURCE, received_at=received_at, sequence=number)
         return envelope.to_json() if envelope is not None else None
     if checked.statement is not None and checked.change is not None:
         return statement_envelope(

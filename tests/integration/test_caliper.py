@@ -343,8 +343,12 @@ async def test_canvas_signed_envelopes_are_verified_against_the_providers_key_se
     )
     with key_set_server() as server:
         server.keys = jwks(key)
-        providers = with_platform_provider(canvasJwksUrl=server.url, canvasRootAccountUuids=[account],
-                                           caliperCompletion="Submitted", contentIdPattern=":assignment:(?P<id>\\d+)$")
+        providers = with_platform_provider(
+            canvasJwksUrl=server.url,
+            canvasRootAccountUuids=[account],
+            caliperCompletion="Submitted",
+            contentIdPattern=":assignment:(?P<id>\\d+)$",
+        )
         monkeypatch.setenv("CONNECTOR_PROVIDERS", providers)  # fmt: skip
         reply = await caliper(key.sign(submission), key=None, **{"content-type": "application/jwt"})
         assert (reply.status, reply.body) == (200, None)

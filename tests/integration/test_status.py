@@ -52,9 +52,13 @@ async def test_the_providers_lrs_credentials_read_its_activity(applied):
 
 async def test_without_a_credential_known_and_unknown_providers_answer_the_same_401(connector):
     known, unknown = await status(), await status(UNKNOWN)
-    assert (known.status, known.body) == (unknown.status, unknown.body) == (
-        401,
-        {"error": {"code": "unauthorized", "message": NO_CREDENTIAL}},
+    assert (
+        (known.status, known.body)
+        == (unknown.status, unknown.body)
+        == (
+            401,
+            {"error": {"code": "unauthorized", "message": NO_CREDENTIAL}},
+        )
     )
     assert known.headers["www-authenticate"].startswith("Basic")
 

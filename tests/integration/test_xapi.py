@@ -390,7 +390,6 @@ async def test_a_statement_too_large_for_the_queue_rejects_the_whole_batch_befor
     assert await connector.count() == 1
 
 
-
 async def test_a_70_kb_actor_name_never_leaves_half_a_batch_queued(connector):
     named = statement("launched", actor={"name": "N" * 70_000, "mbox": "mailto:ada.learner@contoso.example"})
     reply = await lrs("POST", [statement("launched"), named])

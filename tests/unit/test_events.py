@@ -184,8 +184,11 @@ Pacific/Fiji Asia/Magadan Pacific/Tongatapu Pacific/Apia Pacific/Kiritimati
 """
 GRAPH_DOCUMENTED_IANA = _GRAPH_PAGE_LIST.split()
 WINDOWS_NAMES = [
-    "UTC", "Pacific Standard Time", "W. Europe Standard Time",
-    "India Standard Time", "Dateline Standard Time",
+    "UTC",
+    "Pacific Standard Time",
+    "W. Europe Standard Time",
+    "India Standard Time",
+    "Dateline Standard Time",
 ]
 
 
@@ -385,9 +388,10 @@ def test_an_update_still_needs_its_status_with_the_types_rule():
 
 
 def test_peer_recommended_is_an_assignment_type():
-    assert parse_event_json(json.dumps(event(assignmentType="peerRecommended")), REGISTRATION_ID).event[
-        "assignmentType"
-    ] == "peerRecommended"
+    assert (
+        parse_event_json(json.dumps(event(assignmentType="peerRecommended")), REGISTRATION_ID).event["assignmentType"]
+        == "peerRecommended"
+    )
     assert errors_of(event(assignmentType="optional"))[0]["rule"] == "must be required, recommended or peerRecommended"
 
 

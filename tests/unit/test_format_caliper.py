@@ -149,8 +149,9 @@ def test_the_policy_table():
 
 def test_units_completed_gives_the_percentage_and_completes_at_the_maximum():
     tool = {"id": COURSE_IRI, "type": "SoftwareApplication"}
-    used = caliper_event("ToolUseEvent", "Used", "2025-03-05T09:30:00.000Z", 4, object=tool,
-                         generated=units_completed(12.0, 25.0))
+    used = caliper_event(
+        "ToolUseEvent", "Used", "2025-03-05T09:30:00.000Z", 4, object=tool, generated=units_completed(12.0, 25.0)
+    )
     assert one(envelope(used)).changes == {
         "status": "inProgress",
         "startedDateTime": "2025-03-05T09:00:00+00:00",
@@ -263,8 +264,9 @@ def test_a_session_in_shuffled_order_ends_completed_with_the_right_dates():
     session = envelope(
         caliper_event("NavigationEvent", "NavigatedTo", "2025-03-05T08:59:30.000Z", 20),
         caliper_event("SessionEvent", "LoggedIn", "2025-03-05T08:59:00.000Z", 21),
-        caliper_event("AssignableEvent", "Started", "2025-03-05T09:02:15.000Z", 22,
-                      generated=attempt("2025-03-05T09:02:15.000Z")),
+        caliper_event(
+            "AssignableEvent", "Started", "2025-03-05T09:02:15.000Z", 22, generated=attempt("2025-03-05T09:02:15.000Z")
+        ),
         caliper_event("ViewEvent", "Viewed", "2025-03-05T09:10:00.000Z", 23),
         caliper_event("ToolUseEvent", "Used", "2025-03-05T09:30:00.000Z", 24, generated=units_completed(20, 25)),
         caliper_event("AssignableEvent", "Submitted", "2025-03-05T09:40:00.000Z", 25),
@@ -341,13 +343,50 @@ def test_the_get_answer():
 
 # --- Fuzzing: bodies never seen raise CaliperError and nothing else ---
 
-KEYS = ["id", "type", "action", "actor", "object", "eventTime", "generated", "target", "items", "metric",
-        "metricValue", "maxMetricValue", "assignee", "assignable", "startedAtTime", "endedAtTime", "duration",
-        "currentTime", "otherIdentifiers", "identifier", "identifierType", "extensions", "dateToSubmit"]
+KEYS = [
+    "id",
+    "type",
+    "action",
+    "actor",
+    "object",
+    "eventTime",
+    "generated",
+    "target",
+    "items",
+    "metric",
+    "metricValue",
+    "maxMetricValue",
+    "assignee",
+    "assignable",
+    "startedAtTime",
+    "endedAtTime",
+    "duration",
+    "currentTime",
+    "otherIdentifiers",
+    "identifier",
+    "identifierType",
+    "extensions",
+    "dateToSubmit",
+]
 caliper_like = st.recursive(
-    st.none() | st.integers() | st.floats() | st.text(max_size=20)
-    | st.sampled_from(["Attempt", "GradeEvent", "ToolUseEvent", "MediaEvent", "Graded", "UnitsCompleted", "PT5M",
-                       "2025-03-05T09:40:58Z", "urn:uuid:5b0c3a1e-7d2f-4c1b-9a55-0e8f2d6c4b71", "a@b.c"]),
+    st.none()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(
+        [
+            "Attempt",
+            "GradeEvent",
+            "ToolUseEvent",
+            "MediaEvent",
+            "Graded",
+            "UnitsCompleted",
+            "PT5M",
+            "2025-03-05T09:40:58Z",
+            "urn:uuid:5b0c3a1e-7d2f-4c1b-9a55-0e8f2d6c4b71",
+            "a@b.c",
+        ]
+    ),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=6),
     max_leaves=40,
 )
@@ -392,15 +431,22 @@ BASES = [
     GRADED_C,
     CANVAS_SUBMISSION["data"][0],
     caliper_event("ToolUseEvent", "Used", "2025-03-05T09:30:00.000Z", 4, generated=units_completed(12.0, 25.0)),
-    caliper_event("MediaEvent", "Paused", "2025-03-05T09:15:00.000Z", 5,
-                  object={"id": COURSE_IRI, "type": "VideoObject", "duration": "PT20M20S"},
-                  target={"id": COURSE_IRI, "type": "MediaLocation", "currentTime": "PT05M21S"}),
+    caliper_event(
+        "MediaEvent",
+        "Paused",
+        "2025-03-05T09:15:00.000Z",
+        5,
+        object={"id": COURSE_IRI, "type": "VideoObject", "duration": "PT20M20S"},
+        target={"id": COURSE_IRI, "type": "MediaLocation", "currentTime": "PT05M21S"},
+    ),
 ]
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(BASES), st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(KEYS), caliper_like),
-                                         min_size=1, max_size=3))
+@given(
+    st.sampled_from(BASES),
+    st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(KEYS), caliper_like), min_size=1, max_size=3),
+)
 def test_fuzz_mutated_real_events(base, mutations):
     """Real events with some of their properties (or their entities' properties) replaced by anything."""
     event = copy.deepcopy(base)

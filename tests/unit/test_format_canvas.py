@@ -232,8 +232,10 @@ def test_a_key_missing_from_the_set_is_told_apart_so_the_caller_refreshes():
     [
         pytest.param(signing_key("2025-03").sign({"metadata": {}}), id="another key under a known kid"),
         pytest.param(CURRENT.sign({"metadata": {}})[:-4] + "AAAA", id="tampered signature"),
-        pytest.param(CURRENT.sign({"a": 1}).split(".")[0] + ".eyJhIjoyfQ." + CURRENT.sign({"a": 1}).split(".")[2],
-                     id="tampered claims"),
+        pytest.param(
+            CURRENT.sign({"a": 1}).split(".")[0] + ".eyJhIjoyfQ." + CURRENT.sign({"a": 1}).split(".")[2],
+            id="tampered claims",
+        ),
         pytest.param("eyJhbGciOiJub25lIiwia2lkIjoiMjAyNS0wMyJ9.eyJhIjoxfQ.", id="alg none"),
         pytest.param("not.a.jwt", id="garbage"),
         pytest.param(CURRENT.sign({"a": 1}, kid=""), id="no kid"),
@@ -280,10 +282,26 @@ def test_verified_claims_that_are_no_event_are_a_format_error_not_a_token_error(
 
 # --- Fuzzing: bodies never seen raise CanvasError and nothing else ---
 
-VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.sampled_from(
-    ["course_progress", "course_completed", "enrollment_updated", "deleted", "StudentEnrollment", "a@b.c",
-     "2025-03-10T09:00:00Z", "21070000000000123"]
-) | st.dictionaries(st.sampled_from(["id", "email", "completed_at", "requirement_count"]), st.integers(), max_size=2)
+VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(
+        [
+            "course_progress",
+            "course_completed",
+            "enrollment_updated",
+            "deleted",
+            "StudentEnrollment",
+            "a@b.c",
+            "2025-03-10T09:00:00Z",
+            "21070000000000123",
+        ]
+    )
+    | st.dictionaries(st.sampled_from(["id", "email", "completed_at", "requirement_count"]), st.integers(), max_size=2)
+)
 
 
 def _map_or_refuse(body) -> None:
@@ -321,11 +339,32 @@ BASES = [
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(BASES), st.lists(st.tuples(st.sampled_from(["metadata", "body"]),
-                                                  st.sampled_from(["event_name", "event_time", "user_id", "course",
-                                                                   "progress", "user", "type", "workflow_state",
-                                                                   "user_id", "course_id", "created_at"]),
-                                                  VALUES), min_size=1, max_size=3))
+@given(
+    st.sampled_from(BASES),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["metadata", "body"]),
+            st.sampled_from(
+                [
+                    "event_name",
+                    "event_time",
+                    "user_id",
+                    "course",
+                    "progress",
+                    "user",
+                    "type",
+                    "workflow_state",
+                    "user_id",
+                    "course_id",
+                    "created_at",
+                ]
+            ),
+            VALUES,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
 def test_fuzz_mutated_real_events(base, mutations):
     body = copy.deepcopy(base)
     for part, key, value in mutations:

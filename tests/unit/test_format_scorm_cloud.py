@@ -119,8 +119,12 @@ def test_completed_without_completed_date_uses_the_last_access():
 
 def test_a_registration_never_accessed_is_not_started_which_only_an_assignment_has():
     body = registration(
-        registrationCompletion="UNKNOWN", registrationSuccess="UNKNOWN", registrationCompletionAmount="NaN",
-        firstAccessDate=None, lastAccessDate=None, completedDate=None,
+        registrationCompletion="UNKNOWN",
+        registrationSuccess="UNKNOWN",
+        registrationCompletionAmount="NaN",
+        firstAccessDate=None,
+        lastAccessDate=None,
+        completedDate=None,
     )
     result = mapped(body)
     assert result.changes == {"status": "notStarted"}
@@ -162,12 +166,29 @@ def test_a_redelivery_has_the_same_key_and_a_new_update_another():
 
 def test_a_session_of_postbacks_in_any_order_ends_completed_and_a_stale_one_changes_nothing():
     postbacks = [
-        registration(updated="2025-03-02T10:00:00Z", registrationCompletion="UNKNOWN", registrationSuccess="UNKNOWN",
-                     registrationCompletionAmount=None, firstAccessDate=None, lastAccessDate=None, completedDate=None),
-        registration(updated="2025-03-06T13:40:00Z", registrationCompletion="INCOMPLETE",
-                     registrationCompletionAmount=0.3, completedDate=None, registrationSuccess="UNKNOWN"),
-        registration(updated="2025-03-06T13:55:00Z", registrationCompletion="INCOMPLETE",
-                     registrationCompletionAmount=0.8, completedDate=None, registrationSuccess="UNKNOWN"),
+        registration(
+            updated="2025-03-02T10:00:00Z",
+            registrationCompletion="UNKNOWN",
+            registrationSuccess="UNKNOWN",
+            registrationCompletionAmount=None,
+            firstAccessDate=None,
+            lastAccessDate=None,
+            completedDate=None,
+        ),
+        registration(
+            updated="2025-03-06T13:40:00Z",
+            registrationCompletion="INCOMPLETE",
+            registrationCompletionAmount=0.3,
+            completedDate=None,
+            registrationSuccess="UNKNOWN",
+        ),
+        registration(
+            updated="2025-03-06T13:55:00Z",
+            registrationCompletion="INCOMPLETE",
+            registrationCompletionAmount=0.8,
+            completedDate=None,
+            registrationSuccess="UNKNOWN",
+        ),
         SCORM_REGISTRATION,
     ]
     events = [mapped(body) for body in postbacks]
@@ -247,9 +268,15 @@ def test_xml_with_a_dtd_or_entities_is_refused(name):
 
 # --- Fuzzing: bodies never seen raise ScormCloudError and nothing else ---
 
-VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.sampled_from(
-    ["COMPLETED", "complete", "FAILED", "NaN", "2025-03-06T14:05:09Z", "a@b.c", "0.5"]
-) | st.dictionaries(st.sampled_from(["id", "email", "scaled"]), st.text(max_size=10) | st.integers(), max_size=2)
+VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["COMPLETED", "complete", "FAILED", "NaN", "2025-03-06T14:05:09Z", "a@b.c", "0.5"])
+    | st.dictionaries(st.sampled_from(["id", "email", "scaled"]), st.text(max_size=10) | st.integers(), max_size=2)
+)
 
 
 def _map_or_refuse(document) -> None:
@@ -287,9 +314,25 @@ def test_fuzz_mutated_registrations(mutations):
 
 
 XML_PARTS = st.sampled_from(
-    ["<rsp stat='ok'>", "</rsp>", "<registrationreport regid='r' instanceid='0'>", "</registrationreport>",
-     "<complete>complete</complete>", "<success>failed</success>", "<activity>", "</activity>", "<!DOCTYPE a>",
-     "&amp;", "&x;", "<![CDATA[x]]>", "<?xml version='1.0'?>", "<score>", "</score>", "<instanceid>", "x"]
+    [
+        "<rsp stat='ok'>",
+        "</rsp>",
+        "<registrationreport regid='r' instanceid='0'>",
+        "</registrationreport>",
+        "<complete>complete</complete>",
+        "<success>failed</success>",
+        "<activity>",
+        "</activity>",
+        "<!DOCTYPE a>",
+        "&amp;",
+        "&x;",
+        "<![CDATA[x]]>",
+        "<?xml version='1.0'?>",
+        "<score>",
+        "</score>",
+        "<instanceid>",
+        "x",
+    ]
 )
 
 

@@ -46,9 +46,10 @@ def test_who_and_what_travel_only_for_a_provider_that_creates_and_say_how_to_fin
     sent = message(CREATING, event({"status": "inProgress"}))
     assert (sent["event"]["learnerUserId"], sent["event"]["learningContentId"]) == ("S-88121", "sec-101")
     assert sent["learnerMatch"] == "employeeId"
-    assert message(CREATING, event({"status": "inProgress"}, learner="a@b.example", learner_kind="email"))[
-        "learnerMatch"
-    ] == "email"
+    assert (
+        message(CREATING, event({"status": "inProgress"}, learner="a@b.example", learner_kind="email"))["learnerMatch"]
+        == "email"
+    )
 
 
 def test_a_withdrawal_is_sent_without_changes():

@@ -33,15 +33,19 @@ SETTINGS = load_settings({"CONNECTOR_PROVIDERS": json.dumps(PROVIDERS), "CONNECT
 def statement(registration_id: str) -> bytes:
     """An xAPI statement's update for a missing activity, whose learner has the same email in every tenant."""
     xapi = {"statementId": "s1", "actor": {"mbox": "mailto:same.name@customer.example"}, "activityId": "course-1"}
-    return Envelope(
-        id=f"{registration_id}-s1",
-        registration_id=registration_id,
-        event={"externalcourseActivityId": "xapi-1", "status": "inProgress"},
-        source="xapi",
-        event_time="2026-11-27T10:00:00Z",
-        received_at="2026-11-27T10:00:00Z",
-        extra={"xapi": xapi},
-    ).to_json().encode()
+    return (
+        Envelope(
+            id=f"{registration_id}-s1",
+            registration_id=registration_id,
+            event={"externalcourseActivityId": "xapi-1", "status": "inProgress"},
+            source="xapi",
+            event_time="2026-11-27T10:00:00Z",
+            received_at="2026-11-27T10:00:00Z",
+            extra={"xapi": xapi},
+        )
+        .to_json()
+        .encode()
+    )
 
 
 async def test_a_learner_found_in_one_tenant_is_never_taken_for_anothers():

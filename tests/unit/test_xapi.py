@@ -101,8 +101,11 @@ IRI = "https://lms.example.com/courses/"
         (lambda s, n: s["object"].update(id=IRI + "c" * (n - len(IRI))), "object.id", 2048),
         (lambda s, n: s["verb"].update(id=IRI + "v" * (n - len(IRI))), "verb.id", 2048),
         (lambda s, n: s.update(actor={"openid": IRI + "o" * (n - len(IRI))}), "actor.openid", 2048),
-        (lambda s, n: s.update(actor={"account": {"homePage": IRI + "h" * (n - len(IRI)), "name": "a"}}),
-         "actor.account.homePage", 2048),
+        (
+            lambda s, n: s.update(actor={"account": {"homePage": IRI + "h" * (n - len(IRI)), "name": "a"}}),
+            "actor.account.homePage",
+            2048,
+        ),
         (lambda s, n: s.update(actor={"account": {"name": "n" * n}}), "actor.account.name", 400),
         (lambda s, n: s.update(actor={"mbox": "mailto:" + "m" * (n - 23) + "@contoso.example"}), "actor.mbox", 400),
         (lambda s, n: s.update(actor={"mbox_sha1sum": "f" * n}), "actor.mbox_sha1sum", 400),

@@ -243,9 +243,7 @@ def verified_claims(token: bytes | str, jwks: Mapping[str, Any], *, leeway_secon
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         raise BadSignatureError(f"the key set's key {kid!r} is not a usable RSA key") from None
     try:
-        return dict(
-            jwt.decode(text, key, algorithms=["RS256"], options={"verify_aud": False}, leeway=leeway_seconds)
-        )
+        return dict(jwt.decode(text, key, algorithms=["RS256"], options={"verify_aud": False}, leeway=leeway_seconds))
     except jwt.ExpiredSignatureError:
         raise ExpiredTokenError("the token has expired (exp)") from None
     except jwt.PyJWTError:

@@ -139,6 +139,7 @@ class Lenient(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
+
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
