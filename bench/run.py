@@ -114,7 +114,7 @@ PACE_THROTTLED = 0.01  # share of requests answered 429
 # The targets.
 COLD_OVERHEAD_S = 0.300
 WARM_RATIO = 1.5
-TENANTS_RATIO = 1.10  # warm CPU per callback over 50 tenants against one
+TENANTS_RATIO = 1.10  # warm CPU per callback over 50 tenants against one, either way ("no more than 10 % apart")
 WEBHOOK_RATIO = 3.0
 THROUGHPUT_SHARE = 0.80
 FRESHNESS_P99_S = 5.0
@@ -350,7 +350,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         table.append((
             "tenants", f"warm CPU per callback, known activity, spread over {tenants['tenants']} customer tenants",
             f"{spread:.2f} ms", f"{one:.2f} ms (the same callbacks to 1 customer tenant)", f"{spread / one:.2f}x",
-            f"≤ {TENANTS_RATIO:.2f}x", _verdict(spread / one <= TENANTS_RATIO),
+            f"within {TENANTS_RATIO:.2f}x either way", _verdict(max(spread / one, one / spread) <= TENANTS_RATIO),
         ))  # fmt: skip
         table.append((
             "tenants", "warm CPU per callback, known activity, 1 customer tenant", f"{one:.2f} ms",

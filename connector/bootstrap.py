@@ -148,14 +148,12 @@ class Parts:
         connection pool and Graph's throttling are the tenant's (per app and tenant)."""
         gateway = self._tenant_gateways.get(tenant_id)
         if gateway is None:
-            from connector.adapters.graph import GraphGateway
             from connector.adapters.identity import create_credential
-            from connector.adapters.tenants import Assertions, tenant_credential
+            from connector.adapters.tenants import Assertions, tenant_gateway
 
             if self._assertions is None:
                 self._assertions = Assertions(create_credential(self.settings))
-            credential = tenant_credential(self.settings, tenant_id, self._assertions, tls_context())
-            gateway = GraphGateway(self.settings, credential, verify=tls_context(), tenant_id=tenant_id)
+            gateway = tenant_gateway(self.settings, tenant_id, self._assertions, tls_context())
             self._tenant_gateways[tenant_id] = gateway
         return gateway
 

@@ -312,6 +312,8 @@ def _parse_authority_host(raw: str | None) -> str:
     if raw is None or not raw.strip():
         return DEFAULT_AUTHORITY_HOST
     url = raw.strip().rstrip("/")
+    if "://" not in url:  # azure.identity's own constants name the host alone, e.g. login.microsoftonline.us
+        url = f"https://{url}"
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname or parts.path or parts.query or parts.fragment:
         raise SettingsError(name, f"must be the https URL of an Entra authority, like {DEFAULT_AUTHORITY_HOST}")

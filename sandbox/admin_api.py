@@ -40,7 +40,7 @@ added through ``PUT /_sandbox/tenants/{id}`` (404 for any other).
     PUT    /_sandbox/tenants/{id}/consents/{appId}   {"roles": [...]}: admin consent (default: the connector's
                                         four roles); the app's service principal appears in that tenant
     DELETE /_sandbox/tenants/{id}/consents/{appId}   [?deleteServicePrincipal=true]: token requests for that
-                                        tenant fail with AADSTS65001 (or AADSTS700016 with the service principal
+                                        tenant fail with AADSTS65001 (or AADSTS7000229 with the service principal
                                         gone); other tenants are unaffected
     GET    /_sandbox/canvas/jwks        a stand-in for Instructure's published Live Events keys (instructure.py);
     POST   /_sandbox/canvas/sign        an event -> {"token": the event signed with that key, as Canvas signs}

@@ -125,8 +125,8 @@ class SandboxClient:
 
     def revoke_consent(self, tenant_id: str, app_id: str, *, delete_service_principal: bool = False) -> dict[str, Any]:
         """Token requests for that tenant fail from now on: AADSTS65001 (consent revoked), or with
-        ``delete_service_principal`` AADSTS700016 (the app is gone from the tenant). Other tenants are unaffected;
-        tokens already issued stay valid until they expire, as with Entra."""
+        ``delete_service_principal`` AADSTS7000229 (the app's service principal is gone from the tenant). Other
+        tenants are unaffected; tokens already issued stay valid until they expire, as with Entra."""
         params = {"deleteServicePrincipal": "true"} if delete_service_principal else None
         return self._call("DELETE", f"/tenants/{tenant_id}/consents/{app_id}", params=params)
 

@@ -16,14 +16,15 @@ calls, so no discovery requests) sends: a form with ``grant_type=client_credenti
 (msal ``instance_discovery=False``, azure-identity ``disable_instance_discovery=True``), ask
 login.microsoftonline.com whether the host is an authority, which no sandbox can answer.
 
-Checks, in this order, each answered in Entra's error shape (``error``, ``error_description`` "AADSTS<n>: ...
-Trace ID ... Correlation ID ... Timestamp ...", ``error_codes``, ``timestamp``, ``trace_id``, ``correlation_id``,
-``error_uri``): the form's parameters (AADSTS900144, 70003, 7000215 for any client secret: the sandbox knows
-none, 7000216); the tenant (AADSTS90002); the app in that tenant, i.e. registered and with a service principal
-there (AADSTS700016); the assertion: signed by this sandbox (AADSTS50027), unexpired (AADSTS700024), issuer,
-subject and audience matching one of the app's federated credentials (AADSTS70021); the scope, a single
-``https://graph.microsoft.com/.default`` (AADSTS1002012, 500011); the tenant's admin consent (AADSTS65001 once
-revoked). Consent and service principal are per tenant; revoking one tenant's consent fails only that tenant.
+Checks, in this order, each answered in Entra's error shape (``error``, ``error_description`` "AADSTS<n>: ... Trace
+ID ... Correlation ID ... Timestamp ...", ``error_codes``, ``timestamp``, ``trace_id``, ``correlation_id``,
+``error_uri``): the form's parameters (AADSTS900144, 70003, 7000215 for any client secret: the sandbox knows none,
+7000216); the tenant (AADSTS90002); the app in that tenant, i.e. registered and with a service principal there
+(AADSTS700016; AADSTS7000229 once an admin deleted its service principal); the assertion: signed by this sandbox
+(AADSTS50027), unexpired (AADSTS700024), issuer, subject and audience matching one of the app's federated
+credentials (AADSTS70021); the scope, a single ``https://graph.microsoft.com/.default`` (AADSTS1002012, 500011); the
+tenant's admin consent (AADSTS65001 once revoked). Consent and service principal are per tenant; revoking one
+tenant's consent fails only that tenant.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class Entra:
     def reset(self) -> None:
         self.apps: dict[str, dict[str, Any]] = {}
         self.consents: dict[tuple[str, str], Consent] = {}
+        self.removed: set[tuple[str, str]] = set()
+        """(tenant, app) whose service principal an admin deleted: AADSTS7000229 until consent is given again."""
         self.requests: Counter[str] = Counter()
         self.issued: Counter[str] = Counter()
 
@@ -146,17 +149,19 @@ class Entra:
                 {"id": consent.service_principal_id, "appId": app_id, "displayName": app["displayName"]}
             )
         consent.roles, consent.granted = tuple(roles), True
+        self.removed.discard((tenant_id, app_id))
         return consent
 
     def revoke(self, store: Store, tenant_id: str, app_id: str, *, delete_service_principal: bool) -> None:
         """Revoke the tenant's consent (AADSTS65001 from then on) or also delete the app's service principal
-        there (AADSTS700016, as if never consented)."""
+        there (AADSTS7000229, the app missing its service principal in the tenant)."""
         consent = self.consents.get((tenant_id, app_id))
         if consent is None:
             raise LookupError(f"tenant {tenant_id} has no consent to app {app_id}")
         consent.granted = False
         if delete_service_principal:
             del self.consents[(tenant_id, app_id)]
+            self.removed.add((tenant_id, app_id))
             store.remove_service_principal(consent.service_principal_id)
 
     def consents_of(self, tenant_id: str) -> dict[str, Any]:
@@ -197,6 +202,14 @@ def answer_token_request(state: SandboxState, tenant_id: str, form: Any) -> dict
         raise unknown_tenant(tenant_id, "invalid_request")
     app = entra.apps.get(client_id)
     consent = entra.consents.get((tenant_id, client_id))
+    if app is not None and consent is None and (tenant_id, client_id) in entra.removed:
+        raise EntraError(
+            401,
+            "invalid_client",
+            7000229,
+            f"The client application {client_id} is missing service principal in the tenant {tenant_id}. See "
+            "instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
+        )
     if app is None or consent is None:
         raise EntraError(
             400,

@@ -20,7 +20,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from connector.app import tracing
 from connector.domain.events import ASSIGNMENT, SELF_INITIATED
-from connector.domain.failures import GraphFailure, Kind, parse_retry_after
+from connector.domain.failures import GraphFailure, Kind, first_line, parse_retry_after
 
 if TYPE_CHECKING:
     import ssl
@@ -84,6 +84,10 @@ class GraphGateway:
     async def close(self) -> None:
         await self._http.aclose()
         await self._credential.close()
+
+    async def token(self) -> str:
+        """A Graph token of this client's credential (check reads its roles); azure.identity's errors as raised."""
+        return (await self._credential.get_token(self._settings.graph_scope)).token
 
     def _provider(self, registration_id: str) -> Any:
         return self.client.employee_experience.learning_providers.by_learning_provider_id(registration_id)
@@ -225,7 +229,12 @@ class GraphGateway:
                 body = await self._adapter.send_primitive_async(info, response_type, self._errors)
             return body, _header(headers.response_headers, "request-id")
         except APIError as exc:
-            raise failure_from(exc) from None
+            failure = failure_from(exc)
+            if self.tenant_id is not None:
+                from connector.adapters.tenants import tenant_graph_failure
+
+                failure = tenant_graph_failure(self._settings, self.tenant_id, failure)
+            raise failure from None
         except httpx.TimeoutException as exc:  # sent, perhaps applied
             message = f"Graph did not answer in time ({type(exc).__name__})"
             raise GraphFailure(None, "timeout", message, kind=Kind.UNSURE) from None
@@ -237,7 +246,8 @@ class GraphGateway:
                 from connector.adapters.tenants import tenant_token_failure
 
                 raise tenant_token_failure(self._settings, self.tenant_id, str(exc)) from None
-            raise GraphFailure(None, "tokenUnavailable", _first_line(str(exc)), kind=Kind.TRANSIENT) from None
+            problem = first_line(str(exc), "the managed identity endpoint gave no token")
+            raise GraphFailure(None, "tokenUnavailable", problem, kind=Kind.TRANSIENT) from None
 
 
 def path_segment(value: str) -> str:
@@ -315,7 +325,3 @@ def _header(headers: Any, name: str) -> str | None:
     if isinstance(value, (list, tuple, set)):
         value = next(iter(value), None)
     return str(value) if value else None
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "the managed identity endpoint gave no token"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 
-from connector.domain.failures import GraphFailure, Kind
+from connector.domain.failures import GraphFailure, Kind, first_line
 
 if TYPE_CHECKING:
     import ssl
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.identity.aio import ClientAssertionCredential
 
+    from connector.adapters.graph import GraphGateway
     from connector.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ ASSERTION_REFRESH_SECONDS = 300
 #: The token endpoint's timeouts, and no retry inside an invocation (the host retries the message): a tenant whose
 #: endpoint hangs holds its own callbacks this long at most, and with them the instance's concurrent invocations.
 TOKEN_CONNECT_TIMEOUT, TOKEN_READ_TIMEOUT = 10, 10
+#: After the managed identity gave no assertion, how long every tenant uses what it holds before it is asked again:
+#: an identity endpoint that fails is not asked once per Graph request of every tenant, one at a time.
+ASSERTION_RETRY_SECONDS = 5
 
 
 class Assertions:
@@ -69,7 +73,8 @@ class Assertions:
             try:
                 token = await self._credential.get_token(ASSERTION_SCOPE)
             except AzureError as exc:
-                self._problem = _first_line(str(exc))
+                self._problem = first_line(str(exc), "the identity endpoint gave no token")
+                self._refresh_at = time.time() + ASSERTION_RETRY_SECONDS
                 logger.warning("no client assertion from the managed identity: %s", self._problem)
                 return
             now = time.time()
@@ -127,10 +132,17 @@ class TenantCredential:
         await self.close()
 
 
-def tenant_credential(
+def tenant_gateway(settings: Settings, tenant_id: str, assertions: Assertions, verify: ssl.SSLContext) -> GraphGateway:
+    """The Graph client of a customer tenant: the multi-tenant app's credential there, on connection pools of its
+    own (TLS with `verify`)."""
+    from connector.adapters.graph import GraphGateway
+
+    return GraphGateway(settings, _tenant_credential(settings, tenant_id, assertions, verify), verify, tenant_id)
+
+
+def _tenant_credential(
     settings: Settings, tenant_id: str, assertions: Assertions, verify: ssl.SSLContext
 ) -> TenantCredential:
-    """The multi-tenant app's credential in `tenant_id`, on a connection pool of its own (TLS with `verify`)."""
     import aiohttp
     from azure.core.pipeline.transport import AioHttpTransport
     from azure.identity.aio import ClientAssertionCredential
@@ -152,8 +164,10 @@ def tenant_credential(
 #: What Entra's AADSTS codes say about a tenant.
 _NO_CONSENT = {
     65001: "no admin consent to the connector's app {app} (AADSTS65001: never given, or revoked)",
-    700016: "the connector's app {app} is not in the tenant (AADSTS700016: admin consent never given, or the app "
-    "was removed)",
+    700016: "the connector's app {app} is not in the tenant (AADSTS700016: admin consent never given, the app "
+    "was removed, or CONNECTOR_APP_CLIENT_ID is not the app's client id)",
+    7000229: "the connector's app {app} has no service principal in the tenant (AADSTS7000229: admin consent never "
+    "given, or the enterprise application was deleted)",
 }
 _TENANT_NOT_FOUND = 90002
 _CORRECT_TENANT_ID = (
@@ -180,8 +194,8 @@ def tenant_problem(settings: Settings, tenant_id: str, error: str) -> TenantProb
     code = int(found.group(1)) if found else None
     if code in _NO_CONSENT:
         url = settings.admin_consent_url(tenant_id)
-        fix = f"a Privileged Role Administrator of tenant {tenant_id} grants admin consent at {url}"
-        return TenantProblem("adminConsentRequired", _NO_CONSENT[code].format(app=settings.app_client_id), fix, url)
+        problem = _NO_CONSENT[code].format(app=settings.app_client_id)
+        return TenantProblem("adminConsentRequired", problem, consent_fix(tenant_id, url), url)
     if code == _TENANT_NOT_FOUND:
         return TenantProblem("tenantNotFound", "no such tenant (AADSTS90002)", _CORRECT_TENANT_ID)
     return None
@@ -198,17 +212,31 @@ class TenantRefused(GraphFailure):
         return {**super().reason(), "tenantId": self.tenant_id, "adminConsentUrl": self.admin_consent_url}
 
 
+def consent_fix(tenant_id: str, url: str) -> str:
+    return f"a Privileged Role Administrator of tenant {tenant_id} grants admin consent at {url}"
+
+
+def tenant_graph_failure(settings: Settings, tenant_id: str, failure: GraphFailure) -> GraphFailure:
+    """Graph's 401 or 403 in a customer tenant names the tenant and the consent link: a consent whose roles were
+    removed still gives a token, without the roles. Any other failure is as it came."""
+    if failure.status not in (401, 403):
+        return failure
+    url = settings.admin_consent_url(tenant_id)
+    message = (
+        f"{failure.message} (tenant {tenant_id}: if the app's roles there were removed, "
+        f"{consent_fix(tenant_id, url)}, then replay the dead letters)"
+    )
+    return TenantRefused(failure.status, failure.code, message, failure.request_id, failure.retry_after,
+                         kind=failure.kind, tenant_id=tenant_id, admin_consent_url=url)  # fmt: skip
+
+
 def tenant_token_failure(settings: Settings, tenant_id: str, error: str) -> GraphFailure:
     """A failed token request for a customer tenant as a Graph failure: refused for good until its administrator
     acts (or the tenantId is corrected), else passing (the host retries)."""
     found = tenant_problem(settings, tenant_id, error)
     if found is None:
-        return GraphFailure(None, "tokenUnavailable", f"no token for tenant {tenant_id}: {_first_line(error)}",
-                            kind=Kind.TRANSIENT)  # fmt: skip
+        problem = f"no token for tenant {tenant_id}: {first_line(error, 'no detail given')}"
+        return GraphFailure(None, "tokenUnavailable", problem, kind=Kind.TRANSIENT)
     message = f"tenant {tenant_id}: {found.problem}; {found.fix}, then replay the dead letters"
     return TenantRefused(None, found.code, message, kind=Kind.PERMANENT, tenant_id=tenant_id,
                          admin_consent_url=found.admin_consent_url)  # fmt: skip
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "the identity endpoint gave no token"

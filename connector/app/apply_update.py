@@ -181,7 +181,13 @@ class Worker:
         except Held as held:  # a 429's wait for this provider, learned here or by another instance
             delay = held.delay_seconds(self._clock())
             await self._requeue(envelope.to_json(), delay)
-            logger.info("message %s (%s) held %d s after a 429", envelope.id, _origin(envelope), delay)
+            logger.info(
+                "message %s (%s) held %d s after a 429",
+                envelope.id,
+                _origin(envelope),
+                delay,
+                extra=_dimensions(envelope),
+            )
             return Outcome("held")
         except _Refused as refused:
             failure, reason, merged = None, refused.reason, refused.keep_merged

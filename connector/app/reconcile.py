@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from connector.app.pacing import Held
 from connector.app.ports import ActivityStore, Clock, Graph, StateConflict
-from connector.app.tenancy import tenant_of
+from connector.app.tenancy import current_tenant, tenant_of
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import Envelope, ReconcileSlice, parse_instant, utc_iso
 from connector.domain.events import CHANGEABLE, STATUSES
@@ -89,7 +89,19 @@ class Reconciler:
 
     async def run_slice(self, work: ReconcileSlice) -> Tally:
         """The worker's part: reconciles one page and queues the next page's slice; held by a 429, queues this one
-        again for later."""
+        again for later. A provider no longer configured is left alone: which tenant's Graph it is in is unknown."""
+        if self._settings.provider(work.registration_id) is None:
+            logger.warning(
+                "reconciliation %s: provider %s is not configured, skipped", work.run_id, work.registration_id
+            )
+            return Tally()
+        tenant = current_tenant.set(tenant_of(self._settings, work.registration_id))  # what its logs and spans read
+        try:
+            return await self._run_slice(work)
+        finally:
+            current_tenant.reset(tenant)
+
+    async def _run_slice(self, work: ReconcileSlice) -> Tally:
         try:
             tally, following = await self.page(work)
         except Held as held:

@@ -37,6 +37,12 @@ class Kind(StrEnum):
 RETRIED = frozenset({Kind.THROTTLED, Kind.TRANSIENT, Kind.UNSURE})
 
 
+def first_line(text: str, when_empty: str) -> str:
+    """An error's first line, for one-line messages (azure.identity's errors run to many lines)."""
+    text = text.strip()
+    return text.splitlines()[0] if text else when_empty
+
+
 def kind_of(status: int) -> Kind:
     """The kind of an HTTP error status from Graph."""
     if status == 404:

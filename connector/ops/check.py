@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from connector.domain import failures
 from connector.domain.failures import GraphFailure
 from connector.settings import PROVIDER_KEYS, ProviderSettings, Settings, SettingsError, load_settings
 
@@ -239,6 +240,8 @@ async def _check_graph(settings: Settings) -> list[Finding]:
         from connector.adapters.identity import create_credential
         from connector.adapters.tenants import Assertions
 
+        if settings.managed_identity_available and settings.azure_client_id is None:
+            findings.append(_NO_USER_ASSIGNED_IDENTITY)
         assertions = Assertions(create_credential(settings))  # the managed identity's token, every tenant's assertion
         try:
             for tenant_id, providers in settings.tenants.items():
@@ -254,20 +257,26 @@ async def _check_home_graph(settings: Settings, providers: list[ProviderSettings
     from connector.adapters.graph import GraphGateway
     from connector.adapters.identity import create_credential
 
-    credential = create_credential(settings)
+    gateway = GraphGateway(settings, create_credential(settings))
     try:
-        token = await credential.get_token(settings.graph_scope)
-    except AzureError as exc:  # refused, or the identity endpoint could not be reached
-        await credential.close()
-        return [no_token(settings, "graph", settings.graph_scope, exc)]
-    findings = [Finding("ok", f"graph: a token for {settings.graph_scope} was obtained"), _roles(settings, token.token)]
-    gateway = GraphGateway(settings, credential)
-    try:
-        return findings + await _check_providers(gateway, providers)
+        try:
+            token = await gateway.token()
+        except AzureError as exc:  # refused, or the identity endpoint could not be reached
+            return [no_token(settings, "graph", settings.graph_scope, exc)]
+        roles = _roles("graph: the identity", providers, token, _GRANT_FIX)
+        ok = Finding("ok", f"graph: a token for {settings.graph_scope} was obtained")
+        return [ok, roles, *await _check_providers(gateway, providers)]
     finally:
         await gateway.close()
 
 
+_NO_USER_ASSIGNED_IDENTITY = Finding(
+    "warn",
+    "tenants: AZURE_CLIENT_ID is not set, so the app's system-assigned identity signs the client assertion; a "
+    "federated identity credential trusts a user-assigned managed identity",
+    "set AZURE_CLIENT_ID to the client id of the user-assigned identity that CONNECTOR_APP_CLIENT_ID trusts (the "
+    "template does)",
+)
 _FEDERATION_FIX = (
     "check that the app CONNECTOR_APP_CLIENT_ID trusts the managed identity: a federated identity credential with "
     "issuer https://login.microsoftonline.com/<the identity's tenant>/v2.0, subject the identity's object (principal) "
@@ -278,11 +287,11 @@ _FEDERATION_FIX = (
 async def _check_tenant(
     settings: Settings, tenant_id: str, providers: list[ProviderSettings], assertions: Assertions
 ) -> list[Finding]:
-    """One line for the tenant's token and consent, then its providers through its own Graph client."""
+    """One line for the tenant's token and consent, one for the roles its providers need, then its providers
+    through its own Graph client."""
     from azure.core.exceptions import ClientAuthenticationError
 
-    from connector.adapters.graph import GraphGateway
-    from connector.adapters.tenants import tenant_credential, tenant_problem
+    from connector.adapters.tenants import consent_fix, tenant_gateway, tenant_problem
     from connector.bootstrap import tls_context
 
     where = f"tenant {tenant_id} (provider {', '.join(p.registration_id for p in providers)})"
@@ -296,19 +305,21 @@ async def _check_tenant(
                 "that refuses, with its fix",
             )
         ]
-    credential = tenant_credential(settings, tenant_id, assertions, tls_context())
-    gateway = GraphGateway(settings, credential, verify=tls_context(), tenant_id=tenant_id)
+    gateway = tenant_gateway(settings, tenant_id, assertions, tls_context())
     try:
-        await credential.get_token(settings.graph_scope)
-    except ClientAuthenticationError as exc:
-        await gateway.close()
-        found = tenant_problem(settings, tenant_id, str(exc))
-        if found is not None:
-            return [Finding("fail", f"{where}: {found.problem}", found.fix)]
-        return [Finding("fail", f"{where}: no token: {first_line(exc)}", _FEDERATION_FIX)]
-    findings = [Finding("ok", f"{where}: a token for {settings.graph_scope} was obtained: admin consent in place")]
-    try:
-        return findings + await _check_providers(gateway, providers)
+        try:
+            token = await gateway.token()
+        except ClientAuthenticationError as exc:
+            found = tenant_problem(settings, tenant_id, str(exc))
+            if found is not None:
+                return [Finding("fail", f"{where}: {found.problem}", found.fix)]
+            return [Finding("fail", f"{where}: no token: {first_line(exc)}", _FEDERATION_FIX)]
+        fix = (
+            f"add the missing roles to the app's API permissions (Microsoft Graph, application), then "
+            f"{consent_fix(tenant_id, settings.admin_consent_url(tenant_id))}"
+        )
+        ok = Finding("ok", f"{where}: a token for {settings.graph_scope} was obtained: admin consent in place")
+        return [ok, _roles(f"{where}: the app", providers, token, fix), *await _check_providers(gateway, providers)]
     finally:
         await gateway.close()
 
@@ -340,28 +351,29 @@ async def _check_providers(gateway: GraphGateway, providers: list[ProviderSettin
     return findings
 
 
-def _roles(settings: Settings, token: str) -> Finding:
-    """Whether the token carries the application roles the providers need: the base ones, and for the providers that
+_GRANT_FIX = (
+    "python -m connector grant-permissions --principal-id <the identity's object id> (it grants what the providers "
+    "need; new roles reach tokens within minutes)"
+)
+
+
+def _roles(whose: str, providers: list[ProviderSettings], token: str, fix: str) -> Finding:
+    """Whether the token carries the application roles these providers need: the base ones, and for those that
     create missing activities (createMissing) the lookups of learners and content. Read from the token's `roles`
     claim (Graph's tokens are JWTs; the claim is informative, not verified here: Graph checks it)."""
     from connector.ops.permissions import roles_needed
 
-    creating = sorted(p.registration_id for p in settings.providers.values() if p.create_missing)
+    creating = sorted(p.registration_id for p in providers if p.create_missing)
     held = _token_roles(token)
-    needed = roles_needed(settings)
+    needed = roles_needed(create_missing=bool(creating))
     who = f"; providers that create missing activities: {', '.join(creating)}" if creating else ""
     if held is None:
-        fix = f"make sure the identity holds {', '.join(needed)}"
-        return Finding("warn", f"graph: the token's roles cannot be read{who}", fix)
+        fix = f"make sure it holds {', '.join(needed)}"
+        return Finding("warn", f"{whose}'s token's roles cannot be read{who}", fix)
     missing = [role for role in needed if role not in held]
     if not missing:
-        return Finding("ok", f"graph: the identity holds {', '.join(needed)}{who}")
-    return Finding(
-        "fail",
-        f"graph: the identity lacks {', '.join(missing)}{who}",
-        "python -m connector grant-permissions --principal-id <the identity's object id> (it grants what the "
-        "providers need; new roles reach tokens within minutes)",
-    )
+        return Finding("ok", f"{whose} holds {', '.join(needed)}{who}")
+    return Finding("fail", f"{whose} lacks {', '.join(missing)}{who}", fix)
 
 
 def _token_roles(token: str) -> set[str] | None:
@@ -404,5 +416,4 @@ def graph_answered(failure: GraphFailure) -> str:
 
 def first_line(exc: BaseException) -> str:
     """An exception's first line, for one-line operator messages."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return failures.first_line(str(exc), type(exc).__name__)

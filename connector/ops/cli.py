@@ -108,7 +108,8 @@ def _grant_permissions(args: argparse.Namespace) -> int:
     from connector.ops.permissions import grant_permissions, roles_needed
 
     settings = load_settings()
-    roles = roles_needed(settings, args.create_missing)
+    home = [p for p in settings.providers.values() if p.tenant_id is None]  # other tenants' roles: their consent
+    roles = roles_needed(args.create_missing or any(p.create_missing for p in home))
 
     async def run() -> int:
         gateway = GraphGateway(settings, create_credential(settings))
@@ -240,6 +241,8 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     configured = [provider.registration_id for provider in settings.providers.values()]
+    if args.registration_id and settings.provider(args.registration_id) is None:  # whose tenant would it read?
+        raise CommandError(f"--registration-id: {args.registration_id!r} is not a provider in CONNECTOR_PROVIDERS")
     registration_ids = [args.registration_id] if args.registration_id else configured
 
     async def run() -> dict[str, Any]:

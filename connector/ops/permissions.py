@@ -16,7 +16,6 @@ from connector.domain.failures import GraphFailure
 
 if TYPE_CHECKING:
     from connector.adapters.graph import GraphGateway
-    from connector.settings import Settings
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 #: Updating assigned and self-initiated course activities.
@@ -31,10 +30,9 @@ class GrantResult:
     existing: list[str] = field(default_factory=list)
 
 
-def roles_needed(settings: Settings, create_missing: bool = False) -> list[str]:
-    """The base roles, plus the lookup roles when any provider (or the caller) uses create-when-missing."""
-    uses_create = create_missing or any(p.create_missing for p in settings.providers.values())
-    return [*BASE_ROLES, *(CREATE_MISSING_ROLES if uses_create else ())]
+def roles_needed(create_missing: bool) -> list[str]:
+    """The base roles, plus the learner and content lookups for providers that create missing activities."""
+    return [*BASE_ROLES, *(CREATE_MISSING_ROLES if create_missing else ())]
 
 
 async def grant_permissions(gateway: GraphGateway, principal_id: str, roles: list[str]) -> GrantResult:

@@ -70,3 +70,10 @@ async def test_an_activity_graph_still_has_after_a_withdrawal_is_withdrawn_again
     assert "corrected 1" in command("reconcile").stdout
     await connector.drain()
     assert graph.activity(ASSIGNMENT_ID) is None
+
+
+async def test_reconciling_a_provider_that_is_not_configured_is_refused(connector, command):
+    ran = command("reconcile", "--registration-id", "not-a-provider")
+    assert ran.returncode == 1
+    assert ran.stderr.strip() == "error: --registration-id: 'not-a-provider' is not a provider in CONNECTOR_PROVIDERS"
+    assert await connector.count() == 0

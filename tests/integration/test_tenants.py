@@ -32,6 +32,7 @@ from tests.integration.conftest import Connector, QueueRun, empty_storage
 from tests.support.functions import call_http_async
 from tests.support.signing import SECRET, signed_headers
 from tests.support.telemetry import span_exporter
+from tests.support.xapi import XAPI_KEY, XAPI_SECRET, basic, progressed
 
 APP_ID = "c0ec7a11-0000-4000-8000-0000000000a1"
 TENANT_A = "aaaaaaaa-0000-4000-8000-00000000000a"
@@ -100,6 +101,7 @@ async def connector(azurite, tls_sandbox: SandboxProcess, monkeypatch) -> AsyncI
     providers = json.loads(BASE_ENV["CONNECTOR_PROVIDERS"])
     for reg, tenant in (*TENANT_OF.items(), (REG_GONE, NO_SUCH_TENANT)):
         providers[reg] = {"webhookSecrets": [SECRET], "tenantId": tenant}
+    providers[REG_A]["xapiCredentials"] = [{"key": XAPI_KEY, "secret": XAPI_SECRET}]
     env = {
         **BASE_ENV,
         "CONNECTOR_PROVIDERS": json.dumps(providers),
@@ -200,6 +202,61 @@ async def test_a_revoked_consent_dead_letters_only_that_tenants_updates_with_the
     del replayed["deadLetter"]
     run = await connector.run(json.dumps(replayed), message_id="replayed")
     assert (failures([run]), states(connector, REG_A, TENANT_A)["enrolment-0"]) == ([], ("inProgress", 50))
+
+
+async def test_an_app_whose_service_principal_was_deleted_is_dead_lettered_with_the_consent_link(connector):
+    connector.graph.revoke_consent(TENANT_B, APP_ID, delete_service_principal=True)  # Entra: AADSTS7000229
+    (run,) = await deliver_all(connector, [(REG_B, progress(1, 50))])
+    reason = json.loads(run.poison)["deadLetter"]
+    consent_url = f"{connector.sandbox.authority_url}/{TENANT_B}/adminconsent?client_id={APP_ID}"
+    assert (reason["code"], reason["tenantId"], reason["adminConsentUrl"]) == (
+        "adminConsentRequired", TENANT_B, consent_url,
+    )  # fmt: skip
+    assert "has no service principal in the tenant (AADSTS7000229: " in reason["message"]
+    assert states(connector, REG_B, TENANT_B) == UNTOUCHED
+
+
+async def test_a_consent_without_the_roles_is_a_403_naming_the_tenant_and_the_consent_link(connector):
+    connector.graph.grant_consent(TENANT_A, APP_ID, roles=["LearningSelfInitiatedCourse.ReadWrite.All"])
+    (run,) = await deliver_all(connector, [(REG_A, progress(2, 50))])
+    reason = json.loads(run.poison)["deadLetter"]
+    consent_url = f"{connector.sandbox.authority_url}/{TENANT_A}/adminconsent?client_id={APP_ID}"
+    assert (reason["status"], reason["tenantId"], reason["adminConsentUrl"]) == (403, TENANT_A, consent_url)
+    assert (
+        f"(tenant {TENANT_A}: if the app's roles there were removed, a Privileged Role Administrator"
+        in (reason["message"])
+    )
+    assert states(connector, REG_A, TENANT_A) == UNTOUCHED
+
+
+async def test_an_xapi_statement_of_a_tenants_provider_reaches_only_its_tenant(connector):
+    registration = "5e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
+    for tenant in (None, TENANT_A, TENANT_B):  # the same external id for REG_A everywhere
+        where = tenant or HOME_TENANT
+        activity = {"id": f"{where[:4]}-xapi", "externalcourseActivityId": registration, "learningProviderId": REG_A,
+                    "@odata.type": ASSIGNMENT, "learnerUserId": "learner-1", "learningContentId": "content-1",
+                    "status": "notStarted", "assignmentType": "required"}  # fmt: skip
+        connector.graph.seed(tenant=tenant, activities=[activity])
+    headers = {"content-type": "application/json", "authorization": basic(), "x-experience-api-version": "1.0.3"}
+    body = json.dumps([progressed(40, registration=registration)])
+    reply = await call_http_async("xapi_statements", "POST", {"registrationId": REG_A}, body=body, headers=headers)
+    assert reply.status == 200, reply.body
+    assert failures(await connector.drain()) == []
+    status_of = [states(connector, REG_A, t)[registration] for t in (TENANT_A, TENANT_B, HOME_TENANT)]
+    assert status_of == [("inProgress", 40), ("notStarted", None), ("notStarted", None)]
+
+
+async def test_reconcile_reads_and_corrects_a_tenants_provider_in_its_own_tenant(connector, monkeypatch):
+    from tests.support.functions import indexed
+
+    assert failures(await deliver_all(connector, [(REG_A, progress(3, 60))])) == []
+    seed(connector.graph, TENANT_A)  # someone set REG_A's activities back to notStarted in tenant A's Graph
+    monkeypatch.setenv("CONNECTOR_RECONCILE_SCHEDULE", "0 0 3 * * *")
+    await indexed()["reconcile_course_activities"].get_user_function()(None)
+    assert failures(await connector.drain()) == []  # the slices, then the correction they queued
+    assert states(connector, REG_A, TENANT_A)["enrolment-3"] == ("inProgress", 60)
+    assert states(connector, REG_A, TENANT_B) == UNTOUCHED
+    assert states(connector, REG_A, HOME_TENANT) == UNTOUCHED
 
 
 async def test_a_throttled_tenant_does_not_hold_up_the_other(connector):
@@ -308,7 +365,7 @@ async def test_check_reports_each_tenants_token_and_consent(connector):
     connector.graph.revoke_consent(TENANT_B, APP_ID)
     findings = [str(f) for f in await run_checks()]
     consent_b = f"{connector.sandbox.authority_url}/{TENANT_B}/adminconsent?client_id={APP_ID}"
-    tenant_lines = [f for f in findings if f.split("] ", 1)[1].startswith("tenant ")]
+    tenant_lines = [f for f in findings if f.split("] ", 1)[1].startswith("tenant ") and " the app " not in f]
     assert tenant_lines == [
         f"[ok] tenant {TENANT_A} (provider {REG_A}): a token for https://graph.microsoft.com/.default was obtained: "
         "admin consent in place",
@@ -319,6 +376,22 @@ async def test_check_reports_each_tenants_token_and_consent(connector):
         "provider's tenantId in CONNECTOR_PROVIDERS (the customer's Tenant ID, in the Microsoft Entra admin center)",
     ]
     assert f"[ok] provider {REG_A} (LMS a0a0): course activity sync enabled" in findings
+    assert f"[ok] tenant {TENANT_A} (provider {REG_A}): the app holds LearningAssignedCourse.ReadWrite.All" in "".join(
+        findings
+    )
+
+
+async def test_check_says_which_roles_a_tenants_consent_lacks(connector):
+    from connector.ops.check import run_checks
+
+    connector.graph.grant_consent(TENANT_A, APP_ID, roles=["LearningAssignedCourse.ReadWrite.All"])
+    findings = [str(f) for f in await run_checks()]
+    consent_a = f"{connector.sandbox.authority_url}/{TENANT_A}/adminconsent?client_id={APP_ID}"
+    assert (
+        f"[fail] tenant {TENANT_A} (provider {REG_A}): the app lacks LearningSelfInitiatedCourse.ReadWrite.All\n"
+        "       fix: add the missing roles to the app's API permissions (Microsoft Graph, application), then a "
+        f"Privileged Role Administrator of tenant {TENANT_A} grants admin consent at {consent_a}"
+    ) in findings
 
 
 async def test_logs_and_spans_carry_the_tenant(connector, caplog):

@@ -164,7 +164,8 @@ def test_revoked_consent_fails_only_its_tenant(tenants):
 
 def test_an_app_removed_from_a_tenant(tenants):
     tenants.admin.revoke_consent(TENANT_A, APP_ID, delete_service_principal=True)
-    assert_entra_error(token_request(tenants, TENANT_A), 400, "unauthorized_client", 700016)
+    first_line = assert_entra_error(token_request(tenants, TENANT_A), 401, "invalid_client", 7000229)
+    assert f"The client application {APP_ID} is missing service principal in the tenant {TENANT_A}" in first_line
     assert {t["tenantId"]: t["consents"] for t in tenants.admin.tenants()}[TENANT_A] == {}
 
 

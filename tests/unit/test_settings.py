@@ -305,5 +305,7 @@ def test_the_authority_host_is_https_and_names_the_consent_url():
     env = {"CONNECTOR_PROVIDERS": tenant_providers(), "CONNECTOR_APP_CLIENT_ID": APP}
     settings = load_settings({**env, "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us/"})
     assert settings.admin_consent_url(TENANT).startswith(f"https://login.microsoftonline.us/{TENANT}/adminconsent?")
-    for bad in ("login.microsoftonline.com", "http://login.microsoftonline.com", "https://login.example/tenant"):
+    bare = load_settings({**env, "AZURE_AUTHORITY_HOST": "login.microsoftonline.us"})  # as azure.identity names it
+    assert bare.authority_host == "https://login.microsoftonline.us"
+    for bad in ("http://login.microsoftonline.com", "https://login.example/tenant", "login.example/tenant"):
         assert settings_error(**env, AZURE_AUTHORITY_HOST=bad).startswith("AZURE_AUTHORITY_HOST: must be the https")

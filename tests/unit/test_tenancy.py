@@ -9,13 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
-from connector.adapters.tenants import tenant_token_failure
+from connector.adapters import tenants
+from connector.adapters.tenants import Assertions, tenant_graph_failure, tenant_token_failure
 from connector.app.apply_update import Delivery, Worker
+from connector.app.reconcile import Reconciler, Tally
 from connector.app.tenancy import pace_key
-from connector.domain.envelope import Envelope
+from connector.domain.envelope import Envelope, ReconcileSlice
 from connector.domain.events import SELF_INITIATED
-from connector.domain.failures import Kind
+from connector.domain.failures import GraphFailure, Kind
 from connector.settings import load_settings
 from tests.support.signing import SECRET
 from tests.unit.fakes import FakeGraph, FakeStore
@@ -93,6 +97,7 @@ ENTRA_ERROR = "{code}: {message}\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestam
     [
         ("AADSTS65001", "adminConsentRequired"),
         ("AADSTS700016", "adminConsentRequired"),
+        ("AADSTS7000229", "adminConsentRequired"),
         ("AADSTS90002", "tenantNotFound"),
     ],
 )
@@ -119,6 +124,62 @@ def test_any_other_token_failure_is_retried_with_its_first_line(error):
     failure = tenant_token_failure(SETTINGS, TENANT_B, error)
     assert (failure.kind, failure.code) == (Kind.TRANSIENT, "tokenUnavailable")
     assert failure.message == f"no token for tenant {TENANT_B}: {error.splitlines()[0]}"
+
+
+def test_a_403_in_a_customer_tenant_names_the_tenant_and_the_consent_link():
+    forbidden = GraphFailure(403, "Forbidden", "Missing role permissions on the request.", "req-1")
+    failure = tenant_graph_failure(SETTINGS, TENANT_A, forbidden)
+    consent = f"https://login.microsoftonline.com/{TENANT_A}/adminconsent?client_id={APP}"
+    reason = failure.reason()
+    assert (failure.kind, reason["status"], reason["requestId"]) == (Kind.PERMANENT, 403, "req-1")
+    assert (reason["tenantId"], reason["adminConsentUrl"]) == (TENANT_A, consent)
+    assert reason["message"] == (
+        f"Missing role permissions on the request. (tenant {TENANT_A}: if the app's roles there were removed, a "
+        f"Privileged Role Administrator of tenant {TENANT_A} grants admin consent at {consent}, then replay the dead "
+        "letters)"
+    )
+    not_found = GraphFailure(404, "NotFound", "no such activity")
+    assert tenant_graph_failure(SETTINGS, TENANT_A, not_found) is not_found
+
+
+class FailingIdentity:
+    """A managed identity endpoint that is down: every token request fails, counted."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        self.requests += 1
+        raise ServiceRequestError("identity endpoint unreachable")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_an_identity_that_fails_is_asked_again_only_after_a_pause(monkeypatch):
+    identity = FailingIdentity()
+    assertions = Assertions(identity)  # type: ignore[arg-type]
+    now = [1_000_000.0]
+    monkeypatch.setattr(tenants.time, "time", lambda: now[0])
+    for _ in range(50):  # every tenant's Graph requests meanwhile
+        await assertions.refresh()
+    assert identity.requests == 1
+    with pytest.raises(ClientAuthenticationError, match="identity endpoint unreachable"):
+        assertions()
+    now[0] += tenants.ASSERTION_RETRY_SECONDS
+    await assertions.refresh()
+    assert identity.requests == 2
+
+
+async def test_a_slice_of_a_provider_no_longer_configured_reads_no_tenant():
+    async def no_graph(registration_id: str) -> None:
+        raise AssertionError("no Graph may be read for a provider whose tenant is unknown")
+
+    async def no_queue(text: str, delay: int) -> None:
+        raise AssertionError("nothing is queued")
+
+    reconciler = Reconciler(SETTINGS, FakeStore(), no_graph, no_queue, lambda: None)  # type: ignore[arg-type]
+    assert await reconciler.run_slice(ReconcileSlice("reg-removed", "run-1")) == Tally()
 
 
 PROBE = """
