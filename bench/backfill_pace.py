@@ -7,13 +7,20 @@ token bucket), the best anyone can do against that limit. Figures: wall time aga
 accepted / R), Graph requests per event, the share of requests answered 429, events lost (an activity whose final
 state in Graph is not its newest event's) and messages dead-lettered. Goals (issue 13): at least 90 % of the allowed
 rate, at most 1 % of requests throttled, nothing lost, nothing dead-lettered for throttling.
+
+Meanwhile a thread of its own asks the storage emulator for the queue's depth every half second and adds up the
+time its answers took beyond a second: Azurite's queue service runs a mark-and-sweep of its message store every
+60 s (QueueGCManager), during which every storage call of the worker waits too. That time is printed beside the
+figures, since Azure Storage has no such pause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,39 @@ def _history(path: Path, events: int, activities: int, stamp: int) -> list[str]:
     return exts
 
 
+STALL_SECONDS = 1.0  # a storage answer slower than this is the emulator pausing
+
+
+class StorageStalls(threading.Thread):
+    """Times the emulator's answers from a thread of its own (its own connection, not the app's event loop)."""
+
+    def __init__(self, connection_string: str) -> None:
+        super().__init__(daemon=True)
+        self._connection_string = connection_string
+        self._stop_asked = threading.Event()
+        self.stalled_seconds, self.stalls, self.longest = 0.0, 0, 0.0
+
+    def run(self) -> None:
+        from azure.storage.queue import QueueClient
+
+        from connector.domain.envelope import QUEUE_NAME
+
+        with QueueClient.from_connection_string(self._connection_string, QUEUE_NAME) as queue:
+            while not self._stop_asked.wait(0.5):
+                started = time.perf_counter()
+                with contextlib.suppress(Exception):  # timed all the same: an error is an answer too
+                    queue.get_queue_properties()
+                took = time.perf_counter() - started
+                if took > STALL_SECONDS:
+                    self.stalled_seconds, self.stalls = self.stalled_seconds + took, self.stalls + 1
+                    self.longest = max(self.longest, took)
+
+    def stop(self) -> dict[str, float]:
+        self._stop_asked.set()
+        self.join()
+        return {"seconds": self.stalled_seconds, "count": self.stalls, "longest": self.longest}
+
+
 async def _app(infra: Infra, events: int, activities: int, rps: float, limit_s: float) -> dict[str, Any]:
     from connector import bootstrap
     from connector.domain.envelope import POISON_QUEUE_NAME
@@ -58,14 +98,17 @@ async def _app(infra: Infra, events: int, activities: int, rps: float, limit_s: 
         checkpoint_dir=folder,
     )  # fmt: skip
     runner = Runner(load_app("function_app:app", ROOT), app_dir=ROOT, port=0, http=False)
+    stalls = StorageStalls(infra.storage)
     started = time.perf_counter()
     await runner.start()
+    stalls.start()
     try:
         async with asyncio.timeout(limit_s):
             await backfill(settings, provider, options)
             await runner.drain()
         elapsed = time.perf_counter() - started
     finally:
+        storage_stalls = stalls.stop()
         await runner.stop()
     stats = admin.stats()
     final = {a["externalcourseActivityId"]: a for a in admin.activities(REGISTRATION_ID)}
@@ -93,6 +136,7 @@ async def _app(infra: Infra, events: int, activities: int, rps: float, limit_s: 
         "requestsPerEvent": (allowed + throttled) / events,
         "lost": lost,
         "deadLettered": dead,
+        "storageStalls": storage_stalls,
     }
 
 

@@ -307,12 +307,16 @@ async def test_an_unknown_learner_is_dead_lettered_with_the_reason(connector, gr
     assert graph.activities(CREATING_PROVIDER) == []
 
 
-async def test_an_unknown_content_is_dead_lettered_with_the_reason(connector, graph):
+async def test_an_unknown_content_is_dead_lettered_with_the_reason(connector, graph, caplog):
     enable_creating_provider(graph)
     body = statement("launched", activity="https://lms.example.com/courses/unknown-course")
-    await lrs("POST", body, registration=CREATING_PROVIDER)
+    reply = await lrs("POST", body, registration=CREATING_PROVIDER)
     (run,) = await connector.drain()
     assert json.loads(run.poison)["deadLetter"]["code"] == "contentNotFound"
+    (logged,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "dead-lettered" in r.getMessage()]
+    (statement_id,) = reply.body
+    assert f"(statement {statement_id})" in logged
+    assert "webhook None" not in logged
 
 
 async def test_an_unknown_provider_is_a_401_so_registration_ids_cannot_be_probed(connector):
