@@ -53,6 +53,7 @@ from connector.domain.events import (
     CourseActivityUpdate,
     EventValidationError,
     FieldError,
+    missing_for_create,
     parse_event_json,
 )
 from connector.domain.failures import GraphFailure, Kind, beyond_window, throttle_delay
@@ -452,8 +453,7 @@ class Worker:
             content = await directory.statement_content_id(update.registration_id, iri, provider.content_id_pattern)
             return {"learnerUserId": learner, "learningContentId": content}
         named = state.merged.identity
-        needed = ("learnerUserId", "learningContentId", *(("assignmentType",) if odata_type == ASSIGNMENT else ()))
-        missing = [name for name in needed if not named.get(name)]
+        missing = missing_for_create(named, odata_type)
         if missing:
             raise _cannot_create(missing)
         identity = {

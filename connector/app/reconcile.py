@@ -22,7 +22,7 @@ from connector.app.ports import ActivityStore, Clock, Graph, StateConflict
 from connector.app.tenancy import current_tenant, tenant_of
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import Envelope, ReconcileSlice, parse_instant, utc_iso
-from connector.domain.events import CHANGEABLE, STATUSES
+from connector.domain.events import CHANGEABLE, STATUSES, missing_for_create
 from connector.domain.failures import GraphFailure, Kind
 from connector.domain.merge import EARLIEST, graph_agrees
 from connector.settings import Settings
@@ -146,7 +146,7 @@ class Reconciler:
             return "agreeing" if current is None else await self._nudge(row, work, removal=True)
         if current is None:
             provider = self._settings.provider(row.registration_id)
-            if provider is not None and provider.create_missing and row.external_id:
+            if provider is not None and provider.create_missing and row.external_id and _creatable(row):
                 await self._nudge(row, work, missing=True)
             return "missing"
         odata_type = row.odata_type or current.get("@odata.type") or ""
@@ -177,6 +177,12 @@ class Reconciler:
                 continue  # a worker wrote it meanwhile: mark what it wrote
         await self._enqueue(_nudge_envelope(full, work, odata_type, removal, self._clock()).to_json(), 0)
         return "corrected"
+
+
+def _creatable(row: ActivityState) -> bool:
+    """Whether the events seen name what creating the activity takes: without it a nudge would only be
+    dead-lettered again, on every run."""
+    return not missing_for_create(row.merged.identity, row.odata_type)
 
 
 def _touched_since(row: ActivityState, since: datetime) -> bool:

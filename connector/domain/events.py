@@ -484,3 +484,10 @@ def _unknown_rule(field: str, odata_type: str | None) -> str:
     if field in IDENTITY[other]:
         return f"belongs to a {TYPE_NAMES[other]}, not to a {own}"
     return f"is not a property of a {own}: check its spelling (names are case-sensitive)"
+
+
+def missing_for_create(identity: Mapping[str, Any], odata_type: str | None) -> list[str]:
+    """What creating an activity takes that the events seen have not named: the learner, the content, and an
+    assignment's type."""
+    needed = ("learnerUserId", "learningContentId", *(("assignmentType",) if odata_type == ASSIGNMENT else ()))
+    return [name for name in needed if not identity.get(name)]

@@ -158,3 +158,16 @@ async def test_an_event_that_could_create_but_names_no_learner_says_which_fields
     assert reason["missing"] == ["learnerUserId", "learningContentId", "assignmentType"]
     state = await connector.status(CREATING_PROVIDER, "enrol-9")
     assert (state["state"], state["lastError"]["code"]) == ("failed", "activityNotFound")
+
+
+async def test_reconcile_leaves_a_missing_activity_that_no_event_can_create_to_its_dead_letter(
+    connector, creating, command
+):
+    event = {"@odata.type": ASSIGNMENT, "externalcourseActivityId": "enrol-10", "status": "inProgress"}
+    (run,) = await deliver(connector, event)
+    assert json.loads(run.poison)["deadLetter"]["code"] == "activityNotFound"
+    for _ in range(2):  # the daily timer, twice: nothing queued that would only be dead-lettered again
+        ran = command("reconcile", "--registration-id", CREATING_PROVIDER)
+        assert ran.returncode == 0, ran.stderr
+        assert f"provider {CREATING_PROVIDER}: checked 1, agreeing 0, corrected 0, missing in Graph 1" in ran.stdout
+        assert await connector.count() == 0
