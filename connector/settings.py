@@ -171,11 +171,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         azure_client_id=_parse_client_id("AZURE_CLIENT_ID", env.get("AZURE_CLIENT_ID")),
         storage=_parse_storage(env),
         managed_identity_available=bool(env.get("IDENTITY_ENDPOINT") or env.get("MSI_ENDPOINT")),
-        throttle_backoff_seconds=_parse_seconds("CONNECTOR_THROTTLE_BACKOFF_SECONDS", env, 30.0),
+        throttle_backoff_seconds=_parse_amount(
+            "CONNECTOR_THROTTLE_BACKOFF_SECONDS", env.get("CONNECTOR_THROTTLE_BACKOFF_SECONDS"), 30.0, "seconds", 3600
+        ),
         app_client_id=_parse_app_client_id(env.get(APP_CLIENT_ID_SETTING), providers),
         authority_host=_parse_authority_host(env.get("AZURE_AUTHORITY_HOST")),
         reconcile_schedule=_parse_schedule("CONNECTOR_RECONCILE_SCHEDULE", env.get("CONNECTOR_RECONCILE_SCHEDULE")),
-        reconcile_since_days=_parse_days("CONNECTOR_RECONCILE_SINCE_DAYS", env.get("CONNECTOR_RECONCILE_SINCE_DAYS")),
+        reconcile_since_days=_parse_amount(
+            "CONNECTOR_RECONCILE_SINCE_DAYS", env.get("CONNECTOR_RECONCILE_SINCE_DAYS"), 30.0, "days", 3650
+        ),
     )
 
 
@@ -499,16 +503,16 @@ def _parse_client_id(name: str, raw: str | None, whose: str = "of the user-assig
         raise SettingsError(name, f"must be the client id (a GUID) {whose}") from None
 
 
-def _parse_seconds(name: str, env: Mapping[str, str], default: float) -> float:
-    raw = env.get(name)
+def _parse_amount(name: str, raw: str | None, default: float, unit: str, most: float) -> float:
+    """A positive number of `unit` (seconds, days), at most `most`; `default` when not set."""
     if raw is None or not raw.strip():
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(name, "must be a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise SettingsError(name, "must be more than 0 and at most 3600 seconds")
+        raise SettingsError(name, f"must be a number of {unit}") from None
+    if not 0 < value <= most:
+        raise SettingsError(name, f"must be more than 0 and at most {most:g} {unit}")
     return value
 
 
@@ -524,18 +528,6 @@ def _parse_schedule(name: str, raw: str | None) -> str | None:
     if len(parts) != 6 or not all(_NCRONTAB_FIELD.match(part) for part in parts):
         raise SettingsError(name, 'must be a six-field NCRONTAB schedule in UTC, e.g. "0 0 3 * * *" (03:00 daily)')
     return raw.strip()
-
-
-def _parse_days(name: str, raw: str | None) -> float:
-    if raw is None or not raw.strip():
-        return 30.0
-    try:
-        days = float(raw)
-    except ValueError:
-        raise SettingsError(name, "must be a number of days") from None
-    if not 0 < days <= 3650:
-        raise SettingsError(name, "must be more than 0 and at most 3650 days")
-    return days
 
 
 def _parse_storage(env: Mapping[str, str]) -> StorageSettings | None:

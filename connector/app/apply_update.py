@@ -29,7 +29,7 @@ from connector.app.lookups import Directory, LookupFailed
 from connector.app.pacing import Held
 from connector.app.ports import ActivityStore, Clock, Graph, LookupCache, Requeue, StateConflict
 from connector.app.reconcile import Reconciler
-from connector.app.tenancy import current_tenant, lookups_in, tenant_of
+from connector.app.tenancy import current_tenant, lookups_in, serving, tenant_of
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import (
     KIND,
@@ -140,11 +140,8 @@ class Worker:
             outcome = self._unreadable(delivery, str(exc))
             tracing.record(outcome.status)
             return outcome
-        tenant = current_tenant.set(tenant_of(self._settings, envelope.registration_id))
-        try:
+        with serving(self._settings, envelope.registration_id):
             return await self._traced(envelope, delivery)
-        finally:
-            current_tenant.reset(tenant)
 
     async def _traced(self, envelope: Envelope, delivery: Delivery) -> Outcome:
         attributes = {

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from connector.app.pacing import Held
 from connector.app.ports import ActivityStore, Clock, Graph, StateConflict
-from connector.app.tenancy import current_tenant, tenant_of
+from connector.app.tenancy import serving, tenant_of
 from connector.domain.activity import ActivityState
 from connector.domain.envelope import Envelope, ReconcileSlice, parse_instant, utc_iso
 from connector.domain.events import CHANGEABLE, STATUSES, missing_for_create
@@ -95,15 +95,9 @@ class Reconciler:
                 "reconciliation %s: provider %s is not configured, skipped", work.run_id, work.registration_id
             )
             return Tally()
-        tenant = current_tenant.set(tenant_of(self._settings, work.registration_id))  # what its logs and spans read
         try:
-            return await self._run_slice(work)
-        finally:
-            current_tenant.reset(tenant)
-
-    async def _run_slice(self, work: ReconcileSlice) -> Tally:
-        try:
-            tally, following = await self.page(work)
+            with serving(self._settings, work.registration_id):
+                tally, following = await self.page(work)
         except Held as held:
             await self._enqueue(work.to_json(), held.delay_seconds(self._clock()))
             logger.info("reconciliation %s of provider %s held after a 429", work.run_id, work.registration_id)

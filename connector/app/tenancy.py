@@ -7,6 +7,8 @@ id) is kept under that tenant's name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from connector.app.ports import LookupCache
@@ -20,6 +22,16 @@ def tenant_of(settings: Settings, registration_id: str) -> str | None:
     """The provider's tenant; None for the managed identity's own, or for a registrationId not configured."""
     provider = settings.provider(registration_id)
     return provider.tenant_id if provider is not None else None
+
+
+@contextmanager
+def serving(settings: Settings, registration_id: str) -> Iterator[None]:
+    """While handling the registration's work, `current_tenant` is its tenant (its log records and spans read it)."""
+    token = current_tenant.set(tenant_of(settings, registration_id))
+    try:
+        yield
+    finally:
+        current_tenant.reset(token)
 
 
 def pace_key(settings: Settings, registration_id: str) -> str:
